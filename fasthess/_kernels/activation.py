@@ -1,0 +1,92 @@
+"""Elementwise activation kernels: g, g', g'' of the pre-activations.
+
+Built-in activations are selected by an integer code so that one compiled kernel
+serves them all (few specialisations keep first-call compile time low).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._jit import inline_kernel, kernel
+
+LINEAR, POLYNOMIAL, ERF, TANH, RELU = 0, 1, 2, 3, 4
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+@inline_kernel
+def activate(code, coeffs, z):
+    """Return (g(z), g'(z), g''(z)) for the built-in activation ``code``.
+
+    ``coeffs[m]`` multiplies z**m (only read for POLYNOMIAL).
+    """
+    if code == LINEAR:
+        return z, 1.0, 0.0
+    if code == ERF:
+        # g(z) = erf(z / sqrt 2): the Gaussian CDF scaled to (-1, 1)
+        d1 = _SQRT_2_OVER_PI * math.exp(-0.5 * z * z)
+        return math.erf(z * _SQRT_HALF), d1, -z * d1
+    if code == TANH:
+        t = math.tanh(z)
+        d1 = 1.0 - t * t
+        return t, d1, -2.0 * t * d1
+    if code == RELU:
+        if z > 0.0:
+            return z, 1.0, 0.0
+        return 0.0, 0.0, 0.0
+    # POLYNOMIAL: Horner for g, g', g'' at once
+    n = coeffs.shape[0]
+    g = 0.0
+    d1 = 0.0
+    d2 = 0.0
+    for m in range(n - 1, -1, -1):
+        d2 = d2 * z + 2.0 * d1
+        d1 = d1 * z + g
+        g = g * z + coeffs[m]
+    return g, d1, d2
+
+
+@kernel(parallel=True)
+def apply_activation(code, coeffs, pre, out_g, out_d1, out_d2):
+    """g, g', g'' of ``pre`` (P x Nh) into the three (P x Nh) outputs."""
+    n_rows, n_cols = pre.shape
+    for r in numba.prange(n_rows):
+        for c in range(n_cols):
+            g, d1, d2 = activate(code, coeffs, pre[r, c])
+            out_g[r, c] = g
+            out_d1[r, c] = d1
+            out_d2[r, c] = d2
+
+
+@kernel
+def apply_activation_value(code, coeffs, pre, out_g):
+    """g of ``pre`` only (forward passes)."""
+    n_rows, n_cols = pre.shape
+    for r in range(n_rows):
+        for c in range(n_cols):
+            g, _, _ = activate(code, coeffs, pre[r, c])
+            out_g[r, c] = g
+
+
+def make_custom_applier(g, dg, d2g):
+    """A (non-cached) kernel for user-jitted scalar functions g, g', g''.
+
+    Not cached: Numba cannot key a disk cache on functions captured from a
+    user's session.
+    """
+    @numba.njit(nogil=True, error_model="numpy")
+    def apply_custom(pre, out_g, out_d1, out_d2):
+        n_rows, n_cols = pre.shape
+        for r in range(n_rows):
+            for c in range(n_cols):
+                z = pre[r, c]
+                out_g[r, c] = g(z)
+                out_d1[r, c] = dg(z)
+                out_d2[r, c] = d2g(z)
+
+    return apply_custom
+
