@@ -1,6 +1,21 @@
-"""fasthess: fast exact Hessians of two-layer teacher-student networks near the optimum."""
+"""fasthess: fast exact Hessians of two-layer teacher-student networks near the optimum.
+
+Public names only; see DESIGN.md for the contract. Importing compiles nothing:
+kernels compile on first call and are cached on disk.
+"""
+from ._resources import get_num_threads, set_num_threads, threads
 from .activations import ACTIVATION_NAMES, Activation, CustomActivation, Polynomial, Quadratic
 from .data import gaussian_inputs
+from .hessian import HessianBlocks, gradient, hessian, hessian_blocks, loss
 from .network import TwoLayerNet
+from .operators import HessianOperator, hessian_operator, ntk
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATION_NAMES", "Activation", "CustomActivation", "Polynomial", "Quadratic",
+    "TwoLayerNet", "gaussian_inputs",
+    "hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient",
+    "hessian_operator", "HessianOperator", "ntk",
+    "set_num_threads", "get_num_threads", "threads",
+]

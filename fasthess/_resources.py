@@ -1,0 +1,102 @@
+"""Machine resources: available memory (refuse before allocating) and threads."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+__all__ = ["available_memory", "check_fits", "set_num_threads", "get_num_threads", "threads"]
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable, else physical).
+
+    ``FASTHESS_MEMORY_LIMIT`` (bytes) caps it, e.g. to share a node.
+    """
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 1 << 62
+    limit = os.environ.get("FASTHESS_MEMORY_LIMIT")
+    if limit:
+        avail = min(avail, int(float(limit)))
+    return avail
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n} B"
+
+
+def check_fits(n_bytes: int, what: str, alternative: str) -> None:
+    """Raise MemoryError before allocating ``n_bytes`` if they will not fit."""
+    avail = available_memory()
+    if n_bytes > avail:
+        raise MemoryError(
+            f"{what} needs {n_bytes:,} bytes ({format_bytes(n_bytes)}) but only "
+            f"{avail:,} bytes ({format_bytes(avail)}) are available; {alternative}")
+
+
+# ---------------------------------------------------------------------- threads
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for Numba kernels and BLAS together.
+
+    The environment variable ``FASTHESS_NUM_THREADS`` sets the default at import
+    of the first kernel-using call. Numba and BLAS never run concurrently in
+    fasthess (BLAS is never called inside prange), so n threads total is n cores.
+    """
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n_numba)
+    global _BLAS_LIMIT
+    _BLAS_LIMIT = threadpool_limits(limits=n, user_api="blas")
+
+
+_BLAS_LIMIT = None
+
+
+def get_num_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Context manager: run the block with ``n`` threads (Numba and BLAS)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def apply_env_threads() -> None:
+    n = os.environ.get("FASTHESS_NUM_THREADS")
+    if n:
+        set_num_threads(int(n))

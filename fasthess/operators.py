@@ -1,0 +1,133 @@
+"""Matrix-free Hessian and NTK operators (scipy LinearOperators), O(P*D) per product."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from ._validation import check_dtype
+from .hessian import Features, _refuse_if_too_large, features
+
+__all__ = ["hessian_operator", "HessianOperator", "ntk", "jvp", "vjp"]
+
+
+def jvp(f: Features, V: np.ndarray) -> np.ndarray:
+    """J V for V of shape (D, m): returns (P, No, m), rows (mu, k) of the Jacobian."""
+    n_samples, n_in = f.X.shape
+    n_hidden = f.A.shape[1]
+    n_out = f.w2.shape[0]
+    d1 = n_hidden * n_in
+    m = V.shape[1]
+    V1 = V[:d1].reshape(n_hidden, n_in, m)
+    V2 = V[d1:].reshape(n_out, n_hidden, m)
+    # (X V1^T)_{mu j}, per column: shape (P, Nh, m)
+    xv = np.einsum("pi,jim->pjm", f.X, V1, optimize=True)
+    out = np.einsum("kj,pjm->pkm", f.w2, xv * f.G1[:, :, None], optimize=True)
+    out += np.einsum("pj,kjm->pkm", f.A, V2, optimize=True)
+    return out, xv
+
+
+def vjp(f: Features, U: np.ndarray) -> np.ndarray:
+    """J^T U for U of shape (P, No, m): returns (D, m)."""
+    n_samples, n_in = f.X.shape
+    n_hidden = f.A.shape[1]
+    m = U.shape[2]
+    back = np.einsum("pkm,kj->pjm", U, f.w2, optimize=True) * f.G1[:, :, None]
+    g1 = np.einsum("pjm,pi->jim", back, f.X, optimize=True)
+    g2 = np.einsum("pkm,pj->kjm", U, f.A, optimize=True)
+    return np.concatenate([g1.reshape(-1, m), g2.reshape(-1, m)], axis=0)
+
+
+def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
+    """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term."""
+    n_samples, n_in = f.X.shape
+    n_hidden = f.A.shape[1]
+    d1 = n_hidden * n_in
+    jv, xv = jvp(f, V)
+    out = vjp(f, jv)
+    if f.residual is not None:
+        r = f.residual
+        m = V.shape[1]
+        V2 = V[d1:].reshape(-1, n_hidden, m)
+        # R11 V1 + R12 V2 (w1 rows); R21 V1 (w2 rows); THEORY.md section a
+        rb = r @ f.w2                                              # (P, Nh): r_mu . b_j
+        w1_coef = xv * (rb * f.G2)[:, :, None]                     # (P, Nh, m)
+        w1_coef += np.einsum("pk,kjm->pjm", r, V2, optimize=True) * f.G1[:, :, None]
+        out[:d1] += np.einsum("pjm,pi->jim", w1_coef, f.X, optimize=True).reshape(d1, m)
+        out[d1:] += np.einsum("pk,pjm->kjm", r, xv * f.G1[:, :, None],
+                              optimize=True).reshape(-1, m)
+    out /= n_samples
+    return out
+
+
+class HessianOperator(LinearOperator):
+    """H as a LinearOperator; ``matvec``/``matmat`` cost O(P*D) per column.
+
+    Attributes ``net``, ``teacher``, ``n_samples`` and ``at_optimum`` describe it.
+    """
+
+    def __init__(self, f: Features, net, teacher):
+        self._f = f
+        self.net = net
+        self.teacher = teacher
+        d = net.n_params
+        super().__init__(dtype=f.X.dtype, shape=(d, d))
+
+    @property
+    def n_samples(self):
+        return self._f.n_samples
+
+    @property
+    def at_optimum(self):
+        return self._f.at_optimum
+
+    def _matvec(self, v):
+        v = np.asarray(v, dtype=self.dtype).reshape(-1, 1)
+        return hessian_vector_products(self._f, v)[:, 0]
+
+    def _matmat(self, V):
+        return hessian_vector_products(self._f, np.asarray(V, dtype=self.dtype))
+
+    def _rmatvec(self, v):
+        return self._matvec(v)  # symmetric
+
+    def _adjoint(self):
+        return self
+
+
+def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperator:
+    """The Hessian as a matrix-free :class:`scipy.sparse.linalg.LinearOperator`.
+
+    Same arguments as :func:`fasthess.hessian`; memory O(P*(Ni + Nh)), never D x D.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, seed=0); X = fh.gaussian_inputs(40, 4, seed=1)
+    >>> op = fh.hessian_operator(net, X)
+    >>> v = np.ones(net.n_params)
+    >>> bool(np.allclose(op @ v, fh.hessian(net, X) @ v))
+    True
+    """
+    f = features(net, X, teacher, dtype)
+    return HessianOperator(f, net, None if f.at_optimum else teacher)
+
+
+def ntk(net, X, dtype=None) -> np.ndarray:
+    """Empirical NTK Gram K = J J^T / P, shape (P*No, P*No), rows (mu, k) mu-major.
+
+    Closed form (THEORY.md a): K = [(A A^T) (x) I_No + (U U^T) o (X X^T (x) 1)] / P with
+    U[(mu,k)] = G'[mu] * w2[k]; the Jacobian is never formed. Its nonzero
+    eigenvalues are those of the Hessian at the optimum.
+    """
+    from ._kernels.assembly import ntk_combine
+
+    dt = check_dtype(dtype if dtype is not None else net.dtype)
+    X_checked = net.check_inputs(X, dtype=dt)
+    n = X_checked.shape[0] * net.n_out
+    _refuse_if_too_large(n, dt, "the NTK Gram matrix")
+    f = features(net, X_checked, None, dt)
+    n_out = net.n_out
+    U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
+    K = U @ U.T
+    ntk_combine(K, f.X @ f.X.T, f.A @ f.A.T, n_out, 1.0 / f.n_samples)
+    return K
