@@ -141,7 +141,7 @@ def _refuse_if_too_large(n: int, dtype, what="the dense Hessian"):
                "fasthess.eigsh for a few eigenvalues, or fasthess.ntk when P*n_out < D")
 
 
-def hessian(net, X, teacher=None, dtype=np.float64):
+def hessian(net, X, teacher=None, dtype=None):
     """The dense D x D Hessian of the loss, assembled by Numba kernels and BLAS.
 
     Parameters
@@ -152,7 +152,9 @@ def hessian(net, X, teacher=None, dtype=np.float64):
     teacher : TwoLayerNet or None
         None (or ``net`` itself): the optimum, H = J^T J / P exactly. Otherwise the
         full Hessian, Gauss-Newton plus the residual (second-derivative) term.
-    dtype : float64 or float32
+    dtype : float64 or float32, optional
+        Working and output precision; default the network's dtype (float64 unless
+        it was built in float32). X and the weights are cast to it.
 
     Returns
     -------
@@ -171,8 +173,8 @@ def hessian(net, X, teacher=None, dtype=np.float64):
     >>> H.shape
     (15, 15)
     """
-    dt = check_dtype(dtype)
     check_teacher(net, teacher)
+    dt = check_dtype(dtype if dtype is not None else net.dtype)
     _refuse_if_too_large(net.n_params, dt)
     f = features(net, X, teacher, dt)
     d1 = net.n_hidden * net.n_in
@@ -185,10 +187,10 @@ def hessian(net, X, teacher=None, dtype=np.float64):
     return H
 
 
-def hessian_blocks(net, X, teacher=None, dtype=np.float64) -> HessianBlocks:
+def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     """The blocks w1w1, w1w2, w2w2 of :func:`hessian` as separate arrays."""
-    dt = check_dtype(dtype)
     check_teacher(net, teacher)
+    dt = check_dtype(dtype if dtype is not None else net.dtype)
     _refuse_if_too_large(net.n_hidden * net.n_in, dt, "the w1w1 block")
     f = features(net, X, teacher, dt)
     d1 = net.n_hidden * net.n_in

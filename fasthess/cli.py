@@ -1,0 +1,139 @@
+"""The ``fasthess`` command (also ``python -m fasthess``).
+
+``fasthess`` alone (or ``fasthess run``) builds a teacher, assembles its Hessian at
+the optimum, and prints D, P, the time taken, the extreme eigenvalues and the
+numerical rank next to the predicted effective number of parameters.
+Subcommands: ``figures``, ``bench``, ``sweep``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+SUBCOMMANDS = ("run", "figures", "bench", "sweep")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--activation", default="erf",
+                   help="linear, quadratic, erf, tanh or relu (default erf)")
+    p.add_argument("--n-in", type=int, default=30, help="input dimension Ni (default 30)")
+    p.add_argument("--n-hidden", type=int, default=30, help="hidden width Nh (default 30)")
+    p.add_argument("--n-out", type=int, default=1, help="outputs No (default 1)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="number of samples P (default 2*D, enough for the full rank)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for Numba and BLAS together (default: all cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fasthess",
+        description="Exact Hessians of two-layer teacher-student networks at the optimum.")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="assemble and diagonalise one Hessian (the default)")
+    _add_run_arguments(run)
+    figures = sub.add_parser("figures", help="reproduce the paper's figures (PNG + data)")
+    _add_figures_arguments(figures)
+    bench = sub.add_parser("bench", help="side-by-side speed ratios against naive routes")
+    _add_bench_arguments(bench)
+    sweep = sub.add_parser("sweep", help="run a grid of configurations on Dask")
+    _add_sweep_arguments(sweep)
+    return parser
+
+
+def _add_figures_arguments(p):
+    p.add_argument("--out", default="figures_out", help="output directory")
+    p.add_argument("--quick", action="store_true", help="small sizes, a couple of minutes")
+    p.add_argument("--only", action="append", default=None, metavar="NAME",
+                   help="run only this figure (repeatable)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply sizes and ensemble counts by this factor")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_bench_arguments(p):
+    p.add_argument("--activation", default="erf")
+    p.add_argument("--n", type=int, action="append", default=None,
+                   help="Ni = Nh (repeatable; default 20 and 40)")
+    p.add_argument("--samples-factor", type=float, default=2.0, help="P = factor * D")
+    p.add_argument("--peers", action="store_true",
+                   help="also time jax.hessian / torch.func.hessian when installed")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=3)
+
+
+def _add_sweep_arguments(p):
+    p.add_argument("--grid", required=True, help="TOML or JSON grid file (see README)")
+    p.add_argument("--store", required=True, help="results directory")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address (default: a LocalCluster on this machine)")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    import numpy as np
+
+    import fasthess as fh
+
+    if args.threads is not None:
+        fh.set_num_threads(args.threads)
+    net = fh.TwoLayerNet.random(args.n_in, args.n_hidden, n_out=args.n_out,
+                                activation=args.activation, seed=args.seed, dtype=args.dtype)
+    D = net.n_params
+    P = args.samples if args.samples is not None else 2 * D
+    X = fh.gaussian_inputs(P, args.n_in, seed=args.seed + 1, dtype=args.dtype)
+    t0 = time.perf_counter()
+    H = fh.hessian(net, X)
+    t_assembly = time.perf_counter() - t0
+    from scipy.linalg import eigh
+
+    t0 = time.perf_counter()
+    ev = eigh(H, eigvals_only=True, overwrite_a=True, check_finite=False)
+    t_eigh = time.perf_counter() - t0
+    rank = fh.numerical_rank(ev)
+    print(f"fasthess {fh.__version__}: Hessian at the optimum of a {args.activation} teacher")
+    print(f"  n_in={args.n_in} n_hidden={args.n_hidden} n_out={args.n_out}  "
+          f"D={D}  P={P}  dtype={np.dtype(args.dtype).name}")
+    print(f"  assembly      {t_assembly:9.3f} s")
+    print(f"  eigh          {t_eigh:9.3f} s")
+    print(f"  eigenvalues   smallest {ev[0]: .6e}   largest {ev[-1]: .6e}")
+    print(f"  numerical rank {rank.rank} of {D} (tolerance {rank.tolerance:.3e}, "
+          f"gap {rank.gap_decades:.1f} decades)")
+    try:
+        predicted = fh.theory.effective_parameters(args.activation, args.n_in, args.n_hidden,
+                                                   args.n_out, n_samples=P)
+        print(f"  predicted effective parameters {predicted}")
+    except (ValueError, NotImplementedError) as exc:  # no closed form for this case
+        print(f"  predicted effective parameters: n/a ({exc})")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["run"] + argv
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return run(args)
+        if args.command == "figures":
+            from .figures import main as figures_main
+
+            return figures_main(args)
+        if args.command == "bench":
+            from .benchmarking import main as bench_main
+
+            return bench_main(args)
+        if args.command == "sweep":
+            from .sweep import main as sweep_main
+
+            return sweep_main(args)
+    except (ValueError, TypeError, MemoryError) as exc:
+        print(f"fasthess: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

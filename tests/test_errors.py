@@ -1,0 +1,132 @@
+"""Bad input: every public entry point raises a clear error naming the argument."""
+import numpy as np
+import pytest
+
+import fasthess as fh
+
+
+@pytest.fixture
+def net():
+    return fh.TwoLayerNet.random(3, 2, n_out=2, activation="erf", seed=0)
+
+
+@pytest.fixture
+def X():
+    return fh.gaussian_inputs(10, 3, seed=1)
+
+
+def test_wrong_weight_shapes():
+    with pytest.raises(ValueError, match="w1 must be 2-dimensional"):
+        fh.TwoLayerNet(np.ones(3), np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"w2 must have shape \(n_out, n_hidden\)"):
+        fh.TwoLayerNet(np.ones((2, 3)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="w1 is empty"):
+        fh.TwoLayerNet(np.ones((0, 3)), np.ones((1, 0)))
+
+
+def test_non_finite_weights_and_inputs(net, X):
+    w1 = net.w1.copy()
+    w1[0, 1] = np.nan
+    with pytest.raises(ValueError, match="w1 contains 1 non-finite"):
+        fh.TwoLayerNet(w1, net.w2)
+    bad = X.copy()
+    bad[3, 0] = np.inf
+    for f in (fh.hessian, fh.hessian_operator, fh.ntk, fh.hessian_blocks):
+        with pytest.raises(ValueError, match="X contains 1 non-finite"):
+            f(net, bad)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.complex128, bool])
+def test_integer_or_complex_dtypes_refused(net, dtype):
+    with pytest.raises(TypeError, match="w1 must hold real floating-point"):
+        fh.TwoLayerNet(np.ones((2, 3), dtype=dtype), np.ones((1, 2)))
+    with pytest.raises(TypeError, match="X must hold real floating-point"):
+        fh.hessian(net, np.ones((4, 3), dtype=dtype))
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        fh.hessian(net, fh.gaussian_inputs(4, 3), dtype=dtype)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        fh.gaussian_inputs(4, 3, dtype=dtype)
+
+
+def test_mismatched_n_in(net):
+    with pytest.raises(ValueError, match=r"X must have shape \(n_samples, n_in\) with n_in = 3"):
+        fh.hessian(net, fh.gaussian_inputs(10, 4))
+    with pytest.raises(ValueError, match="X must be 2-dimensional"):
+        fh.hessian(net, np.ones(3))
+    with pytest.raises(ValueError, match="X is empty"):
+        fh.hessian(net, np.ones((0, 3)))
+
+
+def test_teacher_shape_mismatch(net, X):
+    other = fh.TwoLayerNet.random(3, 4, n_out=2, seed=2)
+    for f in (fh.hessian, fh.hessian_blocks, fh.hessian_operator):
+        with pytest.raises(ValueError, match=r"teacher has shape .* must match"):
+            f(net, X, teacher=other)
+    with pytest.raises(ValueError, match="teacher has shape"):
+        fh.loss(net, X, other)
+    with pytest.raises(TypeError, match="teacher must be a fasthess.TwoLayerNet"):
+        fh.hessian(net, X, teacher=np.ones(3))
+    with pytest.raises(TypeError, match="net must be a fasthess.TwoLayerNet"):
+        fh.hessian("net", X)
+
+
+def test_sizes_below_one():
+    with pytest.raises(ValueError, match="n_samples must be >= 1, got 0"):
+        fh.gaussian_inputs(0, 3)
+    with pytest.raises(ValueError, match="n_hidden must be >= 1"):
+        fh.TwoLayerNet.random(3, 0)
+    with pytest.raises(TypeError, match="n_in must be an integer"):
+        fh.TwoLayerNet.random(3.5, 2)
+    with pytest.raises(ValueError, match="w1_std must be finite and > 0"):
+        fh.TwoLayerNet.random(3, 2, w1_std=-1)
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match=r"activation: unknown name 'sigmoid'.*erf"):
+        fh.TwoLayerNet.random(3, 2, activation="sigmoid")
+    with pytest.raises(TypeError, match="activation must be a name"):
+        fh.TwoLayerNet.random(3, 2, activation=3)
+    with pytest.raises(ValueError, match="coeffs are all zero"):
+        fh.Polynomial([0, 0])
+    with pytest.raises(TypeError, match="g must be a Numba-jitted function"):
+        fh.CustomActivation(lambda z: z, lambda z: 1.0, lambda z: 0.0)
+
+
+def test_from_parameters_length(net):
+    with pytest.raises(ValueError, match=r"theta must have length n_params = 10 for a \(3, 2, 2\) network, got 7"):
+        fh.TwoLayerNet.from_parameters(np.ones(7), like=net)
+
+
+def test_dense_hessian_too_large_refused_before_allocating():
+    big = fh.TwoLayerNet.random(3000, 3000, seed=0)  # D = 9.003e6: 648 TB dense
+    X = fh.gaussian_inputs(2, 3000, seed=1)
+    with pytest.raises(MemoryError) as info:
+        fh.hessian(big, X)
+    msg = str(info.value)
+    assert f"{8 * big.n_params**2:,} bytes" in msg and "hessian_operator" in msg
+    with pytest.raises(MemoryError, match="w1w1 block"):
+        fh.hessian_blocks(big, X)
+    # the matrix-free route works at this size
+    op = fh.hessian_operator(big, X)
+    assert op.matvec(np.ones(big.n_params)).shape == (big.n_params,)
+
+
+def test_ntk_too_large_refused(monkeypatch):
+    monkeypatch.setenv("FASTHESS_MEMORY_LIMIT", "1000000")
+    net = fh.TwoLayerNet.random(3, 2, seed=0)
+    X = fh.gaussian_inputs(1000, 3, seed=1)  # K is 8 MB
+    with pytest.raises(MemoryError, match="NTK Gram matrix .* 8,000,000 bytes"):
+        fh.ntk(net, X)
+
+
+def test_hidden_pair_blocks_cover_every_pair_once():
+    import importlib
+
+    h = importlib.import_module("fasthess.hessian")
+    for n in range(1, 30):
+        for h_bytes in (0, 10**6, 10**9):
+            blocks = h._hidden_row_blocks(n, 3000, 8, h_bytes)
+            assert blocks[0][0] == 0 and blocks[-1][1] == n
+            assert all(b[1] == c[0] for b, c in zip(blocks, blocks[1:]))
+            assert sum(b[2] for b in blocks) == n * (n + 1) // 2
+            assert all(b[2] == sum(n - j for j in range(b[0], b[1])) for b in blocks)

@@ -1,0 +1,240 @@
+"""Dense Hessian, blocks, loss, gradient, operator and NTK against independent references."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fasthess as fh
+import importlib
+
+from . import reference as ref
+from .conftest import (RTOL_EXACT, RTOL_FD_GRADIENT, RTOL_FD_HESSIAN, RTOL_FLOAT32,
+                       perturbed, rel_err)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_hessian_at_optimum_matches_einsum_jacobian(activation, n_out):
+    net = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=1)
+    X = fh.gaussian_inputs(23, 4, seed=2)
+    H = fh.hessian(net, X)
+    assert H.shape == (net.n_params, net.n_params)
+    assert rel_err(H, ref.hessian_at_optimum(net, X)) < RTOL_EXACT
+
+
+@pytest.mark.parametrize("n_out", [1, 2])
+def test_off_optimum_hessian_matches_second_differences_of_loss(activation, n_out):
+    teacher = fh.TwoLayerNet.random(3, 2, n_out=n_out, activation=activation, seed=3)
+    student = perturbed(teacher, 0.3, seed=4)
+    X = fh.gaussian_inputs(9, 3, seed=5)
+    # relu's loss is piecewise: keep every pre-activation far from a kink the stencil could cross
+    assert np.min(np.abs(X @ student.w1.T)) > 1e-3
+    H = fh.hessian(student, X, teacher=teacher)
+    H_fd = ref.fd_hessian(student, X, teacher)
+    assert rel_err(H, H_fd) < RTOL_FD_HESSIAN
+    # the residual term must be a sizeable part of H here, or the check has no teeth
+    gauss_newton = ref.hessian_at_optimum(student, X)
+    if activation != "linear":
+        assert rel_err(H, gauss_newton) > 1e-3
+
+
+def test_residual_term_linear_network_is_only_cross_block():
+    # For g(z) = z, g'' = 0 so R11 = 0, but R12 != 0 off the optimum.
+    teacher = fh.TwoLayerNet.random(3, 2, activation="linear", seed=0)
+    student = perturbed(teacher, 0.5, seed=1)
+    X = fh.gaussian_inputs(30, 3, seed=2)
+    b = fh.hessian_blocks(student, X, teacher=teacher)
+    gn = ref.hessian_at_optimum(student, X)
+    d1 = 6
+    assert rel_err(b.w1w1, gn[:d1, :d1]) < RTOL_EXACT
+    assert rel_err(b.w1w2, gn[:d1, d1:]) > 1e-3
+
+
+@pytest.mark.parametrize("n_out", [1, 2])
+def test_gradient_matches_central_differences(activation, n_out):
+    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=6)
+    student = perturbed(teacher, 0.2, seed=7)
+    X = fh.gaussian_inputs(15, 4, seed=8)
+    g = fh.gradient(student, X, teacher)
+    assert g.shape == (student.n_params,)
+    assert rel_err(g, ref.fd_gradient(student, X, teacher)) < RTOL_FD_GRADIENT
+    Yt = ref.teacher_outputs(teacher, X)
+    assert fh.loss(student, X, teacher) == pytest.approx(
+        ref.loss(student.parameters(), student, X, Yt), rel=1e-13)
+
+
+def test_loss_and_gradient_vanish_at_optimum(activation):
+    net = fh.TwoLayerNet.random(3, 4, n_out=2, activation=activation, seed=0)
+    X = fh.gaussian_inputs(10, 3, seed=1)
+    assert fh.loss(net, X, net) == 0.0
+    assert not np.any(fh.gradient(net, X, net))
+    # an equal but distinct teacher object is the optimum too
+    twin = fh.TwoLayerNet(net.w1.copy(), net.w2.copy(), net.activation)
+    np.testing.assert_array_equal(fh.hessian(net, X, teacher=twin), fh.hessian(net, X))
+
+
+@pytest.mark.parametrize("n_out", [1, 2])
+def test_hessian_symmetric_psd_at_optimum(activation, n_out):
+    net = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, seed=9)
+    X = fh.gaussian_inputs(40, 5, seed=10)
+    H = fh.hessian(net, X)
+    np.testing.assert_array_equal(H, H.T)
+    ev = np.linalg.eigvalsh(H)
+    assert ev[0] > -1e-13 * ev[-1]
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_blocks_assemble_to_hessian(activation, n_out):
+    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=11)
+    student = perturbed(teacher, 0.1, seed=12)
+    X = fh.gaussian_inputs(20, 4, seed=13)
+    for t in (None, teacher):
+        b = fh.hessian_blocks(student, X, teacher=t)
+        d1, d2 = 12, 3 * n_out
+        assert b.w1w1.shape == (d1, d1) and b.w1w2.shape == (d1, d2) and b.w2w2.shape == (d2, d2)
+        np.testing.assert_array_equal(b.full(), fh.hessian(student, X, teacher=t))
+
+
+def test_w2w2_block_is_kronecker_of_activation_gram():
+    net = fh.TwoLayerNet.random(3, 4, n_out=3, activation="tanh", seed=0)
+    X = fh.gaussian_inputs(17, 3, seed=1)
+    A, _, _ = ref.activation_values(net, X)
+    expected = np.kron(np.eye(3), A.T @ A / 17)
+    assert rel_err(fh.hessian_blocks(net, X).w2w2, expected) < RTOL_EXACT
+
+
+@pytest.mark.parametrize("teacher_offset", [None, 0.2])
+@pytest.mark.parametrize("n_out", [1, 2])
+def test_float32_close_to_float64(activation, n_out, teacher_offset):
+    net = fh.TwoLayerNet.random(6, 5, n_out=n_out, activation=activation, seed=14)
+    teacher = None if teacher_offset is None else perturbed(net, teacher_offset, seed=15)
+    X = fh.gaussian_inputs(200, 6, seed=16)
+    H64 = fh.hessian(net, X, teacher=teacher)
+    H32 = fh.hessian(net, X, teacher=teacher, dtype=np.float32)
+    assert H32.dtype == np.float32
+    assert rel_err(H32, H64) < RTOL_FLOAT32
+    net32 = net.astype(np.float32)
+    assert fh.hessian(net32, X.astype(np.float32)).dtype == np.float32
+
+
+def test_chunked_and_blocked_assembly_matches_single_pass(monkeypatch):
+    """Force many sample chunks and many hidden-pair blocks: same H as one pass."""
+    net = fh.TwoLayerNet.random(7, 9, n_out=2, activation="erf", seed=17)
+    teacher = perturbed(net, 0.1, seed=18)
+    X = fh.gaussian_inputs(301, 7, seed=19)
+    expected = fh.hessian(net, X, teacher=teacher)
+    hessian_module = importlib.import_module("fasthess.hessian")
+    assert len(hessian_module._chunks(301, 8 * 100)) == 1  # the default: one pass
+    monkeypatch.setattr(hessian_module, "_CHUNK_BYTES", 1)  # -> 64-sample chunks
+    assert len(hessian_module._chunks(301, 8 * 100)) == 5
+    monkeypatch.setattr(hessian_module, "_hidden_row_blocks",
+                        lambda n, m, it, hb: [(j, j + 1, n - j) for j in range(n)])
+    H = fh.hessian(net, X, teacher=teacher)
+    assert rel_err(H, expected) < RTOL_EXACT
+    assert rel_err(H, ref.hessian_at_optimum(net, X)) > 1e-3  # off-optimum for real
+
+
+@pytest.mark.parametrize("n_out", [1, 2])
+def test_operator_matvec_and_matmat_equal_dense(activation, n_out):
+    teacher = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, seed=20)
+    student = perturbed(teacher, 0.2, seed=21)
+    X = fh.gaussian_inputs(31, 5, seed=22)
+    rng = np.random.default_rng(23)
+    for t in (None, teacher):
+        H = fh.hessian(student, X, teacher=t)
+        op = fh.hessian_operator(student, X, teacher=t)
+        assert op.shape == H.shape
+        v = rng.standard_normal(student.n_params)
+        V = rng.standard_normal((student.n_params, 4))
+        assert rel_err(op.matvec(v), H @ v) < RTOL_EXACT
+        assert rel_err(op.matmat(V), H @ V) < RTOL_EXACT
+        assert rel_err(op.rmatvec(v), H @ v) < RTOL_EXACT
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_ntk_matches_jacobian_gram_and_shares_nonzero_spectrum(activation, n_out):
+    net = fh.TwoLayerNet.random(4, 5, n_out=n_out, activation=activation, seed=24)
+    X = fh.gaussian_inputs(6, 4, seed=25)
+    J = ref.jacobian(net, X)
+    K = fh.ntk(net, X)
+    assert K.shape == (6 * n_out, 6 * n_out)
+    assert rel_err(K, J @ J.T / 6) < RTOL_EXACT
+    ek = np.sort(np.linalg.eigvalsh(K))[::-1]
+    eh = np.sort(np.linalg.eigvalsh(fh.hessian(net, X)))[::-1]
+    n = min(ek.size, eh.size)
+    assert np.max(np.abs(ek[:n] - eh[:n])) < 1e-12 * eh[0]
+    assert np.all(np.abs(eh[n:]) < 1e-12 * eh[0])
+
+
+@pytest.mark.parametrize("n_in,n_hidden,n_out", [(3, 3, 1), (4, 6, 1), (3, 5, 2), (2, 4, 3)])
+def test_linear_network_rank_is_n_out_times_n_in(n_in, n_hidden, n_out):
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="linear", seed=26)
+    D = net.n_params
+    X = fh.gaussian_inputs(2 * D + 20, n_in, seed=27)
+    ev = np.linalg.eigvalsh(fh.hessian(net, X))[::-1]
+    rank = n_out * n_in
+    # a gap of many decades separates the rank from the zero modes
+    assert ev[rank - 1] > 1e-6 * ev[0]
+    assert np.all(np.abs(ev[rank:]) < 1e-13 * ev[0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_in=st.integers(1, 5), n_hidden=st.integers(1, 5), n_out=st.integers(1, 3),
+       n_samples=st.integers(1, 12), seed=st.integers(0, 2**31 - 1),
+       act=st.sampled_from(["linear", "quadratic", "erf", "tanh", "relu"]))
+def test_property_hessian_equals_jacobian_gram(n_in, n_hidden, n_out, n_samples, seed, act):
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation=act, seed=seed)
+    X = fh.gaussian_inputs(n_samples, n_in, seed=seed + 1)
+    H = fh.hessian(net, X)
+    assert rel_err(H, ref.hessian_at_optimum(net, X)) < RTOL_EXACT or np.max(np.abs(H)) == 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), act=st.sampled_from(["quadratic", "erf", "tanh"]))
+def test_property_hidden_unit_permutation_permutes_hessian(seed, act):
+    """Relabelling hidden units permutes theta and so H: a symmetry the kernels must respect."""
+    net = fh.TwoLayerNet.random(3, 4, n_out=2, activation=act, seed=seed)
+    X = fh.gaussian_inputs(11, 3, seed=seed + 1)
+    perm = np.random.default_rng(seed).permutation(4)
+    permuted = fh.TwoLayerNet(net.w1[perm], net.w2[:, perm], act)
+    idx = np.arange(net.n_params)
+    w1_idx = idx[:12].reshape(4, 3)[perm].ravel()
+    w2_idx = idx[12:].reshape(2, 4)[:, perm].ravel()
+    order = np.concatenate([w1_idx, w2_idx])
+    H = fh.hessian(net, X)
+    assert rel_err(fh.hessian(permuted, X), H[np.ix_(order, order)]) < RTOL_EXACT
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), c=st.floats(0.2, 5.0))
+def test_property_relu_rescaling_is_a_zero_mode(seed, c):
+    """For relu, (w_j, b_j) -> (c w_j, b_j / c) leaves the function unchanged: the
+    tangent (w_j, -b_j) is in the kernel of H at the optimum."""
+    net = fh.TwoLayerNet.random(3, 3, n_out=2, activation="relu", seed=seed)
+    X = fh.gaussian_inputs(25, 3, seed=seed + 1)
+    H = fh.hessian(net, X)
+    v1 = np.zeros((3, 3))
+    v2 = np.zeros((2, 3))
+    v1[1] = net.w1[1]
+    v2[:, 1] = -net.w2[:, 1]
+    v = np.concatenate([v1.ravel(), v2.ravel()])
+    assert np.linalg.norm(H @ v) < 1e-12 * np.linalg.norm(H) * np.linalg.norm(v)
+    scaled = fh.TwoLayerNet(net.w1 * np.array([[1], [c], [1]]), net.w2 / np.array([1, c, 1]),
+                            "relu")
+    np.testing.assert_allclose(scaled.forward(X), net.forward(X), rtol=1e-12, atol=1e-14)
+
+
+def test_custom_activation_matches_builtin():
+    import math
+
+    import numba
+
+    g = numba.njit(lambda z: math.tanh(z))
+    dg = numba.njit(lambda z: 1.0 - math.tanh(z) ** 2)
+    d2g = numba.njit(lambda z: -2.0 * math.tanh(z) * (1.0 - math.tanh(z) ** 2))
+    custom = fh.CustomActivation(g, dg, d2g, name="my_tanh", odd=True)
+    builtin = fh.TwoLayerNet.random(3, 4, n_out=2, activation="tanh", seed=0)
+    net = fh.TwoLayerNet(builtin.w1, builtin.w2, custom)
+    X = fh.gaussian_inputs(13, 3, seed=1)
+    teacher = perturbed(builtin, 0.1, seed=2)
+    assert rel_err(fh.hessian(net, X), fh.hessian(builtin, X)) < RTOL_EXACT
+    assert rel_err(fh.hessian(net, X, teacher=teacher),
+                   fh.hessian(builtin, X, teacher=teacher)) < RTOL_EXACT
