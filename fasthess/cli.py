@@ -130,7 +130,7 @@ def main(argv=None) -> int:
 
             return bench_main(args)
         if args.command == "sweep":
-            from .sweep import main as sweep_main
+            from .sweeps import main as sweep_main
 
             return sweep_main(args)
     except (ValueError, TypeError, MemoryError) as exc:
