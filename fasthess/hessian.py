@@ -18,10 +18,16 @@ from .network import TwoLayerNet, _activations
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient"]
 
 # Bytes of sample-chunk factors held at once during assembly (bounded workspace).
-_CHUNK_BYTES = 8 * 2**20
-# Fraction of H's bytes that one block of the pair contraction S may take: S whole
-# is ~H/4, so blocking keeps peak memory near H while few blocks keep GEMMs large.
-_S_BLOCK_FRACTION = 0.15
+# The w1w1 chunk buffers and each block of the pair contraction S (S whole is ~H/4)
+# may take this fraction of H's bytes, between the floor and the cap: peak memory
+# stays near 1.3 x H while the GEMMs stay large enough to run near the BLAS rate.
+_WORKSPACE_FRACTION = 0.1
+_WORKSPACE_FLOOR = 1 * 2**20
+_CHUNK_BYTES = 16 * 2**20
+# Chunks that are written and immediately re-read by BLAS: about an L2/L3 slice.
+_CACHE_CHUNK_BYTES = 2 * 2**20
+# Peak bytes of dense assembly relative to the output (checked before allocating).
+_ASSEMBLY_OVERHEAD = 1.3
 
 
 # ---------------------------------------------------------------------- features
@@ -131,12 +137,20 @@ class HessianBlocks:
         return np.block([[self.w1w1, self.w1w2], [self.w1w2.T, self.w2w2]])
 
 
+def _drop_unneeded(f: Features) -> None:
+    """Free what the w1w1 pass does not read, before H is allocated (peak memory)."""
+    f.A = None
+    if f.residual is None:
+        f.G2 = None
+
+
 def _dense_bytes(n: int, dtype) -> int:
     return int(n) * int(n) * np.dtype(dtype).itemsize
 
 
-def _refuse_if_too_large(n: int, dtype, what="the dense Hessian"):
-    check_fits(_dense_bytes(n, dtype), f"{what} ({n} x {n}, {np.dtype(dtype)})",
+def _refuse_if_too_large(n: int, dtype, what="the dense Hessian", overhead=_ASSEMBLY_OVERHEAD):
+    """MemoryError before allocating an n x n matrix (times the assembly overhead)."""
+    check_fits(int(overhead * _dense_bytes(n, dtype)), f"{what} ({n} x {n}, {np.dtype(dtype)})",
                "use fasthess.hessian_operator(net, X) for matrix-free products, "
                "fasthess.eigsh for a few eigenvalues, or fasthess.ntk when P*n_out < D")
 
@@ -178,9 +192,10 @@ def hessian(net, X, teacher=None, dtype=None):
     _refuse_if_too_large(net.n_params, dt)
     f = features(net, X, teacher, dt)
     d1 = net.n_hidden * net.n_in
+    w1w2, w2w2 = _small_blocks(f)
+    _drop_unneeded(f)
     H = np.empty((net.n_params, net.n_params), dtype=dt)
     _assemble_w1w1(f, H)
-    w1w2, w2w2 = _small_blocks(f)
     H[:d1, d1:] = w1w2
     H[d1:, :d1] = w1w2.T
     H[d1:, d1:] = w2w2
@@ -194,14 +209,21 @@ def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     _refuse_if_too_large(net.n_hidden * net.n_in, dt, "the w1w1 block")
     f = features(net, X, teacher, dt)
     d1 = net.n_hidden * net.n_in
+    w1w2, w2w2 = _small_blocks(f)
+    _drop_unneeded(f)
     w1w1 = np.empty((d1, d1), dtype=dt)
     _assemble_w1w1(f, w1w1)
-    w1w2, w2w2 = _small_blocks(f)
     return HessianBlocks(w1w1, w1w2, w2w2)
 
 
-def _chunks(n_samples: int, bytes_per_sample: int):
-    size = int(np.clip(_CHUNK_BYTES // max(bytes_per_sample, 1), 64, max(n_samples, 1)))
+def _workspace_budget(h_bytes: int) -> int:
+    return int(min(max(_WORKSPACE_FRACTION * h_bytes, _WORKSPACE_FLOOR), _CHUNK_BYTES))
+
+
+def _chunks(n_samples: int, bytes_per_sample: int, budget: int | None = None):
+    """Sample ranges of at least 64 samples (GEMM efficiency) within the byte budget."""
+    budget = _CHUNK_BYTES if budget is None else budget
+    size = int(np.clip(budget // max(bytes_per_sample, 1), 64, max(n_samples, 1)))
     return [(s, min(s + size, n_samples)) for s in range(0, n_samples, size)]
 
 
@@ -210,7 +232,7 @@ def _hidden_row_blocks(n_hidden: int, n_in_pairs: int, itemsize: int, h_bytes: i
 
     Row j holds Nh - j pairs; blocks are contiguous in j so their pairs are too.
     """
-    budget = max(_S_BLOCK_FRACTION * h_bytes, 4 * 2**20)
+    budget = _workspace_budget(h_bytes)
     max_pairs = max(int(budget // (itemsize * n_in_pairs)), 1)
     blocks, start, count = [], 0, 0
     for j in range(n_hidden):
@@ -219,6 +241,17 @@ def _hidden_row_blocks(n_hidden: int, n_in_pairs: int, itemsize: int, h_bytes: i
             blocks.append((start, j + 1, count))
             start, count = j + 1, 0
     return blocks
+
+
+def _accumulate_at_b(gemm, a, b, out):
+    """out += a^T b for C-ordered a (c x m), b (c x n), out (m x n), in place.
+
+    BLAS sees C arrays as transposed Fortran ones: out^T (n x m) += b^T a, i.e.
+    gemm(a=b.T, b=a.T, trans_b) with no copies and no temporary.
+    """
+    res = gemm(1.0, b.T, a.T, beta=1.0, c=out.T, trans_b=1, overwrite_c=1)
+    if not np.shares_memory(res, out):  # BLAS wrapper copied: keep the result anyway
+        out[...] = res.T
 
 
 def _assemble_w1w1(f: Features, out: np.ndarray) -> None:
@@ -237,34 +270,42 @@ def _assemble_w1w1(f: Features, out: np.ndarray) -> None:
     gemm = get_blas_funcs("gemm", dtype=dt)
     Q = f.w2.T @ f.w2
     first, second = np.triu_indices(n_hidden)  # hidden pairs in the global pair order
+    blocks = _hidden_row_blocks(n_hidden, m_in, itemsize, out.nbytes)
+    max_pairs = max(b[2] for b in blocks)
+    chunks = _chunks(n_samples, itemsize * (max_pairs + m_in), _workspace_budget(out.nbytes))
+    # one set of chunk buffers, reused: fresh large allocations would page-fault each time
+    chunk = chunks[0][1]
+    xp_buf = np.empty((chunk, m_in), dtype=dt)
+    up_buf = np.empty((chunk, max_pairs), dtype=dt)
+    s_buf = np.empty(max_pairs * m_in, dtype=dt)
     offset = 0
-    for j0, j1, n_pairs in _hidden_row_blocks(n_hidden, m_in, itemsize, out.nbytes):
-        # C-ordered S (n_pairs x m_in) is the F-ordered S^T that gemm writes in place
-        S = np.zeros((n_pairs, m_in), dtype=dt)
-        for s0, s1 in _chunks(n_samples, itemsize * (n_pairs + m_in)):
-            xp = np.empty((s1 - s0, m_in), dtype=dt)
-            up = np.empty((s1 - s0, n_pairs), dtype=dt)
+    for j0, j1, n_pairs in blocks:
+        S = s_buf[: n_pairs * m_in].reshape(n_pairs, m_in)
+        S[...] = 0
+        for s0, s1 in chunks:
+            xp = xp_buf[: s1 - s0]
+            up = up_buf.ravel()[: (s1 - s0) * n_pairs].reshape(s1 - s0, n_pairs)
             pair_products(X[s0:s1], 0, n_in, xp)
             pair_products(G1[s0:s1], j0, j1, up)
-            # S^T += Xpairs^T Upairs, in Fortran terms a=xp.T (m x c), b=up.T transposed
-            gemm(1.0, xp.T, up.T, beta=1.0, c=S.T, trans_b=1, overwrite_c=1)
+            _accumulate_at_b(gemm, up, xp, S)  # S += Upairs^T Xpairs
         block = slice(offset, offset + n_pairs)
         scatter_w1w1(S, Q, scale, first[block], second[block], n_in, out)
         offset += n_pairs
-        del S
     if f.residual is not None:
         # R11: diagonal blocks sum_mu (r_mu . b_j) G''_{mu j} x_mu x_mu^T / P
-        coef = (f.residual @ f.w2) * f.G2
+        coef = np.ascontiguousarray((f.residual @ f.w2) * f.G2)
         rpairs = np.zeros((n_hidden, m_in), dtype=dt)
-        for s0, s1 in _chunks(n_samples, itemsize * m_in):
-            xp = np.empty((s1 - s0, m_in), dtype=dt)
+        for s0, s1 in chunks:
+            xp = xp_buf[: s1 - s0]
             pair_products(X[s0:s1], 0, n_in, xp)
-            rpairs += coef[s0:s1].T @ xp
+            _accumulate_at_b(gemm, coef[s0:s1], xp, rpairs)
         add_diagonal_blocks(rpairs, scale, n_in, out)
 
 
 def _small_blocks(f: Features):
     """The w1w2 (D1 x D2) and w2w2 (D2 x D2) blocks."""
+    from scipy.linalg.blas import get_blas_funcs
+
     from ._kernels.assembly import outer_rows
 
     X, A, G1 = f.X, f.A, f.G1
@@ -274,13 +315,17 @@ def _small_blocks(f: Features):
     dt = X.dtype
     d1 = n_hidden * n_in
     scale = 1.0 / n_samples
+    gemm = get_blas_funcs("gemm", dtype=dt)
     rhs = A if f.residual is None else np.concatenate([A, f.residual], axis=1)
-    # T[(j,i), :] = sum_mu G'_{mu j} x_{mu i} [A_mu, r_mu]
+    # T[(j,i), :] = sum_mu G'_{mu j} x_{mu i} [A_mu, r_mu]; chunks small enough that
+    # the Jacobian-like rows z stay in cache between their writing and the GEMM
     T = np.zeros((d1, rhs.shape[1]), dtype=dt)
-    for s0, s1 in _chunks(n_samples, dt.itemsize * d1):
-        z = np.empty((s1 - s0, d1), dtype=dt)
+    chunks = _chunks(n_samples, dt.itemsize * d1, budget=_CACHE_CHUNK_BYTES)
+    z_buf = np.empty((chunks[0][1], d1), dtype=dt)
+    for s0, s1 in chunks:
+        z = z_buf[: s1 - s0]
         outer_rows(G1[s0:s1], X[s0:s1], z)
-        T += z.T @ rhs[s0:s1]
+        _accumulate_at_b(gemm, z, rhs[s0:s1], T)
     w1w2 = np.empty((n_hidden, n_in, n_out, n_hidden), dtype=dt)
     # H12[(j,i),(k,j')] = W2[k,j] T[(j,i),j'] / P
     np.multiply(f.w2.T[:, None, :, None], T[:, :n_hidden].reshape(n_hidden, n_in, 1, n_hidden),

@@ -124,7 +124,8 @@ def ntk(net, X, dtype=None) -> np.ndarray:
     dt = check_dtype(dtype if dtype is not None else net.dtype)
     X_checked = net.check_inputs(X, dtype=dt)
     n = X_checked.shape[0] * net.n_out
-    _refuse_if_too_large(n, dt, "the NTK Gram matrix")
+    # K plus the two P x P Gram factors X X^T and A A^T
+    _refuse_if_too_large(n, dt, "the NTK Gram matrix", overhead=1.0 + 2.0 / net.n_out**2)
     f = features(net, X_checked, None, dt)
     n_out = net.n_out
     U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
