@@ -1,0 +1,386 @@
+"""Gradient descent near the optimum and its spectral (quadratic-model) prediction.
+
+THEORY.md section d: near the teacher theta*, L(theta* + Delta) = 1/2 Delta^T H Delta
++ O(Delta^3), so full-batch GD with step lr gives Delta_t = (I - lr H)^t Delta_0 and,
+with H = V diag(lambda) V^T and c = V^T Delta_0,
+
+    L_t = 1/2 sum_i lambda_i c_i^2 (1 - lr lambda_i)^(2t).
+
+:func:`gradient_descent` simulates the real (nonlinear) dynamics in one compiled
+loop; :func:`predicted_loss` and :func:`decay_rate` give the quadratic-model curve
+and its long-time slope for comparison.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import check_float_array, check_int, check_positive_float
+from .activations import CustomActivation
+from .network import TwoLayerNet
+
+__all__ = ["GDResult", "gradient_descent", "perturb", "predicted_loss", "decay_rate"]
+
+# Default divergence rule: stop once L_t > factor * (L_0 + floor) (see gradient_descent).
+DIVERGENCE_FACTOR = 1e6
+
+
+@dataclass(frozen=True)
+class GDResult:
+    """The record of a :func:`gradient_descent` run.
+
+    Attributes
+    ----------
+    loss : ndarray of float64, shape (n_recorded,)
+        ``loss[i]`` is the empirical loss of the student after ``steps[i]`` updates;
+        ``loss[0]`` is the initial loss. Always finite.
+    steps : ndarray of int64, shape (n_recorded,)
+        The step indices of the records, increasing, ``steps[0] == 0``.
+    student : TwoLayerNet
+        The student after ``steps[-1]`` updates (so ``loss[-1]`` is its loss).
+    diverged : bool
+        Whether the run stopped early because the loss blew up.
+    diverged_at : int or None
+        The first step whose loss was non-finite or above the divergence threshold
+        (or whose weights were non-finite); None if the run did not diverge.
+    lr : float
+        The learning rate used.
+    """
+
+    loss: np.ndarray
+    steps: np.ndarray
+    student: TwoLayerNet
+    diverged: bool
+    diverged_at: int | None
+    lr: float
+
+
+def _check_net(net, name: str) -> TwoLayerNet:
+    if not isinstance(net, TwoLayerNet):
+        raise TypeError(f"{name} must be a fasthess.TwoLayerNet, got {type(net).__name__}")
+    return net
+
+
+# One compiled GD loop per user activation, so it compiles
+# once per activation and process (weak keys: no leak when the user drops it).
+_CUSTOM_GD: "weakref.WeakKeyDictionary[CustomActivation, object]" = weakref.WeakKeyDictionary()
+
+
+def _custom_gd(activation: CustomActivation):
+    from ._kernels.dynamics import make_custom_gd
+
+    loop = _CUSTOM_GD.get(activation)
+    if loop is None:
+        loop = make_custom_gd(activation.g, activation.dg)
+        _CUSTOM_GD[activation] = loop
+    return loop
+
+
+def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
+                     divergence_factor=DIVERGENCE_FACTOR) -> GDResult:
+    """Full-batch gradient descent of ``student`` on the loss against ``teacher``.
+
+    Minimises L = 1/(2P) sum_mu ||student(x_mu) - teacher(x_mu)||^2 over the
+    student's weights with theta <- theta - lr * grad L, for ``steps`` updates.
+    The whole loop runs in one compiled kernel (BLAS for the matrix products);
+    built-in activations use a disk-cached kernel, a
+    :class:`~fasthess.CustomActivation` an uncached one compiled on the first call
+    for that activation object (its ``g`` and ``dg`` are used; ``d2g`` is not needed).
+
+    Parameters
+    ----------
+    student : TwoLayerNet
+        The starting point; not modified. Its dtype (float64 or float32) is the
+        working precision; X and the teacher are cast to it.
+    teacher : TwoLayerNet
+        The target function; same (n_in, n_hidden, n_out) as the student (its
+        activation may differ).
+    X : array, shape (P, n_in)
+        The training inputs (full batch).
+    lr : float
+        Learning rate, > 0. Near the optimum GD is stable for lr < 2 / lambda_max(H).
+    steps : int
+        Number of updates, >= 1.
+    record_every : int, default 1
+        Record the loss every this many steps.
+    divergence_factor : float, default 1e6
+        The run stops as diverged at the first step t whose loss L_t is not finite
+        or exceeds ``divergence_factor * (L_0 + floor)``, or whose weights are not
+        finite. ``floor = eps**2 * mean_mu ||teacher(x_mu)||^2 / 2`` (eps of the
+        working dtype) is the loss of an output error at rounding level; it only
+        matters when L_0 is about that small.
+
+    Returns
+    -------
+    GDResult
+        Records are taken after t = 0, record_every, 2*record_every, ... updates
+        and after the last update ``steps`` (also when record_every does not
+        divide it). So ``len(loss) = steps // record_every + 1`` when record_every
+        divides steps, ``steps // record_every + 2`` otherwise. ``loss[0]`` is the
+        initial loss.
+
+        On divergence at step t the record is truncated, never holding NaN or inf:
+        if L_t and the weights are finite, the last record is (t, L_t) (above the
+        threshold); otherwise it is (t - 1, L_{t-1}). ``student`` is the network
+        at ``steps[-1]`` in every case.
+
+    Raises
+    ------
+    TypeError
+        If student or teacher is not a TwoLayerNet, or an argument has the wrong type.
+    ValueError
+        For lr <= 0, steps < 1, record_every < 1, divergence_factor <= 0, a teacher
+        whose shape differs from the student's, or X of the wrong shape.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> from fasthess.dynamics import gradient_descent, perturb
+    >>> teacher = fh.TwoLayerNet.random(3, 2, activation="erf", seed=0)
+    >>> student = perturb(teacher, 1e-2, seed=1)
+    >>> X = fh.gaussian_inputs(50, 3, seed=2)
+    >>> res = gradient_descent(student, teacher, X, lr=0.5, steps=100, record_every=10)
+    >>> res.steps[:3], len(res.loss)
+    (array([ 0, 10, 20]), 11)
+    >>> bool(res.loss[-1] < res.loss[0]), res.diverged
+    (True, False)
+    """
+    _check_net(student, "student")
+    _check_net(teacher, "teacher")
+    if teacher.shape != student.shape:
+        raise ValueError(
+            f"teacher has shape (n_in, n_hidden, n_out) = {teacher.shape} but the student has "
+            f"{student.shape}; they must match")
+    lr = check_positive_float(lr, "lr")
+    steps = check_int(steps, "steps", minimum=1)
+    record_every = check_int(record_every, "record_every", minimum=1)
+    factor = check_positive_float(divergence_factor, "divergence_factor")
+    dt = student.dtype
+    X = student.check_inputs(X, dtype=dt)
+
+    Yt = np.ascontiguousarray(teacher.astype(dt).forward(X), dtype=dt)
+    eps = float(np.finfo(dt).eps)
+    floor = 0.5 * eps * eps * float(np.mean(np.sum(Yt.astype(np.float64) ** 2, axis=1)))
+    w1 = student.w1.copy()
+    w2 = student.w2.copy()
+    prev_w1 = np.empty_like(w1)
+    prev_w2 = np.empty_like(w2)
+    # records: every multiple of record_every, the final step, one divergence record
+    n_max = steps // record_every + 2
+    loss_out = np.empty(n_max, dtype=np.float64)
+    step_out = np.empty(n_max, dtype=np.int64)
+
+    from ._kernels import dynamics as kern
+
+    act = student.activation
+    if act.code >= 0:
+        loop = kern.gd_builtin
+    elif isinstance(act, CustomActivation):
+        loop = _custom_gd(act)
+    else:
+        raise TypeError(
+            f"student.activation: gradient_descent supports the built-in activations and "
+            f"fasthess.CustomActivation, got {type(act).__name__}")
+    # a writable copy: Polynomial coefficients are read-only, and Numba would
+    # compile a second specialisation of the whole loop for a read-only array
+    coeffs = np.array(act._kernel_coeffs(dt))
+    n_rec, diverged_at, use_prev = loop(
+        act.code, coeffs, X, Yt, w1, w2, lr, steps, record_every,
+        factor, floor, loss_out, step_out, prev_w1, prev_w2)
+    if n_rec == 0:
+        raise ValueError(
+            "the initial loss of student against teacher on X is not finite (overflow); "
+            "check the scale of the weights and inputs")
+    if use_prev:
+        w1, w2 = prev_w1, prev_w2
+    return GDResult(
+        loss=loss_out[:n_rec].copy(),
+        steps=step_out[:n_rec].copy(),
+        student=TwoLayerNet(w1, w2, student.activation),
+        diverged=bool(diverged_at >= 0),
+        diverged_at=int(diverged_at) if diverged_at >= 0 else None,
+        lr=lr,
+    )
+
+
+def perturb(net, scale, seed=None) -> TwoLayerNet:
+    """A copy of ``net`` with every parameter shifted by ``scale * N(0, 1)``.
+
+    The usual student near the optimum: theta_student = theta_net + scale * z,
+    z ~ N(0, I_D) drawn in float64 and added in the network's dtype.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+    scale : float, >= 0
+        Standard deviation of the shift (0 gives an exact copy).
+    seed : int, numpy Generator or None
+        Passed to ``numpy.random.default_rng``.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> from fasthess.dynamics import perturb
+    >>> teacher = fh.TwoLayerNet.random(3, 2, seed=0)
+    >>> student = perturb(teacher, 1e-3, seed=1)
+    >>> student.shape == teacher.shape
+    True
+    """
+    _check_net(net, "net")
+    scale = check_positive_float(scale, "scale", allow_zero=True)
+    rng = np.random.default_rng(seed)
+    theta = net.parameters().astype(np.float64) + scale * rng.standard_normal(net.n_params)
+    return TwoLayerNet.from_parameters(theta.astype(net.dtype), like=net)
+
+
+# ---------------------------------------------------------------------- prediction
+def _hessian_eigh(net, X):
+    """Eigenvalues (ascending) and eigenvectors of H at the optimum, in float64."""
+    from .hessian import hessian
+
+    H = hessian(net, X, dtype=np.float64)
+    return np.linalg.eigh(H)
+
+
+def _zero_mode_tolerance(eigenvalues, rtol=None) -> float:
+    """|lambda| <= this counts as a zero mode: fasthess.numerical_rank's tolerance.
+
+    That is the numpy.linalg.matrix_rank rule, rtol * max|lambda| with rtol = D * eps
+    (float64) by default.
+    """
+    from .spectrum import numerical_rank
+
+    return float(numerical_rank(eigenvalues, rtol).tolerance)
+
+
+def _delta_vector(net, delta0) -> np.ndarray:
+    if isinstance(delta0, TwoLayerNet):
+        if delta0.shape != net.shape:
+            raise ValueError(
+                f"delta0 is a network of shape (n_in, n_hidden, n_out) = {delta0.shape} but "
+                f"net has {net.shape}; they must match")
+        return delta0.parameters().astype(np.float64) - net.parameters().astype(np.float64)
+    d = check_float_array(delta0, "delta0", ndim=1).astype(np.float64)
+    if d.size != net.n_params:
+        raise ValueError(f"delta0 must have length n_params = {net.n_params} for a "
+                         f"{net.shape} network, got {d.size}")
+    return d
+
+
+def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
+    """The quadratic-model loss curve of GD started at ``net + delta0``.
+
+    With H = fasthess.hessian(net, X) at the optimum (``net`` is the teacher),
+    H = V diag(lambda) V^T and c = V^T delta0,
+
+        L_t = 1/2 sum_i lambda_i c_i^2 (1 - lr lambda_i)^(2t),   t = 0, ..., steps.
+
+    Eigenvalues with |lambda| <= rtol * max|lambda| (the rule of
+    :func:`decay_rate`) are set to exactly 0: zero modes carry no loss, and their
+    round-off values (~1e-16 lambda_max, possibly negative) would otherwise leave
+    a spurious floor or growth in the tail.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The teacher (the optimum).
+    X : array, shape (P, n_in)
+    delta0 : array of length D, or TwoLayerNet
+        The initial displacement theta_0 - theta*, flat in theta order; a student
+        network is taken as ``student.parameters() - net.parameters()``.
+    lr : float, > 0
+    steps : int, >= 0
+    rtol : float, optional
+        Zero-mode tolerance relative to max|lambda|; default D * eps.
+
+    Returns
+    -------
+    ndarray of float64, shape (steps + 1,)
+        ``L[t]``; compare with ``GDResult.loss`` via ``L[result.steps]``. Entries
+        may be inf when lr > 2 / lambda_max (the model diverges).
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.dynamics import perturb, predicted_loss
+    >>> teacher = fh.TwoLayerNet.random(3, 2, seed=0)
+    >>> X = fh.gaussian_inputs(50, 3, seed=1)
+    >>> L = predicted_loss(teacher, X, perturb(teacher, 1e-4, seed=2), lr=0.5, steps=10)
+    >>> L.shape, bool(np.all(np.diff(L) < 0))
+    ((11,), True)
+    """
+    _check_net(net, "net")
+    delta = _delta_vector(net, delta0)
+    lr = check_positive_float(lr, "lr")
+    steps = check_int(steps, "steps", minimum=0)
+    lam, V = _hessian_eigh(net, X)
+    lam = np.where(np.abs(lam) <= _zero_mode_tolerance(lam, rtol), 0.0, lam)
+    c = V.T @ delta
+    weight = 0.5 * lam * c * c
+    factor = (1.0 - lr * lam) ** 2
+    t = np.arange(steps + 1, dtype=np.float64)
+    out = np.zeros(steps + 1)
+    # one mode at a time: O(steps) memory instead of a (steps + 1) x D table
+    with np.errstate(over="ignore"):
+        for w, f in zip(weight, factor):
+            if w != 0.0:
+                out += w * f ** t
+    return out
+
+
+def decay_rate(net, X, lr, rtol=None) -> float:
+    """Long-time slope of log L_t per GD step near the optimum ``net``.
+
+    2 log max_i |1 - lr lambda_i| over the nonzero eigenvalues of
+    H = fasthess.hessian(net, X) (THEORY.md d): the slowest mode dominates the
+    late loss. For lr < 1 / lambda_max this is 2 log(1 - lr lambda_min), lambda_min
+    the smallest nonzero eigenvalue; above 2 / lambda_max it is positive (divergence).
+    It assumes the initial displacement has a component on that slowest mode
+    (true for a random perturbation).
+
+    Zero modes (|lambda| <= rtol * max|lambda|, the numpy.linalg.matrix_rank rule)
+    are left out: they carry no loss and never decay.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The teacher (the optimum).
+    X : array, shape (P, n_in)
+    lr : float, > 0
+    rtol : float, optional
+        Default D * eps (float64).
+
+    Returns
+    -------
+    float
+        d log L / dt at late times; -inf if every nonzero mode is removed in one step.
+
+    Raises
+    ------
+    ValueError
+        If H has no nonzero eigenvalue (nothing to decay).
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.dynamics import decay_rate
+    >>> net = fh.TwoLayerNet.random(3, 2, seed=0)
+    >>> X = fh.gaussian_inputs(50, 3, seed=1)
+    >>> lam = np.linalg.eigvalsh(fh.hessian(net, X))
+    >>> rate = decay_rate(net, X, lr=1 / lam[-1])
+    >>> bool(np.isclose(rate, 2 * np.log(1 - lam[0] / lam[-1])))
+    True
+    """
+    _check_net(net, "net")
+    lr = check_positive_float(lr, "lr")
+    lam, _ = _hessian_eigh(net, X)
+    nonzero = lam[np.abs(lam) > _zero_mode_tolerance(lam, rtol)]
+    if nonzero.size == 0:
+        raise ValueError("the Hessian at net has no nonzero eigenvalue: the loss is flat "
+                         "to second order and has no decay rate")
+    slowest = float(np.max(np.abs(1.0 - lr * nonzero)))
+    if slowest == 0.0:
+        return -np.inf
+    return 2.0 * float(np.log(slowest))
