@@ -74,7 +74,8 @@ class Activation:
         coeffs = self.coeffs
         if coeffs.size == 0:
             coeffs = np.zeros(1)
-        return np.ascontiguousarray(coeffs, dtype=dtype)
+        # a writable copy: a read-only array would make Numba compile a second kernel
+        return np.array(coeffs, dtype=dtype, copy=True)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r})"
