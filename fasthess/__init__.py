@@ -9,6 +9,10 @@ from .data import gaussian_inputs
 from .hessian import HessianBlocks, gradient, hessian, hessian_blocks, loss
 from .network import TwoLayerNet
 from .operators import HessianOperator, hessian_operator, ntk
+from .spectrum import (RankResult, SpectralDensity, Spectrum, eigenvalues, eigsh,
+                       numerical_rank, smallest_nonzero, spectral_density, trace)
+from .dynamics import GDResult, decay_rate, gradient_descent, perturb, predicted_loss
+from . import theory
 
 __version__ = "0.1.0"
 
@@ -17,5 +21,9 @@ __all__ = [
     "TwoLayerNet", "gaussian_inputs",
     "hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient",
     "hessian_operator", "HessianOperator", "ntk",
+    "eigenvalues", "Spectrum", "eigsh", "smallest_nonzero", "numerical_rank", "RankResult",
+    "spectral_density", "SpectralDensity", "trace",
+    "gradient_descent", "GDResult", "perturb", "predicted_loss", "decay_rate",
+    "theory",
     "set_num_threads", "get_num_threads", "threads",
 ]

@@ -1,0 +1,294 @@
+"""Side-by-side comparison, ``fasthess bench``: ratios measured in one run.
+
+For each (activation, N = Ni = Nh, P = factor * D) it times, in this process and
+after warm-up, fasthess dense assembly against
+
+(a) a plain NumPy explicit Jacobian and J^T J,
+(b) the explicit Jacobian and BLAS syrk (the naive limit),
+(c) the unique-entry FLOP limit at the DGEMM rate measured in the same run,
+(d) jax.hessian and torch.func.hessian when installed (never a dependency),
+
+then fasthess.eigenvalues(method="auto") against dense eigh of the same H, and
+the peak memory of each method, measured in a child process so allocations
+outside NumPy (jax, torch) count too.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk", "jax", "torch")
+
+
+# ---------------------------------------------------------------------- routes
+def _problem(activation, n, factor, seed=0):
+    import fasthess as fh
+
+    net = fh.TwoLayerNet.random(n, n, activation=activation, seed=seed)
+    X = fh.gaussian_inputs(max(1, int(round(factor * net.n_params))), n, seed=seed + 1)
+    return net, X
+
+
+def _explicit_jacobian(net, X):
+    """J (P x D) for one output, rows built with NumPy broadcasting (the naive route)."""
+    from .network import _activations
+
+    A, G1, _ = _activations(net.activation, X @ net.w1.T)
+    J1 = (net.w2[0][None, :, None] * G1[:, :, None]) * X[:, None, :]
+    return np.concatenate([J1.reshape(X.shape[0], -1), A], axis=1)
+
+
+def _route(method, net, X):
+    """A zero-argument callable computing H by ``method``, or None if unavailable."""
+    P = X.shape[0]
+    if method == "fasthess":
+        import fasthess as fh
+
+        return lambda: fh.hessian(net, X)
+    if method == "numpy_jtj":
+        def numpy_jtj():
+            J = _explicit_jacobian(net, X)
+            return J.T @ J / P
+        return numpy_jtj
+    if method == "jacobian_syrk":
+        from scipy.linalg.blas import dsyrk
+
+        def jacobian_syrk():
+            J = _explicit_jacobian(net, X)
+            # C-ordered J is Fortran J^T: syrk(J^T, trans=0) = J^T J, upper triangle
+            return dsyrk(1.0 / P, J.T, trans=0)
+        return jacobian_syrk
+    if method == "jax":
+        return _jax_route(net, X)
+    if method == "torch":
+        return _torch_route(net, X)
+    raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
+
+
+def _jax_route(net, X):
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from jax.scipy.special import erf
+
+    acts = {"erf": lambda z: erf(z / jnp.sqrt(2.0)), "tanh": jnp.tanh, "linear": lambda z: z,
+            "quadratic": lambda z: z + z * z, "relu": lambda z: jnp.maximum(z, 0.0)}
+    g = acts.get(net.activation.name)
+    if g is None:
+        return None
+    Xj = jnp.asarray(X)
+    Yt = jnp.asarray(net.forward(X))
+    shape1, d1 = net.w1.shape, net.w1.size
+
+    def loss(theta):
+        w1 = theta[:d1].reshape(shape1)
+        w2 = theta[d1:].reshape(net.w2.shape)
+        r = g(Xj @ w1.T) @ w2.T - Yt
+        return 0.5 * jnp.sum(r * r) / Xj.shape[0]
+
+    hess = jax.jit(jax.hessian(loss))
+    theta = jnp.asarray(net.parameters())
+    return lambda: hess(theta).block_until_ready()
+
+
+def _torch_route(net, X):
+    try:
+        import torch
+        from torch.func import hessian
+    except ImportError:
+        return None
+    acts = {"erf": lambda z: torch.erf(z / 2.0**0.5), "tanh": torch.tanh,
+            "linear": lambda z: z, "quadratic": lambda z: z + z * z, "relu": torch.relu}
+    g = acts.get(net.activation.name)
+    if g is None:
+        return None
+    Xt = torch.from_numpy(X)
+    Yt = torch.from_numpy(net.forward(X))
+    shape1, d1 = net.w1.shape, net.w1.size
+
+    def loss(theta):
+        w1 = theta[:d1].reshape(shape1)
+        w2 = theta[d1:].reshape(net.w2.shape)
+        r = g(Xt @ w1.T) @ w2.T - Yt
+        return 0.5 * torch.sum(r * r) / Xt.shape[0]
+
+    theta = torch.from_numpy(net.parameters())
+    h = hessian(loss)
+    return lambda: h(theta)
+
+
+# ---------------------------------------------------------------------- timing
+def best_time(func, repeat=3):
+    func()  # warm-up: compile, caches, page faults of the first call
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def dgemm_rate(n=1500, repeat=5):
+    """The machine's DGEMM rate now, in multiply-adds per second (best of repeat)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    return n**3 / best_time(lambda: a @ b, repeat)
+
+
+def unique_entry_macs(n_in, n_hidden, n_samples):
+    """Multiply-adds of the pair contraction: P * Nh(Nh+1)/2 * Ni(Ni+1)/2 (~P Nh^2 Ni^2/4)."""
+    return n_samples * (n_hidden * (n_hidden + 1) // 2) * (n_in * (n_in + 1) // 2)
+
+
+def _status_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900):
+    """Peak resident bytes that computing H by ``method`` adds, in a fresh process.
+
+    Returns (bytes or None, note). ``memory_limit`` (bytes) caps the child's
+    address space, to show a route running out of memory at that limit.
+    """
+    code = (
+        "import sys, json; from fasthess.benchmarking import _child_peak; "
+        f"print(json.dumps(_child_peak({method!r}, {activation!r}, {n}, {factor}, "
+        f"{memory_limit!r})))")
+    env = dict(os.environ)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None, "timed out"
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"failed (exit {out.returncode}): {tail[:120]}"
+    result = json.loads(lines[-1])
+    return result["peak_bytes"], result["note"]
+
+
+def _child_peak(method, activation, n, factor, memory_limit=None):
+    net, X = _problem(activation, n, factor)
+    small_net, small_X = _problem(activation, 3, 2.0)
+    warm = _route(method, small_net, small_X)
+    if warm is None:
+        return {"peak_bytes": None, "note": "not installed"}
+    warm()
+    base = _status_bytes("VmRSS")
+    if memory_limit is not None:
+        import resource
+
+        vm = _status_bytes("VmSize")
+        resource.setrlimit(resource.RLIMIT_AS, (vm + memory_limit, vm + memory_limit))
+    try:
+        # the route itself builds the problem-specific closures (jit tracing included)
+        _route(method, net, X)()
+    except MemoryError:
+        return {"peak_bytes": None, "note": f"out of memory at {memory_limit / 2**30:.0f} GiB"}
+    except Exception as exc:  # jax/torch report OOM as their own RuntimeErrors
+        msg = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        return {"peak_bytes": None, "note": f"failed: {msg}"}
+    return {"peak_bytes": _status_bytes("VmHWM") - base, "note": ""}
+
+
+# ---------------------------------------------------------------------- report
+def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
+            memory=True, log=print):
+    """Measure every route; returns a list of row dicts (also printed as a table)."""
+    import fasthess as fh
+
+    rows = []
+    rate = dgemm_rate()
+    log(f"DGEMM rate now: {rate / 1e9:.1f} G multiply-adds/s "
+        f"({fh.get_num_threads()} threads)")
+    for n in sizes:
+        net, X = _problem(activation, n, factor)
+        D, P = net.n_params, X.shape[0]
+        H = fh.hessian(net, X)
+        times = {}
+        for method in METHODS:
+            if method in ("jax", "torch") and not peers:
+                continue
+            route = _route(method, net, X)
+            if route is None:
+                log(f"  {method}: not installed, skipped")
+                continue
+            if method in ("numpy_jtj", "jacobian_syrk", "jax", "torch"):
+                got = np.asarray(route())
+                got = np.triu(got) + np.triu(got, 1).T if method == "jacobian_syrk" else got
+                err = np.max(np.abs(got - H)) / np.max(np.abs(H))
+                if err > 1e-9:
+                    raise AssertionError(f"{method} disagrees with fasthess: {err:.2e}")
+            times[method] = best_time(route, repeat)
+        t_fh = times["fasthess"]
+        limit = unique_entry_macs(n, n, P) / rate
+        spec_auto = fh.eigenvalues(net, X, method="auto")
+        from scipy.linalg import eigh
+
+        t_auto = best_time(lambda: fh.eigenvalues(net, X, method="auto"), repeat)
+        t_eigh = best_time(lambda: eigh(H, eigvals_only=True), repeat)
+        row = dict(activation=activation, n=n, D=D, P=P, fasthess_s=t_fh,
+                   dgemm_fraction=limit / t_fh,
+                   speedup={m: t / t_fh for m, t in times.items() if m != "fasthess"},
+                   eig_auto_method=spec_auto.method, eig_speedup=t_eigh / t_auto)
+        if memory:
+            row["peak_over_H"] = {}
+            for method in times:
+                peak, note = peak_memory(method, activation, n, factor)
+                row["peak_over_H"][method] = None if peak is None else peak / (8 * D * D)
+        rows.append(row)
+        log(format_row(row))
+    return rows
+
+
+def format_row(row):
+    s = (f"{row['activation']} N={row['n']} D={row['D']} P={row['P']}: "
+         f"{row['dgemm_fraction']:.0%} of DGEMM rate on unique-entry FLOPs; speed-up vs "
+         + ", ".join(f"{m} {x:.1f}x" for m, x in row["speedup"].items())
+         + f"; eigenvalues(auto={row['eig_auto_method']}) vs eigh {row['eig_speedup']:.1f}x")
+    if "peak_over_H" in row:
+        s += "; peak/8D^2: " + ", ".join(
+            f"{m} {'n/a' if v is None else f'{v:.2f}'}" for m, v in row["peak_over_H"].items())
+    return s
+
+
+def markdown_table(rows):
+    methods = [m for m in METHODS[1:] if any(m in r["speedup"] for r in rows)]
+    head = (["activation", "N", "D", "P", "% DGEMM rate"] + [f"vs {m}" for m in methods]
+            + ["eigenvalues auto vs eigh", "peak / 8D^2 (fasthess)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        peak = r.get("peak_over_H", {}).get("fasthess")
+        cells = [r["activation"], str(r["n"]), str(r["D"]), str(r["P"]),
+                 f"{r['dgemm_fraction']:.0%}"]
+        cells += [f"{r['speedup'][m]:.1f}x" if m in r["speedup"] else "n/a" for m in methods]
+        cells += [f"{r['eig_speedup']:.1f}x ({r['eig_auto_method']})",
+                  "n/a" if peak is None else f"{peak:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    import fasthess as fh
+
+    if args.threads is not None:
+        fh.set_num_threads(args.threads)
+    sizes = args.n or [20, 40]
+    rows = compare(args.activation, sizes, args.samples_factor, peers=args.peers,
+                   repeat=args.repeat)
+    print()
+    print(markdown_table(rows))
+    return 0
