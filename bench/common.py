@@ -5,11 +5,9 @@ Sizes follow the issue tracker's grid: N = Ni = Nh in {10, 20, 40, 60}, P in
 ``time_*`` measures steady state; compile time has its own ``timeraw_*`` benchmark.
 """
 import os
-import time
-
-import numpy as np
 
 import fasthess as fh
+from fasthess.benchmarking import dgemm_rate, unique_entry_macs  # noqa: F401 (re-exported)
 
 SIZES = [10, 20, 40, 60]
 SAMPLE_RULES = ["D/4", "2D"]
@@ -27,23 +25,3 @@ def problem(activation, n, rule, n_out=1, seed=0):
     net = fh.TwoLayerNet.random(n, n, n_out=n_out, activation=activation, seed=seed)
     X = fh.gaussian_inputs(n_samples(rule, net.n_params), n, seed=seed + 1)
     return net, X
-
-
-def unique_entry_macs(n_in, n_hidden, n_samples_):
-    """Multiply-adds of the w1w1 pair contraction: P * Nh(Nh+1)/2 * Ni(Ni+1)/2
-    (~P Nh^2 Ni^2 / 4, DESIGN.md's FLOP count for the limit)."""
-    return n_samples_ * (n_hidden * (n_hidden + 1) // 2) * (n_in * (n_in + 1) // 2)
-
-
-def dgemm_rate(n=1500, repeat=5):
-    """The machine's measured DGEMM rate in multiply-adds per second (best of repeat)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n))
-    b = rng.standard_normal((n, n))
-    a @ b
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return n**3 / best

@@ -35,12 +35,11 @@ def _problem(activation, n, factor, seed=0):
 
 
 def _explicit_jacobian(net, X):
-    """J (P x D) for one output, rows built with NumPy broadcasting (the naive route)."""
-    from .network import _activations
+    """J (P x D) materialised in memory with NumPy broadcasting (the naive route)."""
+    from .hessian import features
+    from .operators import jacobian_from_features
 
-    A, G1, _ = _activations(net.activation, X @ net.w1.T)
-    J1 = (net.w2[0][None, :, None] * G1[:, :, None]) * X[:, None, :]
-    return np.concatenate([J1.reshape(X.shape[0], -1), A], axis=1)
+    return jacobian_from_features(features(net, X))
 
 
 def _route(method, net, X):

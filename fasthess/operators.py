@@ -37,6 +37,24 @@ def vjp(f: Features, U: np.ndarray) -> np.ndarray:
     return np.concatenate([g1.reshape(-1, m), g2.reshape(-1, m)], axis=0)
 
 
+def jacobian_from_features(f: Features) -> np.ndarray:
+    """J (P No x D), rows (mu, k) mu-major, columns theta (THEORY.md a), vectorised.
+
+    dy_k/dW1[j,i] = W2[k,j] g'(h_j) x_i ;  dy_k/dW2[k',j] = delta_kk' g(h_j).
+    """
+    X, A, G1, w2 = f.X, f.A, f.G1, f.w2
+    n_samples, n_in = X.shape
+    n_out, n_hidden = w2.shape
+    d1 = n_hidden * n_in
+    J = np.zeros((n_samples, n_out, d1 + n_out * n_hidden), dtype=X.dtype)
+    # splitting an axis of a strided view is always a view, so this writes into J
+    J1 = J[:, :, :d1].reshape(n_samples, n_out, n_hidden, n_in)
+    np.multiply((G1[:, None, :] * w2[None, :, :])[:, :, :, None], X[:, None, None, :], out=J1)
+    for k in range(n_out):
+        J[:, k, d1 + k * n_hidden:d1 + (k + 1) * n_hidden] = A
+    return J.reshape(n_samples * n_out, -1)
+
+
 def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
     """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term."""
     n_samples, n_in = f.X.shape

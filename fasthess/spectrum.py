@@ -24,7 +24,7 @@ import numpy as np
 from ._resources import check_fits
 from ._validation import check_dtype, check_float_array, check_int, check_positive_float
 from .hessian import _ASSEMBLY_OVERHEAD, check_teacher, features, hessian
-from .operators import hessian_operator, hessian_vector_products, ntk
+from .operators import hessian_operator, hessian_vector_products, jacobian_from_features, ntk
 
 __all__ = [
     "eigenvalues", "Spectrum", "METHODS", "eigsh", "smallest_nonzero",
@@ -332,7 +332,7 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=np.float64) -> Spectr
                    "method='svd' needs the explicit Jacobian; use method='auto' (eigh, "
                    "resolves ~1e-16 of the largest eigenvalue), or " + _MATRIX_FREE_HINT)
         t0 = time.perf_counter()
-        J = _jacobian(features(net, X, None, dt))
+        J = jacobian_from_features(features(net, X, None, dt))
         t1 = time.perf_counter()
         vals = _singular_values(J) ** 2 / n_samples
         del J
@@ -355,24 +355,6 @@ def _singular_values(J):
 
     # J.T is Fortran-ordered, so gesdd works in place; same singular values as J
     return scipy.linalg.svd(J.T, compute_uv=False, overwrite_a=True, check_finite=False)
-
-
-def _jacobian(f) -> np.ndarray:
-    """J (P No x D), rows (mu, k) mu-major, columns theta (THEORY.md a), vectorised.
-
-    dy_k/dW1[j,i] = W2[k,j] g'(h_j) x_i ;  dy_k/dW2[k',j] = delta_kk' g(h_j).
-    """
-    X, A, G1, w2 = f.X, f.A, f.G1, f.w2
-    n_samples, n_in = X.shape
-    n_out, n_hidden = w2.shape
-    d1 = n_hidden * n_in
-    J = np.zeros((n_samples, n_out, d1 + n_out * n_hidden), dtype=X.dtype)
-    # splitting an axis of a strided view is always a view, so this writes into J
-    J1 = J[:, :, :d1].reshape(n_samples, n_out, n_hidden, n_in)
-    np.multiply((G1[:, None, :] * w2[None, :, :])[:, :, :, None], X[:, None, None, :], out=J1)
-    for k in range(n_out):
-        J[:, k, d1 + k * n_hidden:d1 + (k + 1) * n_hidden] = A
-    return J.reshape(n_samples * n_out, -1)
 
 
 # ---------------------------------------------------------------------- a few eigenvalues
