@@ -104,7 +104,6 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 import traceback
 import uuid
@@ -656,7 +655,10 @@ def _fsync_dir(path: Path) -> None:
 def _atomic_write(path: Path, write, sync_dir: bool = True) -> None:
     """Write via ``write(fileobj)`` to a temp file beside ``path``, fsync, rename
     (and fsync the directory, so the rename itself survives a power loss)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    tmp = path.parent / f".tmp-{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}"
+    # os.open with mode 0o666 honours the umask, so a store shared by a group stays
+    # readable by it (mkstemp would make every record 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

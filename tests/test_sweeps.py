@@ -321,6 +321,18 @@ def test_directory_that_is_not_a_store_is_refused(tmp_path):
         load_sweep(tmp_path / "nowhere")
 
 
+def test_records_are_readable_as_the_umask_allows(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        st = sweeps._Store(tmp_path / "s", create=True)
+        st.write({"key": "k", "arrays": ["a"]}, {"a": np.ones(2)})
+    finally:
+        os.umask(old_umask)
+    for name in ("k.json", "k.npz"):
+        assert os.stat(st.records / name).st_mode & 0o777 == 0o644
+    assert os.stat(st.path / "manifest.json").st_mode & 0o777 == 0o644
+
+
 def test_leftover_temporaries_are_ignored_then_removed(tmp_path):
     st = sweeps._Store(tmp_path / "s", create=True)
     old, fresh = st.records / ".tmp-old.json", st.records / ".tmp-fresh.json"
