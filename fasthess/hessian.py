@@ -18,14 +18,11 @@ from .network import TwoLayerNet, _activations
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient"]
 
 # Bytes of sample-chunk factors held at once during assembly (bounded workspace).
-# The w1w1 chunk buffers and each block of the pair contraction S (S whole is ~H/4)
-# may take this fraction of H's bytes, between the floor and the cap: peak memory
-# stays near 1.3 x H while the GEMMs stay large enough to run near the BLAS rate.
-_WORKSPACE_FRACTION = 0.1
-_WORKSPACE_FLOOR = 1 * 2**20
-_CHUNK_BYTES = 16 * 2**20
-# Chunks that are written and immediately re-read by BLAS: about an L2/L3 slice.
-_CACHE_CHUNK_BYTES = 2 * 2**20
+# Samples per chunk of the w1w1 pass: enough for GEMM efficiency and few passes
+# over S; the chunk factors live in the not-yet-written part of H itself.
+_MAX_CHUNK_SAMPLES = 2048
+# Bytes of a separately allocated chunk buffer (outputs too small to host it).
+_CHUNK_BYTES = 8 * 2**20
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 _ASSEMBLY_OVERHEAD = 1.3
 
@@ -192,9 +189,9 @@ def hessian(net, X, teacher=None, dtype=None):
     _refuse_if_too_large(net.n_params, dt)
     f = features(net, X, teacher, dt)
     d1 = net.n_hidden * net.n_in
-    w1w2, w2w2 = _small_blocks(f)
-    _drop_unneeded(f)
     H = np.empty((net.n_params, net.n_params), dtype=dt)
+    w1w2, w2w2 = _small_blocks(f, scratch=H.reshape(-1))
+    _drop_unneeded(f)
     _assemble_w1w1(f, H)
     H[:d1, d1:] = w1w2
     H[d1:, :d1] = w1w2.T
@@ -209,15 +206,11 @@ def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     _refuse_if_too_large(net.n_hidden * net.n_in, dt, "the w1w1 block")
     f = features(net, X, teacher, dt)
     d1 = net.n_hidden * net.n_in
-    w1w2, w2w2 = _small_blocks(f)
-    _drop_unneeded(f)
     w1w1 = np.empty((d1, d1), dtype=dt)
+    w1w2, w2w2 = _small_blocks(f, scratch=w1w1.reshape(-1))
+    _drop_unneeded(f)
     _assemble_w1w1(f, w1w1)
     return HessianBlocks(w1w1, w1w2, w2w2)
-
-
-def _workspace_budget(h_bytes: int) -> int:
-    return int(min(max(_WORKSPACE_FRACTION * h_bytes, _WORKSPACE_FLOOR), _CHUNK_BYTES))
 
 
 def _chunks(n_samples: int, bytes_per_sample: int, budget: int | None = None):
@@ -225,22 +218,6 @@ def _chunks(n_samples: int, bytes_per_sample: int, budget: int | None = None):
     budget = _CHUNK_BYTES if budget is None else budget
     size = int(np.clip(budget // max(bytes_per_sample, 1), 64, max(n_samples, 1)))
     return [(s, min(s + size, n_samples)) for s in range(0, n_samples, size)]
-
-
-def _hidden_row_blocks(n_hidden: int, n_in_pairs: int, itemsize: int, h_bytes: int):
-    """Split first hidden index j into ranges whose S block stays small.
-
-    Row j holds Nh - j pairs; blocks are contiguous in j so their pairs are too.
-    """
-    budget = _workspace_budget(h_bytes)
-    max_pairs = max(int(budget // (itemsize * n_in_pairs)), 1)
-    blocks, start, count = [], 0, 0
-    for j in range(n_hidden):
-        count += n_hidden - j
-        if count >= max_pairs or j == n_hidden - 1:
-            blocks.append((start, j + 1, count))
-            start, count = j + 1, 0
-    return blocks
 
 
 def _accumulate_at_b(gemm, a, b, out):
@@ -254,8 +231,40 @@ def _accumulate_at_b(gemm, a, b, out):
         out[...] = res.T
 
 
+def _accumulate_at_b(gemm, a, b, out, beta=1.0):
+    """out = beta*out + a^T b for C-ordered a (c x m), b (c x n), out (m x n), in place.
+
+    BLAS sees C arrays as transposed Fortran ones: out^T (n x m) += b^T a, i.e.
+    gemm(a=b.T, b=a.T, trans_b) with no copies and no temporary.
+    """
+    res = gemm(1.0, b.T, a.T, beta=beta, c=out.T, trans_b=1, overwrite_c=1)
+    if not np.shares_memory(res, out):  # BLAS wrapper copied: keep the result anyway
+        out[...] = res.T
+
+
+def w1w1_layout(n_in: int, n_hidden: int, row_width: int):
+    """Where the pair contraction S lives inside the output while it is built.
+
+    S (Nh(Nh+1)/2 x Ni(Ni+1)/2, ~1/4 of the w1w1 block) is stored in the rows of the
+    last hidden units, from row ``u0 * Ni`` on; the rows above are free until the
+    scatter, so the sample-chunk factors live there. Returns (u0, row0).
+    """
+    m_hidden = n_hidden * (n_hidden + 1) // 2
+    m_in = n_in * (n_in + 1) // 2
+    rows_needed = -(-m_hidden * m_in // row_width)  # ceil
+    units_needed = -(-rows_needed // n_in)
+    u0 = max(n_hidden - units_needed, 0)
+    return u0, u0 * n_in
+
+
 def _assemble_w1w1(f: Features, out: np.ndarray) -> None:
-    """Write the w1w1 block (Gauss-Newton + residual) into out[:D1, :D1]."""
+    """Write the w1w1 block (Gauss-Newton + residual) into out[:D1, :D1].
+
+    All workspace is carved out of ``out`` itself (see :func:`w1w1_layout`): the
+    GEMM S = Upairs^T Xpairs accumulates in place over sample chunks, then the
+    tiles of hidden pairs that do not touch S's rows are scattered from it; the
+    rest (~0.44 S, ~H/9) is first copied out. Peak memory: H plus that copy.
+    """
     from scipy.linalg.blas import get_blas_funcs
 
     from ._kernels.assembly import add_diagonal_blocks, pair_products, scatter_w1w1
@@ -264,46 +273,59 @@ def _assemble_w1w1(f: Features, out: np.ndarray) -> None:
     n_samples, n_in = X.shape
     n_hidden = G1.shape[1]
     dt = X.dtype
-    itemsize = dt.itemsize
     m_in = n_in * (n_in + 1) // 2
-    scale = 1.0 / n_samples
+    m_hidden = n_hidden * (n_hidden + 1) // 2
+    width = out.shape[1]
+    flat = out.reshape(-1)  # out is C-contiguous: a view
+    u0, row0 = w1w1_layout(n_in, n_hidden, width)
+    S = flat[row0 * width: row0 * width + m_hidden * m_in].reshape(m_hidden, m_in)
+
+    free = row0 * width
+    per_sample = m_hidden + m_in
+    chunk = min(n_samples, _MAX_CHUNK_SAMPLES, free // per_sample)
+    if chunk < min(n_samples, 64):  # tiny outputs: a small separate buffer
+        chunk = min(n_samples, max(64, _CHUNK_BYTES // (dt.itemsize * per_sample)))
+        work = np.empty(chunk * per_sample, dtype=dt)
+    else:
+        work = flat[:free]
     gemm = get_blas_funcs("gemm", dtype=dt)
-    Q = f.w2.T @ f.w2
-    first, second = np.triu_indices(n_hidden)  # hidden pairs in the global pair order
-    blocks = _hidden_row_blocks(n_hidden, m_in, itemsize, out.nbytes)
-    max_pairs = max(b[2] for b in blocks)
-    chunks = _chunks(n_samples, itemsize * (max_pairs + m_in), _workspace_budget(out.nbytes))
-    # one set of chunk buffers, reused: fresh large allocations would page-fault each time
-    chunk = chunks[0][1]
-    xp_buf = np.empty((chunk, m_in), dtype=dt)
-    up_buf = np.empty((chunk, max_pairs), dtype=dt)
-    s_buf = np.empty(max_pairs * m_in, dtype=dt)
-    offset = 0
-    for j0, j1, n_pairs in blocks:
-        S = s_buf[: n_pairs * m_in].reshape(n_pairs, m_in)
-        S[...] = 0
-        for s0, s1 in chunks:
-            xp = xp_buf[: s1 - s0]
-            up = up_buf.ravel()[: (s1 - s0) * n_pairs].reshape(s1 - s0, n_pairs)
-            pair_products(X[s0:s1], 0, n_in, xp)
-            pair_products(G1[s0:s1], j0, j1, up)
-            _accumulate_at_b(gemm, up, xp, S)  # S += Upairs^T Xpairs
-        block = slice(offset, offset + n_pairs)
-        scatter_w1w1(S, Q, scale, first[block], second[block], n_in, out)
-        offset += n_pairs
+    coef = None
     if f.residual is not None:
         # R11: diagonal blocks sum_mu (r_mu . b_j) G''_{mu j} x_mu x_mu^T / P
         coef = np.ascontiguousarray((f.residual @ f.w2) * f.G2)
         rpairs = np.zeros((n_hidden, m_in), dtype=dt)
-        for s0, s1 in chunks:
-            xp = xp_buf[: s1 - s0]
-            pair_products(X[s0:s1], 0, n_in, xp)
-            _accumulate_at_b(gemm, coef[s0:s1], xp, rpairs)
+    for s0 in range(0, n_samples, chunk):
+        c = min(chunk, n_samples - s0)
+        up = work[: c * m_hidden].reshape(c, m_hidden)
+        xp = work[c * m_hidden: c * per_sample].reshape(c, m_in)
+        pair_products(X[s0:s0 + c], 0, n_in, xp)
+        pair_products(G1[s0:s0 + c], 0, n_hidden, up)
+        _accumulate_at_b(gemm, up, xp, S, beta=0.0 if s0 == 0 else 1.0)
+        if coef is not None:
+            _accumulate_at_b(gemm, coef[s0:s0 + c], xp, rpairs)
+
+    Q = f.w2.T @ f.w2
+    scale = 1.0 / n_samples
+    first, second = np.triu_indices(n_hidden)  # hidden pairs in S's row order
+    late = second >= u0  # tiles in S's rows: scatter these last, from a copy
+    late_rows = np.flatnonzero(late)
+    early_rows = np.flatnonzero(~late)
+    S_late = S[late_rows]
+    scatter_w1w1(S, early_rows, first[early_rows], second[early_rows], Q, scale, n_in, out)
+    scatter_w1w1(S_late, np.arange(late_rows.size), first[late_rows], second[late_rows], Q,
+                 scale, n_in, out)
+    if coef is not None:
         add_diagonal_blocks(rpairs, scale, n_in, out)
 
 
-def _small_blocks(f: Features):
-    """The w1w2 (D1 x D2) and w2w2 (D2 x D2) blocks."""
+def _small_blocks(f: Features, scratch: np.ndarray | None = None):
+    """The w1w2 (D1 x D2) and w2w2 (D2 x D2) blocks.
+
+    ``scratch``: a flat array not yet in use (the output H before its w1w1 pass)
+    that hosts the chunk factors, so the contraction runs as a few large GEMMs
+    without extra memory. Few large BLAS calls also matter for speed: between
+    many small ones, BLAS worker threads spin and slow the Numba kernels.
+    """
     from scipy.linalg.blas import get_blas_funcs
 
     from ._kernels.assembly import outer_rows
@@ -317,15 +339,17 @@ def _small_blocks(f: Features):
     scale = 1.0 / n_samples
     gemm = get_blas_funcs("gemm", dtype=dt)
     rhs = A if f.residual is None else np.concatenate([A, f.residual], axis=1)
-    # T[(j,i), :] = sum_mu G'_{mu j} x_{mu i} [A_mu, r_mu]; chunks small enough that
-    # the Jacobian-like rows z stay in cache between their writing and the GEMM
+    # T[(j,i), :] = sum_mu G'_{mu j} x_{mu i} [A_mu, r_mu], z = rows of G' (x) x
     T = np.zeros((d1, rhs.shape[1]), dtype=dt)
-    chunks = _chunks(n_samples, dt.itemsize * d1, budget=_CACHE_CHUNK_BYTES)
-    z_buf = np.empty((chunks[0][1], d1), dtype=dt)
-    for s0, s1 in chunks:
-        z = z_buf[: s1 - s0]
-        outer_rows(G1[s0:s1], X[s0:s1], z)
-        _accumulate_at_b(gemm, z, rhs[s0:s1], T)
+    chunk = 0 if scratch is None else min(n_samples, _MAX_CHUNK_SAMPLES, scratch.size // d1)
+    if chunk < min(n_samples, 64):
+        chunk = min(n_samples, max(64, _CHUNK_BYTES // (dt.itemsize * d1)))
+        scratch = np.empty(chunk * d1, dtype=dt)
+    for s0 in range(0, n_samples, chunk):
+        c = min(chunk, n_samples - s0)
+        z = scratch[: c * d1].reshape(c, d1)
+        outer_rows(G1[s0:s0 + c], X[s0:s0 + c], z)
+        _accumulate_at_b(gemm, z, rhs[s0:s0 + c], T)
     w1w2 = np.empty((n_hidden, n_in, n_out, n_hidden), dtype=dt)
     # H12[(j,i),(k,j')] = W2[k,j] T[(j,i),j'] / P
     np.multiply(f.w2.T[:, None, :, None], T[:, :n_hidden].reshape(n_hidden, n_in, 1, n_hidden),

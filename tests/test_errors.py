@@ -124,14 +124,17 @@ def test_ntk_too_large_refused(monkeypatch):
         fh.ntk(net, X)
 
 
-def test_hidden_pair_blocks_cover_every_pair_once():
+def test_w1w1_layout_fits_s_inside_the_block():
     import importlib
 
     h = importlib.import_module("fasthess.hessian")
-    for n in range(1, 30):
-        for h_bytes in (0, 10**6, 10**9):
-            blocks = h._hidden_row_blocks(n, 3000, 8, h_bytes)
-            assert blocks[0][0] == 0 and blocks[-1][1] == n
-            assert all(b[1] == c[0] for b, c in zip(blocks, blocks[1:]))
-            assert sum(b[2] for b in blocks) == n * (n + 1) // 2
-            assert all(b[2] == sum(n - j for j in range(b[0], b[1])) for b in blocks)
+    for n_in in range(1, 25):
+        for n_hidden in range(1, 25):
+            d1 = n_in * n_hidden
+            for width in (d1, d1 + 3 * n_hidden):
+                u0, row0 = h.w1w1_layout(n_in, n_hidden, width)
+                s_entries = (n_hidden * (n_hidden + 1) // 2) * (n_in * (n_in + 1) // 2)
+                assert 0 <= u0 < n_hidden and row0 == u0 * n_in
+                assert row0 * width + s_entries <= d1 * width  # S ends inside the block
+                # and u0 is as large as possible: one more unit would not fit
+                assert (row0 + n_in) * width + s_entries > d1 * width

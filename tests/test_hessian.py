@@ -115,21 +115,28 @@ def test_float32_close_to_float64(activation, n_out, teacher_offset):
     assert fh.hessian(net32, X.astype(np.float32)).dtype == np.float32
 
 
-def test_chunked_and_blocked_assembly_matches_single_pass(monkeypatch):
-    """Force many sample chunks and many hidden-pair blocks: same H as one pass."""
+@pytest.mark.parametrize("max_chunk", [1, 7, 64])
+def test_chunked_assembly_matches_single_pass(monkeypatch, max_chunk):
+    """Many sample chunks (and the separate-buffer path for chunk < 64) give the same H."""
     net = fh.TwoLayerNet.random(7, 9, n_out=2, activation="erf", seed=17)
     teacher = perturbed(net, 0.1, seed=18)
     X = fh.gaussian_inputs(301, 7, seed=19)
     expected = fh.hessian(net, X, teacher=teacher)
     hessian_module = importlib.import_module("fasthess.hessian")
-    assert len(hessian_module._chunks(301, 8 * 100)) == 1  # the default: one pass
-    monkeypatch.setattr(hessian_module, "_CHUNK_BYTES", 1)  # -> 64-sample chunks
-    assert len(hessian_module._chunks(301, 8 * 100)) == 5
-    monkeypatch.setattr(hessian_module, "_hidden_row_blocks",
-                        lambda n, m, it, hb: [(j, j + 1, n - j) for j in range(n)])
+    monkeypatch.setattr(hessian_module, "_MAX_CHUNK_SAMPLES", max_chunk)
+    monkeypatch.setattr(hessian_module, "_CHUNK_BYTES", 1)
     H = fh.hessian(net, X, teacher=teacher)
     assert rel_err(H, expected) < RTOL_EXACT
     assert rel_err(H, ref.hessian_at_optimum(net, X)) > 1e-3  # off-optimum for real
+
+
+@pytest.mark.parametrize("n_in,n_hidden", [(1, 1), (1, 6), (6, 1), (2, 9), (9, 2), (5, 5)])
+def test_in_place_workspace_for_extreme_shapes(n_in, n_hidden):
+    """S is carved out of H's own rows; shapes where it barely fits must still be exact."""
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=2, activation="tanh", seed=3)
+    X = fh.gaussian_inputs(50, n_in, seed=4)
+    assert rel_err(fh.hessian(net, X), ref.hessian_at_optimum(net, X)) < RTOL_EXACT
+    assert rel_err(fh.hessian_blocks(net, X).full(), ref.hessian_at_optimum(net, X)) < RTOL_EXACT
 
 
 @pytest.mark.parametrize("n_out", [1, 2])

@@ -22,17 +22,15 @@ def pair_index(a, b, n):
     return a * n - (a * (a - 1)) // 2 + (b - a)
 
 
-@kernel
+@kernel(parallel=True)
 def pair_products(V, first_start, first_stop, out):
     """out[mu, p] = V[mu, a] * V[mu, b] for pairs a <= b with first_start <= a < first_stop.
 
     V: (c, n); out: (c, n_pairs_in_range), pairs in the global order, offset so the
-    first pair of the range is column 0. Serial on purpose: it runs between BLAS
-    calls on a sample chunk, and a parallel region there fights BLAS's spinning
-    threads for the cores.
+    first pair of the range is column 0.
     """
     n_rows, n = V.shape
-    for r in range(n_rows):
+    for r in numba.prange(n_rows):
         col = 0
         for a in range(first_start, first_stop):
             va = V[r, a]
@@ -42,10 +40,10 @@ def pair_products(V, first_start, first_stop, out):
 
 
 @kernel(parallel=True)
-def scatter_w1w1(S, Q, scale, pair_first, pair_second, n_in, out):
-    """Write the w1w1 tiles of the hidden pairs listed in (pair_first, pair_second).
+def scatter_w1w1(S, rows, pair_first, pair_second, Q, scale, n_in, out):
+    """Write the w1w1 tiles of the hidden pairs (pair_first[p], pair_second[p]).
 
-    S: (n_pairs, Ni(Ni+1)/2), row p the contraction for hidden pair p of the list;
+    S: (., Ni(Ni+1)/2), row rows[p] the contraction for hidden pair p of the list;
     Q: (Nh, Nh) = W2^T W2; out: the (D1 x D1) top-left block of H (or the w1w1 array).
     The tile of (j, j') is symmetric in (i, i'), so tiles (j, j') and (j', j) are the
     same matrix: each pair writes both, row by row (contiguous), and pairs own
@@ -55,6 +53,7 @@ def scatter_w1w1(S, Q, scale, pair_first, pair_second, n_in, out):
     for p in numba.prange(n_pairs):
         j = pair_first[p]
         jp = pair_second[p]
+        srow = rows[p]
         q = Q[j, jp] * scale
         for i in range(n_in):
             r = j * n_in + i
@@ -62,11 +61,11 @@ def scatter_w1w1(S, Q, scale, pair_first, pair_second, n_in, out):
             base = i * n_in - (i * (i - 1)) // 2
             # columns i' >= i read S row contiguously; i' < i come from earlier rows
             for ip in range(i):
-                v = q * S[p, ip * n_in - (ip * (ip - 1)) // 2 + (i - ip)]
+                v = q * S[srow, ip * n_in - (ip * (ip - 1)) // 2 + (i - ip)]
                 out[r, jp * n_in + ip] = v
                 out[rm, j * n_in + ip] = v
             for ip in range(i, n_in):
-                v = q * S[p, base + (ip - i)]
+                v = q * S[srow, base + (ip - i)]
                 out[r, jp * n_in + ip] = v
                 out[rm, j * n_in + ip] = v
 
@@ -81,12 +80,12 @@ def add_diagonal_blocks(Rpairs, scale, n_in, out):
                 out[j * n_in + i, j * n_in + ip] += scale * Rpairs[j, pair_index(i, ip, n_in)]
 
 
-@kernel
+@kernel(parallel=True)
 def outer_rows(U, X, out):
     """out[mu, j*Ni + i] = U[mu, j] * X[mu, i]: rows of the w1 part of the Jacobian (up to W2)."""
     n_rows, n_hidden = U.shape
     n_in = X.shape[1]
-    for r in range(n_rows):
+    for r in numba.prange(n_rows):
         for j in range(n_hidden):
             u = U[r, j]
             for i in range(n_in):
