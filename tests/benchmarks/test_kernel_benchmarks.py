@@ -47,7 +47,7 @@ def test_bench_scatter_w1w1(benchmark, problem):
     Q = net.w2.T @ net.w2
     first, second = np.triu_indices(N)
     out = np.empty((N * N, N * N))
-    benchmark(scatter_w1w1, S, Q, 1.0, first, second, N, out)
+    benchmark(scatter_w1w1, S, np.arange(m), first, second, Q, 1.0, N, out)
     np.testing.assert_array_equal(out, out.T)
     ia, ib = np.triu_indices(N)
     pair = np.empty((N, N), dtype=np.int64)
