@@ -21,6 +21,7 @@ from .operators import HessianOperator, hessian_operator, ntk
 from .spectrum import (RankResult, SpectralDensity, Spectrum, eigenvalues, eigsh,
                        numerical_rank, smallest_nonzero, spectral_density, trace)
 from .dynamics import GDResult, decay_rate, gradient_descent, perturb, predicted_loss
+from .sweeps import load_sweep, sweep
 from . import theory
 
 __version__ = "0.1.0"
@@ -33,6 +34,6 @@ __all__ = [
     "eigenvalues", "Spectrum", "eigsh", "smallest_nonzero", "numerical_rank", "RankResult",
     "spectral_density", "SpectralDensity", "trace",
     "gradient_descent", "GDResult", "perturb", "predicted_loss", "decay_rate",
-    "theory",
+    "theory", "sweep", "load_sweep",
     "set_num_threads", "get_num_threads", "threads",
 ]

@@ -204,9 +204,39 @@ def _child_peak(method, activation, n, factor, memory_limit=None):
 
 
 # ---------------------------------------------------------------------- report
+def interleaved_best(funcs: dict, repeat=3):
+    """Best time of each callable over ``repeat`` rounds that alternate between them,
+    so a slow spell of a shared machine hits every method alike (ratios in one run)."""
+    for f in funcs.values():
+        f()  # warm-up
+    best = {name: np.inf for name in funcs}
+    for _ in range(repeat):
+        for name, f in funcs.items():
+            t0 = time.perf_counter()
+            f()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def traced_peak(func):
+    """Peak bytes NumPy allocates during func() (tracemalloc sees NumPy's buffers)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        func()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
-            memory=True, log=print):
-    """Measure every route; returns a list of row dicts (also printed as a table)."""
+            memory=True, memory_cap=None, log=print):
+    """Measure every route; returns a list of row dicts (also logged line by line).
+
+    ``memory_cap`` (bytes) caps the address space of the peak-memory child
+    processes, so a route that needs more reports running out of memory.
+    """
     import fasthess as fh
 
     rows = []
@@ -217,7 +247,7 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
         net, X = _problem(activation, n, factor)
         D, P = net.n_params, X.shape[0]
         H = fh.hessian(net, X)
-        times = {}
+        routes = {}
         for method in METHODS:
             if method in ("jax", "torch") and not peers:
                 continue
@@ -225,57 +255,80 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
             if route is None:
                 log(f"  {method}: not installed, skipped")
                 continue
-            if method in ("numpy_jtj", "jacobian_syrk", "jax", "torch"):
+            if method != "fasthess":
                 got = np.asarray(route())
                 got = np.triu(got) + np.triu(got, 1).T if method == "jacobian_syrk" else got
                 err = np.max(np.abs(got - H)) / np.max(np.abs(H))
                 if err > 1e-9:
                     raise AssertionError(f"{method} disagrees with fasthess: {err:.2e}")
-            times[method] = best_time(route, repeat)
+            routes[method] = route
+        times = interleaved_best(routes, repeat)
         t_fh = times["fasthess"]
-        limit = unique_entry_macs(n, n, P) / rate
-        spec_auto = fh.eigenvalues(net, X, method="auto")
-        from scipy.linalg import eigh
-
-        t_auto = best_time(lambda: fh.eigenvalues(net, X, method="auto"), repeat)
-        t_eigh = best_time(lambda: eigh(H, eigvals_only=True), repeat)
+        limit = unique_entry_macs(n, n, P) / max(rate, dgemm_rate(repeat=2))
+        eig = eigen_savings(net, X, repeat)
         row = dict(activation=activation, n=n, D=D, P=P, fasthess_s=t_fh,
                    dgemm_fraction=limit / t_fh,
                    speedup={m: t / t_fh for m, t in times.items() if m != "fasthess"},
-                   eig_auto_method=spec_auto.method, eig_speedup=t_eigh / t_auto)
+                   eig_auto_method=eig["method"], eig_speedup=eig["speedup"])
         if memory:
-            row["peak_over_H"] = {}
-            for method in times:
-                peak, note = peak_memory(method, activation, n, factor)
+            row["traced_peak_over_H"] = traced_peak(routes["fasthess"]) / (8 * D * D)
+            row["peak_over_H"], row["peak_notes"] = {}, {}
+            for method in routes:
+                peak, note = peak_memory(method, activation, n, factor, memory_cap)
                 row["peak_over_H"][method] = None if peak is None else peak / (8 * D * D)
+                row["peak_notes"][method] = note
         rows.append(row)
         log(format_row(row))
     return rows
+
+
+def eigen_savings(net, X, repeat=3):
+    """Time of eigenvalues(method="auto") against the dense route (assemble + eigh),
+    on the same network and data; returns the route auto took and the ratio."""
+    import fasthess as fh
+
+    auto = fh.eigenvalues(net, X, method="auto")
+    dense = fh.eigenvalues(net, X, method="dense")
+    err = np.max(np.abs(auto.eigenvalues - dense.eigenvalues)) / np.max(np.abs(dense.eigenvalues))
+    if err > 1e-9:
+        raise AssertionError(f"eigenvalues auto ({auto.method}) disagrees with dense: {err:.2e}")
+    best = interleaved_best({"auto": lambda: fh.eigenvalues(net, X, method="auto"),
+                             "dense": lambda: fh.eigenvalues(net, X, method="dense")}, repeat)
+    return {"method": auto.method, "speedup": best["dense"] / best["auto"],
+            "auto_s": best["auto"], "dense_s": best["dense"]}
 
 
 def format_row(row):
     s = (f"{row['activation']} N={row['n']} D={row['D']} P={row['P']}: "
          f"{row['dgemm_fraction']:.0%} of DGEMM rate on unique-entry FLOPs; speed-up vs "
          + ", ".join(f"{m} {x:.1f}x" for m, x in row["speedup"].items())
-         + f"; eigenvalues(auto={row['eig_auto_method']}) vs eigh {row['eig_speedup']:.1f}x")
+         + f"; eigenvalues(auto={row['eig_auto_method']}) vs dense route "
+         f"{row['eig_speedup']:.1f}x")
     if "peak_over_H" in row:
-        s += "; peak/8D^2: " + ", ".join(
-            f"{m} {'n/a' if v is None else f'{v:.2f}'}" for m, v in row["peak_over_H"].items())
+        s += (f"; NumPy-traced peak/8D^2 {row['traced_peak_over_H']:.2f}; RSS peak/8D^2: "
+              + ", ".join(f"{m} {'n/a (' + row['peak_notes'][m] + ')' if v is None else f'{v:.2f}'}"
+                          for m, v in row["peak_over_H"].items()))
     return s
 
 
 def markdown_table(rows):
     methods = [m for m in METHODS[1:] if any(m in r["speedup"] for r in rows)]
-    head = (["activation", "N", "D", "P", "% DGEMM rate"] + [f"vs {m}" for m in methods]
-            + ["eigenvalues auto vs eigh", "peak / 8D^2 (fasthess)"])
+    head = (["activation", "N", "D", "P", "% of DGEMM rate"] + [f"speed-up vs {m}" for m in methods]
+            + ["peak / 8D^2 (traced)", "peak RSS / 8D^2"]
+            + [f"RSS {m}" for m in methods])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def peak_cell(r, m):
+        v = r.get("peak_over_H", {}).get(m)
+        return "n/a" if v is None else f"{v:.2f}"
+
     for r in rows:
-        peak = r.get("peak_over_H", {}).get("fasthess")
         cells = [r["activation"], str(r["n"]), str(r["D"]), str(r["P"]),
                  f"{r['dgemm_fraction']:.0%}"]
         cells += [f"{r['speedup'][m]:.1f}x" if m in r["speedup"] else "n/a" for m in methods]
-        cells += [f"{r['eig_speedup']:.1f}x ({r['eig_auto_method']})",
-                  "n/a" if peak is None else f"{peak:.2f}"]
+        traced = r.get("traced_peak_over_H")
+        cells += ["n/a" if traced is None else f"{traced:.2f}", peak_cell(r, "fasthess")]
+        cells += [peak_cell(r, m) for m in methods]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -286,8 +339,9 @@ def main(args) -> int:
     if args.threads is not None:
         fh.set_num_threads(args.threads)
     sizes = args.n or [20, 40]
+    cap = None if args.memory_cap_gib is None else int(args.memory_cap_gib * 2**30)
     rows = compare(args.activation, sizes, args.samples_factor, peers=args.peers,
-                   repeat=args.repeat)
+                   repeat=args.repeat, memory_cap=cap)
     print()
     print(markdown_table(rows))
     return 0

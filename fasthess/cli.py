@@ -64,6 +64,8 @@ def _add_bench_arguments(p):
                    help="also time jax.hessian / torch.func.hessian when installed")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--memory-cap-gib", type=float, default=None,
+                   help="cap each route's memory when measuring its peak (shows OOM)")
 
 
 def _add_sweep_arguments(p):
@@ -72,6 +74,8 @@ def _add_sweep_arguments(p):
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address (default: a LocalCluster on this machine)")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers")
+    p.add_argument("--rerun-failed", action="store_true",
+                   help="run configurations recorded as failed again")
     p.add_argument("--no-progress", action="store_true")
 
 
