@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
-import secrets
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from . import _io
 
 __all__ = [
     "FIGURE_NAMES",
@@ -87,19 +87,6 @@ _RELU_MIN_SAMPLES = 1000
 
 
 # ---------------------------------------------------------------------- helpers
-def _progress(iterable, total, desc, enabled):
-    """``iterable`` wrapped in a tqdm bar when enabled (None: stderr is a terminal)."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is optional: no bar rather than no figure
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr)
-
-
 def _activation(name):
     import fasthess as fh
 
@@ -231,7 +218,8 @@ def linear_density_data(n_in=40, n_hidden=60, n_teachers=200, n_bins=60, seed=0,
     q, _ = np.linalg.qr(rng.standard_normal((n_in, n_in)))
     X = math.sqrt(n_in) * q
     pooled = []
-    for _ in _progress(range(n_teachers), n_teachers, "linear_density", progress):
+    for _ in _io.progress(range(n_teachers), n_teachers, "linear_density", progress,
+                          leave=False):
         net = fh.TwoLayerNet.random(n_in, n_hidden, activation="linear", seed=rng)
         spec = eigenvalues(net, X, method="linear")
         ev = spec.eigenvalues
@@ -367,7 +355,8 @@ def dynamics_data(activation="erf", n_in=3, n_hidden=2, n_samples=200, perturbat
     rng = np.random.default_rng(seed)
     X = fh.gaussian_inputs(n_samples, n_in, seed=rng)
     chosen = None
-    for tried in _progress(range(1, max_teachers + 1), max_teachers, "dynamics", progress):
+    for tried in _io.progress(range(1, max_teachers + 1), max_teachers, "dynamics", progress,
+                              leave=False):
         teacher = fh.TwoLayerNet.random(n_in, n_hidden, activation=activation, seed=rng)
         lam, V = np.linalg.eigh(fh.hessian(teacher, X))
         lr = 1.0 / lam[-1]
@@ -452,7 +441,7 @@ def _spectra(activation, ns, method, samples_factor, extra_samples, seed, progre
     rng = np.random.default_rng(seed)
     out = {"ns": np.asarray(ns, dtype=np.int64)}
     ranks, gaps, dims, samples, tols = [], [], [], [], []
-    for n in _progress(ns, len(ns), desc, progress):
+    for n in _io.progress(ns, len(ns), desc, progress, leave=False):
         net = fh.TwoLayerNet.random(n, n, activation=activation, seed=rng)
         P = _samples_for(net.n_params, samples_factor, extra_samples)
         X = fh.gaussian_inputs(P, n, seed=rng)
@@ -662,7 +651,7 @@ def rank_vs_n_data(ns=tuple(range(2, 17)), activations=_RANK_ACTIVATIONS, sample
     dims = np.array([n * (n + 1) for n in ns])
     samples = np.zeros(shape, dtype=np.int64)
     pairs = [(a, j) for a in range(len(activations)) for j in range(len(ns))]
-    for a, j in _progress(pairs, len(pairs), "rank_vs_n", progress):
+    for a, j in _io.progress(pairs, len(pairs), "rank_vs_n", progress, leave=False):
         name, n = activations[a], ns[j]
         P = _samples_for(int(dims[j]), samples_factor, extra_samples)
         if name == "relu":
@@ -781,27 +770,6 @@ def _summary(name, data):
     raise ValueError(f"no summary for figure {name!r}")
 
 
-def _write_atomic(path, write):
-    """Write ``path`` via a temporary file in the same folder and os.replace.
-
-    An interruption leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # os.open with mode 0o666 honours the umask (mkstemp would make it 0o600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _resolve_names(only):
     if not only:
         return list(FIGURE_NAMES)
@@ -839,9 +807,9 @@ def make_figure(name, out, quick=False, scale=1.0, seed=0, progress=None, plot=T
     data = globals()[f"{name}_data"](seed=seed, progress=progress, **kwargs)
     fig = globals()[f"plot_{name}"](data) if plot else None
     out = Path(out)
-    _write_atomic(out / f"{name}.npz", lambda f: np.savez(f, **data))
+    _io.atomic_write(out / f"{name}.npz", lambda f: np.savez(f, **data))
     if fig is not None:
-        _write_atomic(out / f"{name}.png", lambda f: fig.savefig(f, format="png", dpi=_DPI))
+        _io.atomic_write(out / f"{name}.png", lambda f: fig.savefig(f, format="png", dpi=_DPI))
     return data
 
 

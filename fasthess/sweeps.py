@@ -113,6 +113,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _io
 from .distributed import import_distributed
 
 __all__ = ["sweep", "load_sweep", "SweepReport", "StoreVersionError", "read_grid",
@@ -638,41 +639,6 @@ def _version():
 
 
 # ---------------------------------------------------------------------- the store
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write, sync_dir: bool = True) -> None:
-    """Write via ``write(fileobj)`` to a temp file beside ``path``, fsync, rename
-    (and fsync the directory, so the rename itself survives a power loss)."""
-    tmp = path.parent / f".tmp-{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}"
-    # os.open with mode 0o666 honours the umask, so a store shared by a group stays
-    # readable by it (mkstemp would make every record 0o600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if sync_dir:
-        _fsync_dir(path.parent)
-
-
 class _Store:
     """A sweep store directory: ``manifest.json`` + ``records/<key>.json|.npz``."""
 
@@ -693,7 +659,7 @@ class _Store:
             self.records.mkdir(parents=True, exist_ok=True)
             body = {"kind": _STORE_KIND, "format_version": FORMAT_VERSION,
                     "created_by": f"fasthess {_version()}"}
-            _atomic_write(manifest, lambda f: f.write(_pretty_json(body)))
+            _io.atomic_write(manifest, lambda f: f.write(_pretty_json(body)))
         if create:
             self._remove_stale_temporaries()
 
@@ -715,7 +681,7 @@ class _Store:
 
     def _remove_stale_temporaries(self):
         now = time.time()
-        for tmp in self.records.glob(".tmp-*"):
+        for tmp in self.records.glob(f"{_io.TMP_PREFIX}*"):
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > _STALE_TMP_SECONDS:
                     tmp.unlink()
@@ -728,13 +694,13 @@ class _Store:
         key = record["key"]
         if arrays:
             # one directory fsync, after the JSON, covers both renames (same directory)
-            _atomic_write(self.records / f"{key}.npz", lambda f: np.savez(f, **arrays),
-                          sync_dir=False)
-        _atomic_write(self.records / f"{key}.json", lambda f: f.write(_pretty_json(record)))
+            _io.atomic_write(self.records / f"{key}.npz", lambda f: np.savez(f, **arrays),
+                             sync_dir=False)
+        _io.atomic_write(self.records / f"{key}.json", lambda f: f.write(_pretty_json(record)))
 
     def keys(self):
         return sorted(p.stem for p in self.records.glob("*.json")
-                      if not p.name.startswith(".tmp-"))
+                      if not p.name.startswith(_io.TMP_PREFIX))
 
     def read(self, key: str, arrays: bool = True):
         record = json.loads((self.records / f"{key}.json").read_text(encoding="utf-8"))
@@ -844,18 +810,6 @@ def _cluster_client(client, n_workers, retries):
         cluster.close()
 
 
-def _progress_bar(total, progress, initial_note):
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        return contextlib.nullcontext(None)
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is optional: no bar rather than no sweep
-        return contextlib.nullcontext(None)
-    return tqdm(total=total, unit="config", desc="fasthess sweep", postfix=initial_note)
-
-
 def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
           n_workers=None, rerun_failed=False) -> SweepReport:
     """Measure every configuration as a Dask task; store each record as it finishes.
@@ -923,7 +877,8 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
     if not todo:
         return report
     with _cluster_client(client, n_workers, retries) as c, \
-            _progress_bar(len(todo), progress, f"{report.n_skipped} in store") as bar:
+            _io.progress(total=len(todo), desc="fasthess sweep", enabled=progress,
+                         unit="config", postfix=f"{report.n_skipped} in store") as bar:
         # unique task keys: a task of an interrupted sweep may still be cancelling on
         # the scheduler, and a new task under its key would be cancelled with it
         futures = {
@@ -950,8 +905,7 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
                 if result["status"] == "failed":
                     report.n_failed += 1
                     report.failed.append((todo[key], result["error"]))
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
         finally:
             # Ctrl-C or an error here: stop the rest; what was written stays written
             pending = [f for f in futures if not f.done()]

@@ -251,20 +251,6 @@ def test_interrupt_keeps_finished_figures(tmp_path, monkeypatch, capsys):
     assert "interrupted" in capsys.readouterr().err
 
 
-def test_atomic_write_interrupted_keeps_old_file(tmp_path):
-    target = tmp_path / "x.npz"
-    target.write_bytes(b"old")
-
-    def half_then_interrupt(f):
-        f.write(b"partial")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        figures._write_atomic(target, half_then_interrupt)
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
-
-
 def test_cli_without_matplotlib_writes_data_only(tmp_path, monkeypatch, capsys):
     import importlib.util
 
