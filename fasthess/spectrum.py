@@ -361,8 +361,34 @@ def _singular_values(J):
 _WHICH = ("LA", "SA", "LM")
 
 
+def _check_operator(operator, net, teacher):
+    """``operator`` validated as the Hessian of ``net``: a real (D, D) LinearOperator.
+
+    The operator carries its own point, data and teacher, so a ``teacher`` other than
+    the student is refused rather than silently ignored.
+    """
+    from scipy.sparse.linalg import LinearOperator
+
+    d = net.n_params
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a scipy.sparse.linalg.LinearOperator (e.g. "
+                        f"fasthess.distributed.hessian_operator(...)) or None, got "
+                        f"{type(operator).__name__}")
+    if tuple(operator.shape) != (d, d):
+        raise ValueError(f"operator must have shape (D, D) = ({d}, {d}) for this network "
+                         f"(D = net.n_params), got {tuple(operator.shape)}")
+    dt = np.dtype(operator.dtype) if operator.dtype is not None else None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"operator must have dtype float32 or float64 (the Hessian is "
+                         f"real), got {dt}")
+    if check_teacher(net, teacher) is not None:
+        raise ValueError("teacher: not used with operator=, which was built at its own point; "
+                         "pass the teacher to the function that built the operator")
+    return operator
+
+
 def eigsh(net, X, k=6, which="LA", teacher=None, tol=0, return_eigenvectors=False,
-          seed=None):
+          seed=None, operator=None):
     """A few extreme eigenvalues, matrix-free (ARPACK on :func:`fasthess.hessian_operator`).
 
     Memory O(P (Ni + Nh) + D k); each product costs O(P D).
@@ -380,10 +406,24 @@ def eigsh(net, X, k=6, which="LA", teacher=None, tol=0, return_eigenvectors=Fals
     return_eigenvectors : bool
     seed : int, numpy Generator or None
         Seeds the starting vector v0 (None means 0), so results are reproducible.
+    operator : scipy.sparse.linalg.LinearOperator, optional
+        The Hessian of ``net`` as a (D, D) operator to use instead of building
+        :func:`fasthess.hessian_operator` here; pass
+        ``fasthess.distributed.hessian_operator(net, X, client=...)`` to run the
+        products on a Dask cluster. ``X`` is then not used (it may be None) and
+        ``teacher`` must be None (or ``net``): the operator holds its own data and point.
 
     Returns
     -------
     ndarray (k,) ascending, or (values, vectors) with vectors (D, k) in the same order.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not in [1, D), an unknown ``which``, or an ``operator`` not of shape
+        (D, D) or not real (float32/float64).
+    TypeError
+        ``operator`` not a LinearOperator.
 
     Examples
     --------
@@ -405,7 +445,10 @@ def eigsh(net, X, k=6, which="LA", teacher=None, tol=0, return_eigenvectors=Fals
     if k >= d:
         raise ValueError(f"k must be < D = {d} for the iterative solver, got k = {k}; "
                          f"for all eigenvalues use fasthess.eigenvalues(net, X)")
-    op = hessian_operator(net, X, teacher)
+    if operator is None:
+        op = hessian_operator(net, X, teacher)
+    else:
+        op = _check_operator(operator, net, teacher)
     v0 = _rng(seed).standard_normal(d).astype(op.dtype)
     vals, vecs = scipy.sparse.linalg.eigsh(op, k=k, which=which, tol=tol, v0=v0,
                                            return_eigenvectors=True)
@@ -551,7 +594,7 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
 
 # ---------------------------------------------------------------------- density
 def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, grid=None,
-                     sigma=None) -> SpectralDensity:
+                     sigma=None, operator=None) -> SpectralDensity:
     """Eigenvalue density of H by stochastic Lanczos quadrature, matrix-free.
 
     For each Rademacher probe z (|z|^2 = D), ``n_steps`` Lanczos steps with full
@@ -577,6 +620,14 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
         max(nodes) + 6 sigma, spacing sigma / 5.
     sigma : float or None
         Gaussian smoothing width. Default 1% of max(nodes) - min(nodes).
+    operator : scipy.sparse.linalg.LinearOperator, optional
+        The Hessian of ``net`` as a (D, D) operator whose ``matmat`` does the
+        products, instead of the local ones; pass
+        ``fasthess.distributed.hessian_operator(net, X, client=...)`` to run them on
+        a Dask cluster. ``X`` is then not used (it may be None), ``teacher`` must be
+        None (or ``net``), and the Lanczos vectors take the operator's dtype. Same
+        seed, same probes: the result differs from the local one only by the
+        round-off of the products.
 
     Returns
     -------
@@ -599,19 +650,19 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
         sigma = check_positive_float(sigma, "sigma")
     if grid is not None:
         grid = check_float_array(grid, "grid", ndim=1).astype(np.float64)
-    f = features(net, X, teacher)
+    matmat, dt = _products(net, X, teacher, operator)
     d = net.n_params
     m = min(n_steps, d)
     rng = _rng(seed)
-    itemsize = f.X.dtype.itemsize
+    itemsize = dt.itemsize
     check_fits(m * d * itemsize, f"the Lanczos basis of one probe ({m} x {d})",
                "lower n_steps")
     batch = int(max(1, min(n_probes, _SLQ_BASIS_BYTES // (m * d * itemsize))))
     nodes, weights, probe = [], [], []
     for start in range(0, n_probes, batch):
         b = min(batch, n_probes - start)
-        Z = (2.0 * rng.integers(0, 2, size=(d, b)) - 1.0).astype(f.X.dtype)
-        alphas, betas, lengths = _lanczos_block(f, Z / math.sqrt(d), m)
+        Z = (2.0 * rng.integers(0, 2, size=(d, b)) - 1.0).astype(dt)
+        alphas, betas, lengths = _lanczos_block(matmat, Z / math.sqrt(d), m)
         for p in range(b):
             theta, tau = _gauss_rule(alphas[:lengths[p], p], betas[:lengths[p] - 1, p])
             nodes.append(theta)
@@ -636,11 +687,27 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
     return SpectralDensity(grid, density, nodes, weights, probe, float(sigma), n_probes, m)
 
 
-def _lanczos_block(f, Q0, m):
+def _products(net, X, teacher, operator):
+    """``(matmat, dtype)``: H V for a (D, b) block V, and the dtype to work in.
+
+    Local: the per-sample factors are computed once and every product reuses them.
+    With ``operator``: its ``matmat`` (e.g. one round of tasks on a Dask cluster).
+    """
+    if operator is not None:
+        op = _check_operator(operator, net, teacher)
+        return op.matmat, np.dtype(op.dtype)
+    f = features(net, X, teacher)
+    return (lambda V: hessian_vector_products(f, V)), f.X.dtype
+
+
+def _lanczos_block(matmat, Q0, m):
     """Lanczos on b unit starting vectors at once (columns of Q0, D x b).
 
-    Full reorthogonalisation (classical Gram-Schmidt, twice) keeps the Ritz values free
-    of ghost copies. Returns alpha (m, b), beta (m, b) and each probe's length.
+    ``matmat(V)`` returns H V for a (D, b) block; all b probes share each call, so a
+    product's fixed cost (a pass over the samples, a round trip to a cluster) is paid
+    once per step, not once per probe. Full reorthogonalisation (classical
+    Gram-Schmidt, twice) keeps the Ritz values free of ghost copies. Returns alpha
+    (m, b), beta (m, b) and each probe's length.
     """
     d, b = Q0.shape
     Q = np.zeros((m, d, b), dtype=Q0.dtype)
@@ -651,7 +718,7 @@ def _lanczos_block(f, Q0, m):
     active = np.ones(b, dtype=bool)
     anorm = np.zeros(b)
     for j in range(m):
-        w = hessian_vector_products(f, Q[j])
+        w = np.array(matmat(Q[j]), dtype=Q0.dtype)  # a copy: updated in place below
         alpha[j] = np.einsum("dp,dp->p", Q[j], w)
         w -= alpha[j] * Q[j]
         if j > 0:
@@ -698,7 +765,7 @@ _TRACE_METHODS = ("exact", "hutchinson")
 
 
 def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
-          return_stderr=False):
+          return_stderr=False, operator=None):
     """Trace of the Hessian, without forming it.
 
     Parameters
@@ -719,10 +786,21 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
         For the probes (None means 0).
     return_stderr : bool
         Also return the standard error (0.0 for "exact").
+    operator : scipy.sparse.linalg.LinearOperator, optional
+        Only with method "hutchinson": the Hessian of ``net`` as a (D, D) operator
+        whose ``matmat`` does the products; pass
+        ``fasthess.distributed.hessian_operator(net, X, client=...)`` to run them on
+        a Dask cluster. ``X`` is then not used and ``teacher`` must be None (or ``net``).
 
     Returns
     -------
     float, or (float, float) with the standard error.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``method``, ``operator`` with method "exact", or an ``operator``
+        not of shape (D, D).
 
     Examples
     --------
@@ -736,6 +814,9 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
         raise ValueError(f"method must be one of {', '.join(map(repr, _TRACE_METHODS))}, "
                          f"got {method!r}")
     if method == "exact":
+        if operator is not None:
+            raise ValueError("operator: only method='hutchinson' uses an operator; the "
+                             "'exact' trace is a closed form of the local data")
         f = features(net, X, teacher)
         xx = np.einsum("pi,pi->p", f.X, f.X)
         q = np.einsum("kj,kj->j", f.w2, f.w2)
@@ -745,14 +826,14 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
         value = float((xx @ coef).sum() + net.n_out * np.sum(f.A * f.A)) / f.n_samples
         return (value, 0.0) if return_stderr else value
     n_probes = check_int(n_probes, "n_probes", minimum=2)
-    f = features(net, X, teacher)
+    matmat, dt = _products(net, X, teacher, operator)
     d = net.n_params
     rng = _rng(seed)
     samples = np.empty(n_probes)
     for s in range(0, n_probes, _HUTCHINSON_BATCH):
         b = min(_HUTCHINSON_BATCH, n_probes - s)
-        Z = (2.0 * rng.integers(0, 2, size=(d, b)) - 1.0).astype(f.X.dtype)
-        samples[s:s + b] = np.einsum("dp,dp->p", Z, hessian_vector_products(f, Z))
+        Z = (2.0 * rng.integers(0, 2, size=(d, b)) - 1.0).astype(dt)
+        samples[s:s + b] = np.einsum("dp,dp->p", Z, matmat(Z))
     value = float(samples.mean())
     stderr = float(samples.std(ddof=1) / math.sqrt(n_probes))
     return (value, stderr) if return_stderr else value

@@ -131,6 +131,25 @@ def test_eigsh_on_the_distributed_operator(client):
     np.testing.assert_allclose(np.sort(top), full[-3:], rtol=1e-10)
 
 
+def test_spectrum_routines_take_the_distributed_operator(client):
+    net = fh.TwoLayerNet.random(6, 5, activation="tanh", seed=0)
+    X = fh.gaussian_inputs(2 * net.n_params, 6, seed=1)
+    full = np.linalg.eigvalsh(fh.hessian(net, X))
+    local = fh.spectral_density(net, X, n_probes=4, n_steps=15, seed=2)
+    with hessian_operator(net, X, client=client, n_shards=3) as op:
+        top = fh.eigsh(net, X, k=3, operator=op)
+        sd = fh.spectral_density(net, X, n_probes=4, n_steps=15, seed=2, operator=op)
+        hutchinson = fh.trace(net, X, method="hutchinson", n_probes=8, seed=3, operator=op)
+    np.testing.assert_allclose(top, full[-3:], rtol=1e-10)
+    # same seed, same probes: only the shards' summation order differs from the local run
+    np.testing.assert_array_equal(sd.probe, local.probe)
+    assert rel_err(sd.nodes, local.nodes) < 1e-10
+    assert np.max(np.abs(sd.weights - local.weights)) < 1e-10
+    assert rel_err(sd.density, local.density) < 1e-8
+    local_trace = fh.trace(net, X, method="hutchinson", n_probes=8, seed=3)
+    assert rel_err(hutchinson, local_trace) < 1e-10
+
+
 def test_default_client_is_used(client):
     net = fh.TwoLayerNet.random(3, 2, seed=0)
     X = fh.gaussian_inputs(9, 3, seed=1)

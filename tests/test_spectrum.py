@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.sparse.linalg
 from scipy.stats import wasserstein_distance
 
 import fasthess as fh
@@ -348,6 +349,63 @@ def test_trace_hutchinson_within_standard_errors(at_optimum):
                         seed=1, return_stderr=True)
     assert 0 < stderr < 0.2 * abs(exact)
     assert abs(est - exact) < HUTCHINSON_SIGMAS * stderr
+
+
+# ---------------------------------------------------------------------- operator=
+@pytest.mark.parametrize("at_optimum", [True, False], ids=["optimum", "off_optimum"])
+def test_given_operator_gives_the_default_results(at_optimum):
+    # the local operator through operator= runs the same products as the default path
+    teacher = fh.TwoLayerNet.random(5, 4, n_out=2, activation="tanh", seed=7)   # D = 28
+    student = teacher if at_optimum else perturbed(teacher, 0.4, seed=8)
+    X = fh.gaussian_inputs(40, 5, seed=9)
+    op = fh.hessian_operator(student, X, teacher=teacher)
+    vals, vecs = eigsh(student, X, k=3, teacher=teacher, return_eigenvectors=True, seed=0)
+    vals_op, vecs_op = eigsh(student, None, k=3, operator=op, return_eigenvectors=True, seed=0)
+    np.testing.assert_array_equal(vals_op, vals)
+    np.testing.assert_array_equal(vecs_op, vecs)
+    sd = spectral_density(student, X, teacher=teacher, n_probes=5, n_steps=12, seed=3)
+    sd_op = spectral_density(student, None, n_probes=5, n_steps=12, seed=3, operator=op)
+    for name in ("grid", "density", "nodes", "weights", "probe"):
+        np.testing.assert_array_equal(getattr(sd_op, name), getattr(sd, name), err_msg=name)
+    assert (sd_op.sigma, sd_op.n_probes, sd_op.n_steps) == (sd.sigma, sd.n_probes, sd.n_steps)
+    hutch = trace(student, X, teacher=teacher, method="hutchinson", n_probes=40, seed=1,
+                  return_stderr=True)
+    assert trace(student, None, method="hutchinson", n_probes=40, seed=1, return_stderr=True,
+                 operator=op) == hutch
+
+
+def test_float32_operator_sets_the_lanczos_dtype():
+    net = _net("erf", 1)
+    X = fh.gaussian_inputs(30, N_IN, seed=1)
+    op32 = fh.hessian_operator(net, X, dtype=np.float32)
+    sd = spectral_density(net, X, n_probes=3, n_steps=10, seed=0)
+    sd32 = spectral_density(net, X, n_probes=3, n_steps=10, seed=0, operator=op32)
+    np.testing.assert_allclose(sd32.nodes, sd.nodes, atol=1e-4 * np.max(np.abs(sd.nodes)))
+
+
+def test_bad_operator_is_refused(small):
+    net, X = small
+    d = net.n_params
+    wrong = fh.hessian_operator(fh.TwoLayerNet.random(N_IN + 1, 3, seed=0),
+                                fh.gaussian_inputs(20, N_IN + 1, seed=0))
+    shape = re.escape(f"operator must have shape (D, D) = ({d}, {d})")
+    for call in (lambda op: eigsh(net, X, k=2, operator=op),
+                 lambda op: spectral_density(net, X, n_probes=2, n_steps=4, operator=op),
+                 lambda op: trace(net, X, method="hutchinson", operator=op)):
+        with pytest.raises(ValueError, match=shape):
+            call(wrong)
+        with pytest.raises(TypeError, match="operator must be a scipy.sparse.linalg.Linear"):
+            call(np.eye(d))
+        with pytest.raises(ValueError, match="operator must have dtype float32 or float64"):
+            call(scipy.sparse.linalg.aslinearoperator(np.eye(d, dtype=np.complex128)))
+    op = fh.hessian_operator(net, X)
+    other = perturbed(net, 0.1, seed=1)
+    with pytest.raises(ValueError, match="teacher: not used with operator="):
+        eigsh(net, X, k=2, teacher=other, operator=op)
+    with pytest.raises(ValueError, match="operator: only method='hutchinson'"):
+        trace(net, X, operator=op)
+    # the student as its own teacher is the optimum, not a second point: accepted
+    assert eigsh(net, X, k=2, teacher=net, operator=op).shape == (2,)
 
 
 # ---------------------------------------------------------------------- bad input
