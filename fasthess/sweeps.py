@@ -941,7 +941,8 @@ def main(args) -> int:
           f"store {args.store}", file=sys.stderr)
     try:
         report = sweep(configs, measure, args.store, client=client, progress=progress,
-                       n_workers=args.workers)
+                       n_workers=args.workers,
+                       rerun_failed=getattr(args, "rerun_failed", False))
     except KeyboardInterrupt:
         print(f"fasthess sweep: interrupted; finished records are in {args.store}, rerun "
               f"the same command to continue", file=sys.stderr)
