@@ -69,6 +69,21 @@ def _route(method, net, X):
     raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
 
 
+def _peer_loss(net, X, asarray, g, total):
+    """The loss L(theta) written in an autodiff framework's array namespace."""
+    Xa = asarray(X)
+    Yt = asarray(net.forward(X))
+    d1 = net.w1.size
+
+    def loss(theta):
+        w1 = theta[:d1].reshape(net.w1.shape)
+        w2 = theta[d1:].reshape(net.w2.shape)
+        r = g(Xa @ w1.T) @ w2.T - Yt
+        return 0.5 * total(r * r) / Xa.shape[0]
+
+    return loss
+
+
 def _jax_route(net, X):
     try:
         import jax
@@ -83,17 +98,7 @@ def _jax_route(net, X):
     g = acts.get(net.activation.name)
     if g is None:
         return None
-    Xj = jnp.asarray(X)
-    Yt = jnp.asarray(net.forward(X))
-    shape1, d1 = net.w1.shape, net.w1.size
-
-    def loss(theta):
-        w1 = theta[:d1].reshape(shape1)
-        w2 = theta[d1:].reshape(net.w2.shape)
-        r = g(Xj @ w1.T) @ w2.T - Yt
-        return 0.5 * jnp.sum(r * r) / Xj.shape[0]
-
-    hess = jax.jit(jax.hessian(loss))
+    hess = jax.jit(jax.hessian(_peer_loss(net, X, jnp.asarray, g, jnp.sum)))
     theta = jnp.asarray(net.parameters())
     return lambda: hess(theta).block_until_ready()
 
@@ -109,18 +114,8 @@ def _torch_route(net, X):
     g = acts.get(net.activation.name)
     if g is None:
         return None
-    Xt = torch.from_numpy(X)
-    Yt = torch.from_numpy(net.forward(X))
-    shape1, d1 = net.w1.shape, net.w1.size
-
-    def loss(theta):
-        w1 = theta[:d1].reshape(shape1)
-        w2 = theta[d1:].reshape(net.w2.shape)
-        r = g(Xt @ w1.T) @ w2.T - Yt
-        return 0.5 * torch.sum(r * r) / Xt.shape[0]
-
     theta = torch.from_numpy(net.parameters())
-    h = hessian(loss)
+    h = hessian(_peer_loss(net, X, torch.from_numpy, g, torch.sum))
     return lambda: h(theta)
 
 
