@@ -51,9 +51,10 @@ def section(m):
         "",
         B.markdown_table([a40, a60]),
         "",
-        "`% of DGEMM rate`: the unique-entry multiply-adds of DESIGN.md "
-        "(P Nh(Nh+1)/2 Ni(Ni+1)/2) at the DGEMM rate measured in the same run, divided by "
-        "the assembly time. `peak / 8D^2 (traced)`: peak bytes NumPy allocates during "
+        "`% of DGEMM rate`: the time of the unique-entry multiply-adds of DESIGN.md "
+        "(P Nh(Nh+1)/2 Ni(Ni+1)/2) at the DGEMM rate, divided by the assembly time; the rate "
+        "comes from a square DGEMM of as many multiply-adds, timed in the same interleaved "
+        "rounds as the assembly. `peak / 8D^2 (traced)`: peak bytes NumPy allocates during "
         "`fh.hessian` (tracemalloc) over the bytes of H; `RSS` columns: peak resident "
         "memory a fresh process adds (includes BLAS buffers).",
         "",
