@@ -65,8 +65,8 @@ def section(m):
         if peer in p30["speedup"]:
             rss = p30["peak_over_H"].get(peer)
             lines.append(f"- fasthess is **{p30['speedup'][peer]:.0f}x** faster than "
-                         f"`{peer}` (`{'jax.hessian' if peer == 'jax' else 'torch.func.hessian'}`"
-                         f", jit-compiled, float64), which takes "
+                         f"`{peer}` ({'`jax.jit(jax.hessian(loss))`' if peer == 'jax' else '`torch.func.hessian(loss)`'}"
+                         f", float64, after warm-up), which takes "
                          f"{'n/a' if rss is None else f'{rss:.0f}x'} the bytes of H in peak "
                          f"memory (fasthess: {p30['peak_over_H']['fasthess']:.1f}x).")
         else:

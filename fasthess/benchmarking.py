@@ -230,7 +230,8 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
     """Measure every route; returns a list of row dicts (also logged line by line).
 
     ``memory_cap`` (bytes) caps the address space of the peak-memory child
-    processes, so a route that needs more reports running out of memory.
+    processes; with a cap, peak memory is measured first, and a route that runs
+    out of memory under it is reported as such and not timed.
     """
     import fasthess as fh
 
@@ -238,10 +239,18 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
     for n in sizes:
         net, X = _problem(activation, n, factor)
         D, P = net.n_params, X.shape[0]
+        methods = [m for m in METHODS if peers or m not in ("jax", "torch")]
+        peaks, notes = {}, {}
+        if memory:
+            for method in methods:
+                peaks[method], notes[method] = peak_memory(method, activation, n, factor,
+                                                           memory_cap)
         H = fh.hessian(net, X)
         routes = {}
-        for method in METHODS:
-            if method in ("jax", "torch") and not peers:
+        for method in methods:
+            if notes.get(method) == "not installed" or (
+                    memory_cap is not None and peaks.get(method) is None):
+                log(f"  {method}: {notes.get(method)}; not timed")
                 continue
             route = _route(method, net, X)
             if route is None:
@@ -271,11 +280,9 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
                    eig_auto_method=eig["method"], eig_speedup=eig["speedup"])
         if memory:
             row["traced_peak_over_H"] = traced_peak(routes["fasthess"]) / (8 * D * D)
-            row["peak_over_H"], row["peak_notes"] = {}, {}
-            for method in routes:
-                peak, note = peak_memory(method, activation, n, factor, memory_cap)
-                row["peak_over_H"][method] = None if peak is None else peak / (8 * D * D)
-                row["peak_notes"][method] = note
+            row["peak_over_H"] = {m: None if v is None else v / (8 * D * D)
+                                  for m, v in peaks.items()}
+            row["peak_notes"] = notes
         rows.append(row)
         log(format_row(row))
     return rows
@@ -312,7 +319,8 @@ def format_row(row):
 
 
 def markdown_table(rows):
-    methods = [m for m in METHODS[1:] if any(m in r["speedup"] for r in rows)]
+    methods = [m for m in METHODS[1:]
+               if any(m in r["speedup"] or m in r.get("peak_notes", {}) for r in rows)]
     head = (["activation", "N", "D", "P", "% of DGEMM rate"] + [f"speed-up vs {m}" for m in methods]
             + ["peak / 8D^2 (traced)", "peak RSS / 8D^2"]
             + [f"RSS {m}" for m in methods])
@@ -320,7 +328,8 @@ def markdown_table(rows):
 
     def peak_cell(r, m):
         v = r.get("peak_over_H", {}).get(m)
-        return "n/a" if v is None else f"{v:.2f}"
+        note = r.get("peak_notes", {}).get(m) or "n/a"
+        return note.split(":")[0] if v is None else f"{v:.2f}"
 
     for r in rows:
         cells = [r["activation"], str(r["n"]), str(r["D"]), str(r["P"]),
