@@ -33,3 +33,16 @@ def perturbed(net, scale, seed):
     rng = np.random.default_rng(seed)
     theta = net.parameters() + scale * rng.standard_normal(net.n_params)
     return fh.TwoLayerNet.from_parameters(theta, like=net)
+
+
+@pytest.fixture(scope="session")
+def custom_tanh():
+    """tanh as a user activation from Numba-jitted g, g', g'' (compare with "tanh")."""
+    import math
+
+    import numba
+
+    g = numba.njit(lambda z: math.tanh(z))
+    dg = numba.njit(lambda z: 1.0 - math.tanh(z) ** 2)
+    d2g = numba.njit(lambda z: -2.0 * math.tanh(z) * (1.0 - math.tanh(z) ** 2))
+    return fh.CustomActivation(g, dg, d2g, name="my_tanh", odd=True)

@@ -6,9 +6,7 @@ Theory checks follow THEORY.md section d: lr = 1 / lambda_max, P = 200,
 Delta_0 = scale * N(0, I), slope fitted over the second half of the window where
 L > 1e-22.
 """
-import math
 
-import numba
 import numpy as np
 import pytest
 
@@ -137,11 +135,8 @@ def test_student_at_the_optimum_stays_there():
     assert np.array_equal(res.student.parameters(), teacher.parameters())
 
 
-def test_custom_activation_matches_builtin():
-    g = numba.njit(lambda z: math.tanh(z))
-    dg = numba.njit(lambda z: 1.0 - math.tanh(z) ** 2)
-    d2g = numba.njit(lambda z: -2.0 * math.tanh(z) * (1.0 - math.tanh(z) ** 2))
-    custom = fh.CustomActivation(g, dg, d2g, name="my_tanh", odd=True)
+def test_custom_activation_matches_builtin(custom_tanh):
+    custom = custom_tanh
     teacher = fh.TwoLayerNet.random(3, 2, n_out=2, activation="tanh", seed=0)
     student = perturb(teacher, 0.1, seed=1)
     X = fh.gaussian_inputs(20, 3, seed=2)

@@ -229,15 +229,8 @@ def test_property_relu_rescaling_is_a_zero_mode(seed, c):
     np.testing.assert_allclose(scaled.forward(X), net.forward(X), rtol=1e-12, atol=1e-14)
 
 
-def test_custom_activation_matches_builtin():
-    import math
-
-    import numba
-
-    g = numba.njit(lambda z: math.tanh(z))
-    dg = numba.njit(lambda z: 1.0 - math.tanh(z) ** 2)
-    d2g = numba.njit(lambda z: -2.0 * math.tanh(z) * (1.0 - math.tanh(z) ** 2))
-    custom = fh.CustomActivation(g, dg, d2g, name="my_tanh", odd=True)
+def test_custom_activation_matches_builtin(custom_tanh):
+    custom = custom_tanh
     builtin = fh.TwoLayerNet.random(3, 4, n_out=2, activation="tanh", seed=0)
     net = fh.TwoLayerNet(builtin.w1, builtin.w2, custom)
     X = fh.gaussian_inputs(13, 3, seed=1)
