@@ -12,6 +12,7 @@ import sys as _sys
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when Numba starts OpenMP
 if "numpy" not in _sys.modules:  # read when OpenBLAS loads, i.e. at numpy import
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+from ._resources import apply_env_threads as _apply_env_threads
 from ._resources import get_num_threads, set_num_threads, threads
 from .activations import ACTIVATION_NAMES, Activation, CustomActivation, Polynomial, Quadratic
 from .data import gaussian_inputs
@@ -37,3 +38,5 @@ __all__ = [
     "theory", "sweep", "load_sweep",
     "set_num_threads", "get_num_threads", "threads",
 ]
+
+_apply_env_threads()  # FASTHESS_NUM_THREADS, if set: Numba and BLAS together

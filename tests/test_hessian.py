@@ -238,3 +238,36 @@ def test_custom_activation_matches_builtin(custom_tanh):
     assert rel_err(fh.hessian(net, X), fh.hessian(builtin, X)) < RTOL_EXACT
     assert rel_err(fh.hessian(net, X, teacher=teacher),
                    fh.hessian(builtin, X, teacher=teacher)) < RTOL_EXACT
+
+
+def test_thread_count_does_not_change_results():
+    """Parallel kernels own disjoint outputs and BLAS splits outputs, not sums:
+    the Hessian is the same bit for bit with 1 thread or all of them."""
+    import numba
+
+    net = fh.TwoLayerNet.random(9, 11, n_out=2, activation="erf", seed=30)
+    teacher = perturbed(net, 0.1, seed=31)
+    X = fh.gaussian_inputs(700, 9, seed=32)
+    H_all = fh.hessian(net, X, teacher=teacher)
+    before = numba.get_num_threads()
+    with fh.threads(1):
+        assert numba.get_num_threads() == 1
+        H_one = fh.hessian(net, X, teacher=teacher)
+    assert numba.get_num_threads() == before
+    np.testing.assert_array_equal(H_one, H_all)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        with fh.threads(0):
+            pass
+
+
+def test_env_thread_setting_applies_at_import():
+    import subprocess
+    import sys
+
+    code = ("import fasthess, numba; from threadpoolctl import threadpool_info; "
+            "print(numba.get_num_threads(), "
+            "min(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "FASTHESS_NUM_THREADS": "1"},
+                         check=True)
+    assert out.stdout.split() == ["1", "1"]
