@@ -1,12 +1,11 @@
 """Dense assembly, blocks, matrix-free products and the NTK: time, peak memory,
 fraction of the DGEMM rate, and first-call (compile) time."""
-import time
-
 import numpy as np
 
 import fasthess as fh
+from fasthess.benchmarking import dgemm_fraction
 
-from .common import ACTIVATIONS, SAMPLE_RULES, SIZES, dgemm_rate, problem, unique_entry_macs
+from .common import ACTIVATIONS, SAMPLE_RULES, SIZES, problem
 
 
 class Assembly:
@@ -53,14 +52,7 @@ class DgemmFraction:
         fh.hessian(self.net, self.X[:8])
 
     def track_dgemm_fraction(self, activation, n, rule):
-        rate = dgemm_rate()
-        best = np.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fh.hessian(self.net, self.X)
-            best = min(best, time.perf_counter() - t0)
-        macs = unique_entry_macs(n, n, self.X.shape[0])
-        return macs / rate / best
+        return dgemm_fraction(self.net, self.X, repeat=5)
 
 
 class MatrixFree:

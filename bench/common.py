@@ -7,7 +7,6 @@ Sizes follow the issue tracker's grid: N = Ni = Nh in {10, 20, 40, 60}, P in
 import os
 
 import fasthess as fh
-from fasthess.benchmarking import dgemm_rate, unique_entry_macs  # noqa: F401 (re-exported)
 
 SIZES = [10, 20, 40, 60]
 SAMPLE_RULES = ["D/4", "2D"]

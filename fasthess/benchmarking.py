@@ -213,6 +213,27 @@ def interleaved_best(funcs: dict, repeat=3):
     return best
 
 
+def timed_with_dgemm_limit(routes: dict, macs: int, repeat=3):
+    """Best times of ``routes`` and the DGEMM rate, all timed in the same interleaved
+    rounds; the rate comes from a square GEMM of about ``macs`` multiply-adds, so a
+    slow spell of a shared machine affects the routes and the limit alike."""
+    side = int(round(min(macs, 3000**3) ** (1 / 3)))
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
+    times = interleaved_best({**routes, "dgemm": lambda: a @ b}, repeat)
+    return times, side**3 / times.pop("dgemm")
+
+
+def dgemm_fraction(net, X, repeat=5):
+    """Achieved fraction of the DGEMM rate of fasthess.hessian on the unique-entry
+    multiply-adds (DESIGN.md), both timed in the same rounds."""
+    import fasthess as fh
+
+    macs = unique_entry_macs(net.n_in, net.n_hidden, X.shape[0])
+    times, rate = timed_with_dgemm_limit({"fasthess": lambda: fh.hessian(net, X)}, macs, repeat)
+    return macs / rate / times["fasthess"]
+
+
 def traced_peak(func):
     """Peak bytes NumPy allocates during func() (tracemalloc sees NumPy's buffers)."""
     import tracemalloc
@@ -263,16 +284,9 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
                 if err > 1e-9:
                     raise AssertionError(f"{method} disagrees with fasthess: {err:.2e}")
             routes[method] = route
-        # the DGEMM limit is timed in the same rounds as the routes, on a square GEMM
-        # of about the same multiply-adds, so a slow spell affects both alike
-        macs = unique_entry_macs(n, n, P)
-        side = int(round(min(macs, 3000**3) ** (1 / 3)))
-        rng = np.random.default_rng(0)
-        a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
-        times = interleaved_best({**routes, "dgemm": lambda: a @ b}, repeat)
-        rate = side**3 / times.pop("dgemm")
+        times, rate = timed_with_dgemm_limit(routes, unique_entry_macs(n, n, P), repeat)
         t_fh = times["fasthess"]
-        limit = macs / rate
+        limit = unique_entry_macs(n, n, P) / rate
         eig = eigen_savings(net, X, repeat)
         row = dict(activation=activation, n=n, D=D, P=P, fasthess_s=t_fh,
                    dgemm_fraction=limit / t_fh, dgemm_rate=rate,
