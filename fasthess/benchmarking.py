@@ -215,9 +215,10 @@ def interleaved_best(funcs: dict, repeat=3):
 
 def timed_with_dgemm_limit(routes: dict, macs: int, repeat=3):
     """Best times of ``routes`` and the DGEMM rate, all timed in the same interleaved
-    rounds; the rate comes from a square GEMM of about ``macs`` multiply-adds, so a
-    slow spell of a shared machine affects the routes and the limit alike."""
-    side = int(round(min(macs, 3000**3) ** (1 / 3)))
+    rounds; the rate comes from a square GEMM of about ``macs`` multiply-adds (at
+    least 1000^3, so that BLAS reaches its peak), so a slow spell of a shared
+    machine affects the routes and the limit alike."""
+    side = int(np.clip(round(macs ** (1 / 3)), 1000, 3000))
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
     times = interleaved_best({**routes, "dgemm": lambda: a @ b}, repeat)
