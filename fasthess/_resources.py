@@ -28,7 +28,12 @@ def available_memory() -> int:
             avail = 1 << 62
     limit = os.environ.get("FASTHESS_MEMORY_LIMIT")
     if limit:
-        avail = min(avail, int(float(limit)))
+        try:
+            limit_bytes = int(float(limit))
+        except ValueError:
+            raise ValueError(f"FASTHESS_MEMORY_LIMIT must be a number of bytes, "
+                             f"got {limit!r}") from None
+        avail = min(avail, limit_bytes)
     return avail
 
 
@@ -60,11 +65,8 @@ def set_num_threads(n: int) -> None:
     import numba
     from threadpoolctl import threadpool_limits
 
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n_numba)
+    n = _check_threads(n)
+    numba.set_num_threads(n)
     global _BLAS_LIMIT
     _BLAS_LIMIT = threadpool_limits(limits=n, user_api="blas")
 
@@ -84,11 +86,9 @@ def threads(n: int):
     import numba
     from threadpoolctl import threadpool_limits
 
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = _check_threads(n)
     old = numba.get_num_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
     try:
         with threadpool_limits(limits=n, user_api="blas"):
             yield
@@ -96,7 +96,20 @@ def threads(n: int):
         numba.set_num_threads(old)
 
 
+def _check_threads(n, name="n") -> int:
+    """An int >= 1, capped at Numba's thread pool (the cores): more would oversubscribe."""
+    import numba
+
+    from ._validation import check_int
+
+    return min(check_int(n, name, minimum=1), numba.config.NUMBA_NUM_THREADS)
+
+
 def apply_env_threads() -> None:
     n = os.environ.get("FASTHESS_NUM_THREADS")
     if n:
-        set_num_threads(int(n))
+        try:
+            value = int(n)
+        except ValueError:
+            raise ValueError(f"FASTHESS_NUM_THREADS must be an integer >= 1, got {n!r}") from None
+        set_num_threads(_check_threads(value, "FASTHESS_NUM_THREADS"))

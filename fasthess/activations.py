@@ -87,7 +87,10 @@ class Activation:
         return hash(self._key())
 
     def _key(self):
-        return (type(self).__name__, self.name, tuple(self.coeffs.tolist()))
+        # polynomials are equal when their coefficients are, whatever their names
+        if self.is_polynomial and self.code >= 0:
+            return ("polynomial", tuple(self.coeffs.tolist()))
+        return (type(self).__name__, self.name)
 
 
 class _Builtin(Activation):

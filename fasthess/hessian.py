@@ -81,10 +81,53 @@ def features(student: TwoLayerNet, X, teacher=None, dtype=None) -> Features:
     w2 = np.ascontiguousarray(student.w2, dtype=dt)
     pre = X @ w1.T
     A, G1, G2 = _activations(student.activation, pre)
+    _check_finite_activations(student, dt, A, G1, G2)
     residual = None
     if teacher is not None:
         residual = A @ w2.T - teacher.astype(dt).forward(X)
-    return Features(X, A, G1, G2, residual, w1, w2)
+        if not np.all(np.isfinite(residual)):
+            raise ValueError(
+                "teacher: the residuals y_student - y_teacher overflow in "
+                f"{dt}; reduce the weight or input scale, or use float64")
+    f = Features(X, A, G1, G2, residual, w1, w2)
+    _check_no_overflow(f, student)
+    return f
+
+
+def _check_finite_activations(net, dtype, *arrays):
+    """Overflow of g, g', g'' (large polynomial degree, weights or inputs, float32)
+    would otherwise surface as NaN eigenvalues or a LAPACK error far from the cause."""
+    for name, a in zip(("g", "g'", "g''"), arrays):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(
+                f"net: the activation {net.activation.name!r} overflows: {name}(w1 @ x) is "
+                f"not finite in {np.dtype(dtype)} for some samples; reduce the weight or "
+                "input scale, or use float64")
+
+
+def _check_no_overflow(f: Features, net) -> None:
+    """Refuse before assembling if a Hessian entry could overflow the dtype.
+
+    Each entry is a sum over P samples of products of Jacobian factors (|g| or
+    |w2 g' x|) and, off the optimum, |r w2 g'' x x|; bounding them by their maxima
+    is cheap (O(P Nh)) and only refuses what is within a factor P of overflow.
+    """
+    big = float(np.finfo(f.X.dtype).max)
+
+    def amax(a):
+        return float(np.max(np.abs(a))) if a is not None and a.size else 0.0
+
+    with np.errstate(over="ignore"):
+        factor = max(amax(f.A), amax(f.G1) * amax(f.X) * max(amax(f.w2), 1.0))
+        bound = f.n_samples * factor * factor
+        if f.residual is not None:
+            bound += (f.n_samples * amax(f.residual) * amax(f.w2) * amax(f.G2)
+                      * amax(f.X) ** 2)
+    if not np.isfinite(bound) or bound > big / 16:
+        raise ValueError(
+            f"net: Hessian entries would overflow {f.X.dtype} (activation "
+            f"{net.activation.name!r}: |g| or |w2 g'(w1 x) x| up to {factor:.3g} over "
+            f"{f.n_samples} samples); reduce the weight or input scale, or use float64")
 
 
 # ---------------------------------------------------------------------- loss, gradient
@@ -218,17 +261,6 @@ def _chunks(n_samples: int, bytes_per_sample: int, budget: int | None = None):
     budget = _CHUNK_BYTES if budget is None else budget
     size = int(np.clip(budget // max(bytes_per_sample, 1), 64, max(n_samples, 1)))
     return [(s, min(s + size, n_samples)) for s in range(0, n_samples, size)]
-
-
-def _accumulate_at_b(gemm, a, b, out):
-    """out += a^T b for C-ordered a (c x m), b (c x n), out (m x n), in place.
-
-    BLAS sees C arrays as transposed Fortran ones: out^T (n x m) += b^T a, i.e.
-    gemm(a=b.T, b=a.T, trans_b) with no copies and no temporary.
-    """
-    res = gemm(1.0, b.T, a.T, beta=1.0, c=out.T, trans_b=1, overwrite_c=1)
-    if not np.shares_memory(res, out):  # BLAS wrapper copied: keep the result anyway
-        out[...] = res.T
 
 
 def _accumulate_at_b(gemm, a, b, out, beta=1.0):

@@ -122,7 +122,12 @@ class TwoLayerNet:
         X = self.check_inputs(X)
         pre = X @ self.w1.T.astype(X.dtype, copy=False)
         act, _, _ = _activations(self.activation, pre, need_derivatives=False)
-        return act @ self.w2.T.astype(X.dtype, copy=False)
+        out = act @ self.w2.T.astype(X.dtype, copy=False)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"the outputs of this network overflow in {X.dtype} "
+                             f"(activation {self.activation.name!r}); reduce the weight or "
+                             "input scale, or use float64")
+        return out
 
     __call__ = forward
 

@@ -5,7 +5,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._validation import check_dtype
-from .hessian import Features, _refuse_if_too_large, features
+from .hessian import Features, _refuse_if_too_large, check_teacher, features
 
 __all__ = ["hessian_operator", "HessianOperator", "ntk", "jvp", "vjp"]
 
@@ -139,6 +139,7 @@ def ntk(net, X, dtype=None) -> np.ndarray:
     """
     from ._kernels.assembly import ntk_combine
 
+    check_teacher(net, None)  # net must be a TwoLayerNet
     dt = check_dtype(dtype if dtype is not None else net.dtype)
     X_checked = net.check_inputs(X, dtype=dt)
     n = X_checked.shape[0] * net.n_out

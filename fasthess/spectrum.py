@@ -236,7 +236,7 @@ def _square_bytes(n, dtype, overhead=1.0):
     return int(overhead * int(n) * int(n) * np.dtype(dtype).itemsize)
 
 
-def eigenvalues(net, X, teacher=None, method="auto", dtype=np.float64) -> Spectrum:
+def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
     """All D eigenvalues of the Hessian, ascending, by the cheapest exact route.
 
     Parameters
@@ -261,8 +261,8 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=np.float64) -> Spectr
         * "auto": "dense" away from the optimum. At the optimum: "linear" for a
           linear activation; else "ntk" if P No < D and its cost model above is below
           that of "dense"; else "dense".
-    dtype : float64 or float32
-        Working precision.
+    dtype : float64 or float32, optional
+        Working precision; default the network's dtype.
 
     Returns
     -------
@@ -290,8 +290,8 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=np.float64) -> Spectr
     >>> bool(abs(s2[-1] - s[-1]) < 1e-12 * s[-1])
     True
     """
-    dt = check_dtype(dtype)
     teacher_ = check_teacher(net, teacher)
+    dt = check_dtype(dtype if dtype is not None else net.dtype)
     X = net.check_inputs(X, dtype=dt)
     n_samples = X.shape[0]
     route = _choose_route(net, n_samples, teacher_ is None, method)
@@ -563,7 +563,7 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
     svd = False
     if isinstance(eigenvalues, Spectrum):
         svd = eigenvalues.method == "svd"
-        ev = eigenvalues.eigenvalues
+        ev = check_float_array(eigenvalues.eigenvalues, "eigenvalues", ndim=1)
     else:
         ev = np.asarray(eigenvalues)
         if ev.dtype.kind in "iub":

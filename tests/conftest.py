@@ -11,8 +11,9 @@ RTOL_EXACT = 1e-12
 RTOL_FD_HESSIAN = 2e-6
 # Central differences of the loss for the gradient, eps = 1e-6: ~1e-9 relative.
 RTOL_FD_GRADIENT = 1e-7
-# float32 assembly against float64 (24-bit mantissa accumulated over P samples).
-RTOL_FLOAT32 = 1e-4
+# float32 assembly against float64 (24-bit mantissa accumulated over P samples):
+# measured <= 4e-7; the library promises 1e-4, the tests hold it to 1e-5.
+RTOL_FLOAT32 = 1e-5
 
 ACTIVATIONS = ["linear", "quadratic", "erf", "tanh", "relu", fh.Polynomial([0.3, 1.0, 0.5, -0.2])]
 ACTIVATION_IDS = ["linear", "quadratic", "erf", "tanh", "relu", "cubic_poly"]

@@ -158,7 +158,7 @@ def test_float32_follows_float64():
                            X.astype(np.float32), 0.5, 30, record_every=10)
     assert res.student.dtype == np.float32
     assert res.loss.dtype == np.float64
-    assert rel_err(res.loss, ref.loss) < 1e-4  # 24-bit mantissa over 30 steps
+    assert rel_err(res.loss, ref.loss) < 1e-5  # 24-bit mantissa over 30 steps (seen 1e-7)
 
 
 # ---------------------------------------------------------------------- theory

@@ -138,3 +138,24 @@ def test_w1w1_layout_fits_s_inside_the_block():
                 assert row0 * width + s_entries <= d1 * width  # S ends inside the block
                 # and u0 is as large as possible: one more unit would not fit
                 assert (row0 + n_in) * width + s_entries > d1 * width
+
+
+def test_ntk_of_a_non_network():
+    with pytest.raises(TypeError, match="net must be a fasthess.TwoLayerNet"):
+        fh.ntk(np.eye(3), fh.gaussian_inputs(4, 3))
+
+
+def test_thread_and_memory_settings_validated(monkeypatch):
+    for bad in ("2", 2.7, 0, True):
+        with pytest.raises((TypeError, ValueError), match="n must be"):
+            fh.set_num_threads(bad)
+    monkeypatch.setenv("FASTHESS_MEMORY_LIMIT", "1GB")
+    with pytest.raises(ValueError, match="FASTHESS_MEMORY_LIMIT must be a number of bytes"):
+        fh.hessian(fh.TwoLayerNet.random(2, 2, seed=0), fh.gaussian_inputs(3, 2))
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import fasthess"], capture_output=True,
+                         text=True, env={**__import__("os").environ,
+                                         "FASTHESS_NUM_THREADS": "two"})
+    assert out.returncode != 0 and "FASTHESS_NUM_THREADS must be an integer" in out.stderr
