@@ -371,17 +371,28 @@ def _small_blocks(f: Features, scratch: np.ndarray | None = None):
     scale = 1.0 / n_samples
     gemm = get_blas_funcs("gemm", dtype=dt)
     rhs = A if f.residual is None else np.concatenate([A, f.residual], axis=1)
-    # T[(j,i), :] = sum_mu G'_{mu j} x_{mu i} [A_mu, r_mu], z = rows of G' (x) x
-    T = np.zeros((d1, rhs.shape[1]), dtype=dt)
-    chunk = 0 if scratch is None else min(n_samples, _MAX_CHUNK_SAMPLES, scratch.size // d1)
+    # T[(j,i), c] = sum_mu G'_{mu j} x_{mu i} rhs_{mu c}, rhs = [A, r]. Two equivalent
+    # GEMMs; the one with the narrower per-sample product row moves less memory:
+    # rows G' (x) x against rhs, or rows G' (x) rhs against x.
+    n_rhs = rhs.shape[1]
+    width = min(d1, n_hidden * n_rhs)
+    by_inputs = d1 < n_hidden * n_rhs  # on a tie the x side measured faster
+    acc = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
+    chunk = 0 if scratch is None else min(n_samples, _MAX_CHUNK_SAMPLES, scratch.size // width)
     if chunk < min(n_samples, 64):
-        chunk = min(n_samples, max(64, _CHUNK_BYTES // (dt.itemsize * d1)))
-        scratch = np.empty(chunk * d1, dtype=dt)
+        chunk = min(n_samples, max(64, _CHUNK_BYTES // (dt.itemsize * width)))
+        scratch = np.empty(chunk * width, dtype=dt)
     for s0 in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s0)
-        z = scratch[: c * d1].reshape(c, d1)
-        outer_rows(G1[s0:s0 + c], X[s0:s0 + c], z)
-        _accumulate_at_b(gemm, z, rhs[s0:s0 + c], T)
+        rows = scratch[: c * width].reshape(c, width)
+        if by_inputs:
+            outer_rows(G1[s0:s0 + c], X[s0:s0 + c], rows)
+            _accumulate_at_b(gemm, rows, rhs[s0:s0 + c], acc)
+        else:
+            outer_rows(G1[s0:s0 + c], rhs[s0:s0 + c], rows)
+            _accumulate_at_b(gemm, X[s0:s0 + c], rows, acc)
+    T = acc if by_inputs else (acc.reshape(n_in, n_hidden, n_rhs).transpose(1, 0, 2)
+                               .reshape(d1, n_rhs))
     w1w2 = np.empty((n_hidden, n_in, n_out, n_hidden), dtype=dt)
     # H12[(j,i),(k,j')] = W2[k,j] T[(j,i),j'] / P
     np.multiply(f.w2.T[:, None, :, None], T[:, :n_hidden].reshape(n_hidden, n_in, 1, n_hidden),
