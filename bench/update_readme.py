@@ -23,9 +23,10 @@ GIB = 2**30
 
 def measure(log):
     out = {}
-    out["assembly"] = B.compare("erf", [40, 60], 2.0, peers=False, repeat=5, log=log)
-    out["peers"] = B.compare("erf", [30], 2.0, peers=True, repeat=3, log=log)
-    out["oom"] = {m: B.peak_memory(m, "erf", 50, 2.0, memory_limit=12 * GIB)
+    out["assembly"] = B.compare("erf", [40, 60], 2.0, repeat=5, log=log)
+    out["peers"] = B.compare("erf", [30], 2.0, peer_module="bench.peers", repeat=3, log=log)
+    out["oom"] = {m: B.peak_memory(m, "erf", 50, 2.0, memory_limit=12 * GIB,
+                                   peer_module="bench.peers")
                   for m in ("jax", "torch", "fasthess")}
     log(f"N=50 under a 12 GiB cap: {out['oom']}")
     eig = {}
@@ -58,7 +59,7 @@ def section(m):
         "`fh.hessian` (tracemalloc) over the bytes of H; `RSS` columns: peak resident "
         "memory a fresh process adds (includes BLAS buffers).",
         "",
-        "Against autodiff (erf, N = 30, D = 930, P = 2D; `fasthess bench --n 30 --peers`):",
+        "Against autodiff (erf, N = 30, D = 930, P = 2D; `python -m bench.compare --n 30 --peers`):",
         "",
     ]
     for peer in ("jax", "torch"):
@@ -72,7 +73,7 @@ def section(m):
         else:
             lines.append(f"- `{peer}`: not installed when this was measured.")
     lines += ["", "At N = 50 (D = 2550, P = 5100) with each process capped at 12 GiB "
-              "(`fasthess bench --n 50 --peers --memory-cap-gib 12`):", ""]
+              "(`python -m bench.compare --n 50 --peers --memory-cap-gib 12`):", ""]
     for method, (peak, note) in m["oom"].items():
         if peak is not None:
             lines.append(f"- {method}: peak {peak / GIB:.2f} GiB")

@@ -6,7 +6,9 @@ after warm-up, fasthess dense assembly against
 (a) a plain NumPy explicit Jacobian and J^T J,
 (b) the explicit Jacobian and BLAS syrk (the naive limit),
 (c) the unique-entry FLOP limit at the DGEMM rate measured in the same run,
-(d) jax.hessian and torch.func.hessian when installed (never a dependency),
+(d) autodiff peers (jax.hessian, torch.func.hessian) when a peer module is given:
+    ``python -m bench.compare --peers`` from the repository passes ``bench.peers``,
+    so no autodiff framework is ever imported by the package itself,
 
 then fasthess.eigenvalues(method="auto") against dense eigh of the same H, and
 the peak memory of each method, measured in a child process so allocations
@@ -22,7 +24,16 @@ import time
 
 import numpy as np
 
-METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk", "jax", "torch")
+METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk")
+
+
+def load_peers(peer_module):
+    """{name: builder(net, X) -> callable or None} from a module's ``PEERS`` dict."""
+    if peer_module is None:
+        return {}
+    import importlib
+
+    return dict(importlib.import_module(peer_module).PEERS)
 
 
 # ---------------------------------------------------------------------- routes
@@ -42,8 +53,13 @@ def _explicit_jacobian(net, X):
     return jacobian_from_features(features(net, X))
 
 
-def _route(method, net, X):
-    """A zero-argument callable computing H by ``method``, or None if unavailable."""
+def _route(method, net, X, peers=None):
+    """A zero-argument callable computing H by ``method``, or None if unavailable.
+
+    ``peers``: extra routes, {name: builder(net, X) -> callable or None}.
+    """
+    if peers and method in peers:
+        return peers[method](net, X)
     P = X.shape[0]
     if method == "fasthess":
         import fasthess as fh
@@ -62,61 +78,7 @@ def _route(method, net, X):
             # C-ordered J is Fortran J^T: syrk(J^T, trans=0) = J^T J, upper triangle
             return dsyrk(1.0 / P, J.T, trans=0)
         return jacobian_syrk
-    if method == "jax":
-        return _jax_route(net, X)
-    if method == "torch":
-        return _torch_route(net, X)
-    raise ValueError(f"method: unknown {method!r}; expected one of {METHODS}")
-
-
-def _peer_loss(net, X, asarray, g, total):
-    """The loss L(theta) written in an autodiff framework's array namespace."""
-    Xa = asarray(X)
-    Yt = asarray(net.forward(X))
-    d1 = net.w1.size
-
-    def loss(theta):
-        w1 = theta[:d1].reshape(net.w1.shape)
-        w2 = theta[d1:].reshape(net.w2.shape)
-        r = g(Xa @ w1.T) @ w2.T - Yt
-        return 0.5 * total(r * r) / Xa.shape[0]
-
-    return loss
-
-
-def _jax_route(net, X):
-    try:
-        import jax
-    except ImportError:
-        return None
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-    from jax.scipy.special import erf
-
-    acts = {"erf": lambda z: erf(z / jnp.sqrt(2.0)), "tanh": jnp.tanh, "linear": lambda z: z,
-            "quadratic": lambda z: z + z * z, "relu": lambda z: jnp.maximum(z, 0.0)}
-    g = acts.get(net.activation.name)
-    if g is None:
-        return None
-    hess = jax.jit(jax.hessian(_peer_loss(net, X, jnp.asarray, g, jnp.sum)))
-    theta = jnp.asarray(net.parameters())
-    return lambda: hess(theta).block_until_ready()
-
-
-def _torch_route(net, X):
-    try:
-        import torch
-        from torch.func import hessian
-    except ImportError:
-        return None
-    acts = {"erf": lambda z: torch.erf(z / 2.0**0.5), "tanh": torch.tanh,
-            "linear": lambda z: z, "quadratic": lambda z: z + z * z, "relu": torch.relu}
-    g = acts.get(net.activation.name)
-    if g is None:
-        return None
-    theta = torch.from_numpy(net.parameters())
-    h = hessian(_peer_loss(net, X, torch.from_numpy, g, torch.sum))
-    return lambda: h(theta)
+    raise ValueError(f"method: unknown {method!r}; expected one of {METHODS} or a peer")
 
 
 # ---------------------------------------------------------------------- timing
@@ -150,7 +112,8 @@ def _status_bytes(field):
     return None
 
 
-def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900):
+def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900,
+                peer_module=None):
     """Peak resident bytes that computing H by ``method`` adds, in a fresh process.
 
     Returns (bytes or None, note). ``memory_limit`` (bytes) caps the child's
@@ -159,7 +122,7 @@ def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900):
     code = (
         "import sys, json; from fasthess.benchmarking import _child_peak; "
         f"print(json.dumps(_child_peak({method!r}, {activation!r}, {n}, {factor}, "
-        f"{memory_limit!r})))")
+        f"{memory_limit!r}, {peer_module!r})))")
     env = dict(os.environ)
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -174,10 +137,11 @@ def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900):
     return result["peak_bytes"], result["note"]
 
 
-def _child_peak(method, activation, n, factor, memory_limit=None):
+def _child_peak(method, activation, n, factor, memory_limit=None, peer_module=None):
+    peers = load_peers(peer_module)
     net, X = _problem(activation, n, factor)
     small_net, small_X = _problem(activation, 3, 2.0)
-    warm = _route(method, small_net, small_X)
+    warm = _route(method, small_net, small_X, peers)
     if warm is None:
         return {"peak_bytes": None, "note": "not installed"}
     warm()
@@ -189,10 +153,10 @@ def _child_peak(method, activation, n, factor, memory_limit=None):
         resource.setrlimit(resource.RLIMIT_AS, (vm + memory_limit, vm + memory_limit))
     try:
         # the route itself builds the problem-specific closures (jit tracing included)
-        _route(method, net, X)()
+        _route(method, net, X, peers)()
     except MemoryError:
         return {"peak_bytes": None, "note": f"out of memory at {memory_limit / 2**30:.0f} GiB"}
-    except Exception as exc:  # jax/torch report OOM as their own RuntimeErrors
+    except Exception as exc:  # autodiff peers report OOM as their own errors
         msg = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
         return {"peak_bytes": None, "note": f"failed: {msg}"}
     return {"peak_bytes": _status_bytes("VmHWM") - base, "note": ""}
@@ -247,9 +211,12 @@ def traced_peak(func):
         tracemalloc.stop()
 
 
-def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
+def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repeat=3,
             memory=True, memory_cap=None, log=print):
     """Measure every route; returns a list of row dicts (also logged line by line).
+
+    ``peer_module``: an importable module with a ``PEERS`` dict of extra routes
+    (the repository's ``bench.peers`` holds jax and torch).
 
     ``memory_cap`` (bytes) caps the address space of the peak-memory child
     processes; with a cap, peak memory is measured first, and a route that runs
@@ -261,12 +228,13 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
     for n in sizes:
         net, X = _problem(activation, n, factor)
         D, P = net.n_params, X.shape[0]
-        methods = [m for m in METHODS if peers or m not in ("jax", "torch")]
+        peers = load_peers(peer_module)
+        methods = list(METHODS) + list(peers)
         peaks, notes = {}, {}
         if memory:
             for method in methods:
                 peaks[method], notes[method] = peak_memory(method, activation, n, factor,
-                                                           memory_cap)
+                                                           memory_cap, peer_module=peer_module)
         H = fh.hessian(net, X)
         routes = {}
         for method in methods:
@@ -274,7 +242,7 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peers=True, repeat=3,
                     memory_cap is not None and peaks.get(method) is None):
                 log(f"  {method}: {notes.get(method)}; not timed")
                 continue
-            route = _route(method, net, X)
+            route = _route(method, net, X, peers)
             if route is None:
                 log(f"  {method}: not installed, skipped")
                 continue
@@ -334,8 +302,8 @@ def format_row(row):
 
 
 def markdown_table(rows):
-    methods = [m for m in METHODS[1:]
-               if any(m in r["speedup"] or m in r.get("peak_notes", {}) for r in rows)]
+    names = list(dict.fromkeys(m for r in rows for m in [*r["speedup"], *r.get("peak_notes", {})]))
+    methods = [m for m in names if m != "fasthess"]
     head = (["activation", "N", "D", "P", "% of DGEMM rate"] + [f"speed-up vs {m}" for m in methods]
             + ["peak / 8D^2 (traced)", "peak RSS / 8D^2"]
             + [f"RSS {m}" for m in methods])
@@ -357,14 +325,15 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-def main(args) -> int:
+def main(args, peer_module=None) -> int:
+    """``fasthess bench`` (and ``python -m bench.compare``, which adds the peers)."""
     import fasthess as fh
 
     if args.threads is not None:
         fh.set_num_threads(args.threads)
     sizes = args.n or [20, 40]
     cap = None if args.memory_cap_gib is None else int(args.memory_cap_gib * 2**30)
-    rows = compare(args.activation, sizes, args.samples_factor, peers=args.peers,
+    rows = compare(args.activation, sizes, args.samples_factor, peer_module=peer_module,
                    repeat=args.repeat, memory_cap=cap)
     print()
     print(markdown_table(rows))

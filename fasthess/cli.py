@@ -37,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     figures = sub.add_parser("figures", help="reproduce the paper's figures (PNG + data)")
     _add_figures_arguments(figures)
-    bench = sub.add_parser("bench", help="side-by-side speed ratios against naive routes")
-    _add_bench_arguments(bench)
+    bench = sub.add_parser(
+        "bench", help="side-by-side speed ratios against naive routes",
+        description="Side-by-side ratios against NumPy J^T J, Jacobian + syrk and the DGEMM "
+                    "limit. From a repository checkout, `python -m bench.compare --peers` adds "
+                    "jax.hessian and torch.func.hessian.")
+    add_bench_arguments(bench)
     sweep = sub.add_parser("sweep", help="run a grid of configurations on Dask")
     _add_sweep_arguments(sweep)
     return parser
@@ -55,13 +59,11 @@ def _add_figures_arguments(p):
     p.add_argument("--seed", type=int, default=0)
 
 
-def _add_bench_arguments(p):
+def add_bench_arguments(p):
     p.add_argument("--activation", default="erf")
     p.add_argument("--n", type=int, action="append", default=None,
                    help="Ni = Nh (repeatable; default 20 and 40)")
     p.add_argument("--samples-factor", type=float, default=2.0, help="P = factor * D")
-    p.add_argument("--peers", action="store_true",
-                   help="also time jax.hessian / torch.func.hessian when installed")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--memory-cap-gib", type=float, default=None,

@@ -21,7 +21,7 @@ def test_naive_routes_agree_with_fasthess():
 
 
 def test_compare_rows_and_table():
-    rows = B.compare("erf", [4], 2.0, peers=False, repeat=1, memory=True, log=lambda s: None)
+    rows = B.compare("erf", [4], 2.0, repeat=1, memory=True, log=lambda s: None)
     (row,) = rows
     assert row["D"] == 20 and row["P"] == 40
     assert set(row["speedup"]) == {"numpy_jtj", "jacobian_syrk"}
@@ -48,3 +48,29 @@ def test_cli_bench_runs(capsys):
     assert main(["bench", "--n", "3", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "% of DGEMM rate" in out and "| erf | 3 |" in out
+
+
+def test_peer_module_adds_routes(tmp_path, monkeypatch):
+    """Extra routes come from a module's PEERS dict (how bench.peers adds jax/torch);
+    a builder returning None (framework absent) is skipped, not an error."""
+    mod = tmp_path / "fake_peers.py"
+    mod.write_text(
+        "import fasthess as fh\n"
+        "PEERS = {'again': lambda net, X: (lambda: fh.hessian(net, X)),\n"
+        "         'absent': lambda net, X: None}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    (row,) = B.compare("tanh", [3], 2.0, peer_module="fake_peers", repeat=1,
+                       log=lambda s: None)
+    assert "again" in row["speedup"] and "absent" not in row["speedup"]
+    assert row["peak_notes"]["absent"] == "not installed"
+
+
+def test_package_never_imports_an_autodiff_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, fasthess, fasthess.benchmarking, fasthess.cli; "
+            "print(any(m in sys.modules for m in ('jax', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
