@@ -31,7 +31,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fasthess",
-        description="Exact Hessians of two-layer teacher-student networks at the optimum.")
+        description="Exact Hessians of two-layer teacher-student networks at the optimum.",
+        epilog="`fasthess` with no subcommand (or only options) runs `fasthess run`; "
+               "see `fasthess run --help` for its options.")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="assemble and diagonalise one Hessian (the default)")
     _add_run_arguments(run)
