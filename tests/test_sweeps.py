@@ -434,26 +434,33 @@ def test_interrupted_sweep_keeps_what_finished(client, tmp_path, monkeypatch):
     assert len(_json_records(store)) == 6
 
 
-def test_cli_main_with_scheduler(client, tmp_path, capsys):
+def test_cli_main_with_scheduler(client, tmp_path):
+    """`fasthess sweep --scheduler ADDRESS` from another process, as a user runs it
+    (a second client in the test process itself would share its event loop)."""
+    import subprocess
+    import sys
+
     grid = tmp_path / "g.toml"
+    store = tmp_path / "s"
+
+    def cli(*extra):
+        cmd = [sys.executable, "-m", "fasthess", "sweep", "--grid", str(grid), "--store",
+               str(store), "--scheduler", client.scheduler.address, "--no-progress", *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
     grid.write_text('measure = "top"\n')  # user functions are not available in grid files
-    args = types.SimpleNamespace(grid=str(grid), store=str(tmp_path / "s"),
-                                 scheduler=client.scheduler.address, workers=None,
-                                 no_progress=True)
-    with pytest.raises(ValueError, match="measure: unknown name 'top'"):
-        sweeps.main(args)
+    out = cli()
+    assert out.returncode == 2 and "measure: unknown name 'top'" in out.stderr
     grid.write_text('measure = "eigenvalues"\nactivation = ["linear", "erf"]\nn = [2, 3]\n'
                     'n_samples = "D"\n')
-    pytest.importorskip("fasthess.spectrum")
-    assert sweeps.main(args) == 0
-    out = capsys.readouterr()
-    assert "4 run (0 failed), 0 already in the store" in out.out
-    assert len(load_sweep(args.store)) == 4
-    assert sweeps.main(args) == 0
-    assert "0 run (0 failed), 4 already in the store" in capsys.readouterr().out
-    args.workers = 2
-    with pytest.raises(ValueError, match="--workers"):
-        sweeps.main(args)
+    out = cli()
+    assert out.returncode == 0, out.stderr
+    assert "4 run (0 failed), 0 already in the store" in out.stdout
+    assert len(load_sweep(store)) == 4
+    out = cli()
+    assert out.returncode == 0 and "0 run (0 failed), 4 already in the store" in out.stdout
+    out = cli("--workers", "2")
+    assert out.returncode == 2 and "--workers" in out.stderr
 
 
 def test_worker_killed_mid_sweep_loses_and_duplicates_nothing(client, tmp_path):
