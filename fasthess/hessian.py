@@ -17,7 +17,6 @@ from .network import TwoLayerNet, _activations
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient"]
 
-# Bytes of sample-chunk factors held at once during assembly (bounded workspace).
 # Samples per chunk of the w1w1 pass: enough for GEMM efficiency and few passes
 # over S; the chunk factors live in the not-yet-written part of H itself.
 _MAX_CHUNK_SAMPLES = 2048
@@ -37,9 +36,9 @@ class Features:
     """
 
     X: np.ndarray
-    A: np.ndarray
+    A: np.ndarray | None  # None once the w1w1 pass no longer needs it (peak memory)
     G1: np.ndarray
-    G2: np.ndarray
+    G2: np.ndarray | None  # None at the optimum during dense assembly
     residual: np.ndarray | None
     w1: np.ndarray
     w2: np.ndarray
@@ -256,11 +255,17 @@ def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     return HessianBlocks(w1w1, w1w2, w2w2)
 
 
-def _chunks(n_samples: int, bytes_per_sample: int, budget: int | None = None):
-    """Sample ranges of at least 64 samples (GEMM efficiency) within the byte budget."""
-    budget = _CHUNK_BYTES if budget is None else budget
-    size = int(np.clip(budget // max(bytes_per_sample, 1), 64, max(n_samples, 1)))
-    return [(s, min(s + size, n_samples)) for s in range(0, n_samples, size)]
+def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
+    """(samples per chunk, flat buffer of chunk * width) for per-sample factor rows.
+
+    The buffer is ``scratch`` (not-yet-written output memory) when it holds chunks
+    of at least 64 samples (GEMM efficiency); otherwise a small separate buffer.
+    """
+    chunk = 0 if scratch is None else min(n_samples, _MAX_CHUNK_SAMPLES, scratch.size // width)
+    if chunk < min(n_samples, 64):
+        chunk = min(n_samples, max(64, _CHUNK_BYTES // (np.dtype(dtype).itemsize * width)))
+        scratch = np.empty(chunk * width, dtype=dtype)
+    return chunk, scratch
 
 
 def _accumulate_at_b(gemm, a, b, out, beta=1.0):
@@ -312,14 +317,8 @@ def _assemble_w1w1(f: Features, out: np.ndarray) -> None:
     u0, row0 = w1w1_layout(n_in, n_hidden, width)
     S = flat[row0 * width: row0 * width + m_hidden * m_in].reshape(m_hidden, m_in)
 
-    free = row0 * width
     per_sample = m_hidden + m_in
-    chunk = min(n_samples, _MAX_CHUNK_SAMPLES, free // per_sample)
-    if chunk < min(n_samples, 64):  # tiny outputs: a small separate buffer
-        chunk = min(n_samples, max(64, _CHUNK_BYTES // (dt.itemsize * per_sample)))
-        work = np.empty(chunk * per_sample, dtype=dt)
-    else:
-        work = flat[:free]
+    chunk, work = _chunk_workspace(flat[: row0 * width], n_samples, per_sample, dt)
     gemm = get_blas_funcs("gemm", dtype=dt)
     coef = None
     if f.residual is not None:
@@ -378,10 +377,7 @@ def _small_blocks(f: Features, scratch: np.ndarray | None = None):
     width = min(d1, n_hidden * n_rhs)
     by_inputs = d1 < n_hidden * n_rhs  # on a tie the x side measured faster
     acc = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
-    chunk = 0 if scratch is None else min(n_samples, _MAX_CHUNK_SAMPLES, scratch.size // width)
-    if chunk < min(n_samples, 64):
-        chunk = min(n_samples, max(64, _CHUNK_BYTES // (dt.itemsize * width)))
-        scratch = np.empty(chunk * width, dtype=dt)
+    chunk, scratch = _chunk_workspace(scratch, n_samples, width, dt)
     for s0 in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s0)
         rows = scratch[: c * width].reshape(c, width)
