@@ -67,11 +67,7 @@ def set_num_threads(n: int) -> None:
 
     n = _check_threads(n)
     numba.set_num_threads(n)
-    global _BLAS_LIMIT
-    _BLAS_LIMIT = threadpool_limits(limits=n, user_api="blas")
-
-
-_BLAS_LIMIT = None
+    threadpool_limits(limits=n, user_api="blas")  # takes effect now, until changed again
 
 
 def get_num_threads() -> int:

@@ -148,18 +148,12 @@ def loss(student, X, teacher):
 
 def gradient(student, X, teacher):
     """dL/dtheta, flat in theta order (w1 row-major, then w2 row-major)."""
+    from .operators import vjp
+
     f = features(student, X, teacher)
     if f.residual is None:
         return np.zeros(student.n_params, dtype=f.X.dtype)
-    return gradient_from_features(f)
-
-
-def gradient_from_features(f: Features) -> np.ndarray:
-    r = f.residual
-    inv_p = 1.0 / f.n_samples
-    g_w1 = ((r @ f.w2) * f.G1).T @ f.X * inv_p
-    g_w2 = r.T @ f.A * inv_p
-    return np.concatenate([g_w1.ravel(), g_w2.ravel()])
+    return vjp(f, f.residual[:, :, None])[:, 0] / f.n_samples  # J^T r / P
 
 
 # ---------------------------------------------------------------------- blocks

@@ -10,9 +10,10 @@ from .hessian import Features, _refuse_if_too_large, check_teacher, features
 __all__ = ["hessian_operator", "HessianOperator", "ntk", "jvp", "vjp"]
 
 
-def jvp(f: Features, V: np.ndarray) -> np.ndarray:
-    """J V for V of shape (D, m): returns (P, No, m), rows (mu, k) of the Jacobian."""
-    n_samples, n_in = f.X.shape
+def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """J V for V of shape (D, m): returns (P, No, m), rows (mu, k) of the Jacobian,
+    and the (P, Nh, m) input projections X V1^T that the residual term reuses."""
+    n_in = f.X.shape[1]
     n_hidden = f.A.shape[1]
     n_out = f.w2.shape[0]
     d1 = n_hidden * n_in
@@ -28,8 +29,6 @@ def jvp(f: Features, V: np.ndarray) -> np.ndarray:
 
 def vjp(f: Features, U: np.ndarray) -> np.ndarray:
     """J^T U for U of shape (P, No, m): returns (D, m)."""
-    n_samples, n_in = f.X.shape
-    n_hidden = f.A.shape[1]
     m = U.shape[2]
     back = np.einsum("pkm,kj->pjm", U, f.w2, optimize=True) * f.G1[:, :, None]
     g1 = np.einsum("pjm,pi->jim", back, f.X, optimize=True)
