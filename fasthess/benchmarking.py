@@ -82,23 +82,6 @@ def _route(method, net, X, peers=None):
 
 
 # ---------------------------------------------------------------------- timing
-def best_time(func, repeat=3):
-    func()  # warm-up: compile, caches, page faults of the first call
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def dgemm_rate(n=1500, repeat=5):
-    """The machine's DGEMM rate now, in multiply-adds per second (best of repeat)."""
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
-    return n**3 / best_time(lambda: a @ b, repeat)
-
-
 def unique_entry_macs(n_in, n_hidden, n_samples):
     """Multiply-adds of the pair contraction: P * Nh(Nh+1)/2 * Ni(Ni+1)/2 (~P Nh^2 Ni^2/4)."""
     return n_samples * (n_hidden * (n_hidden + 1) // 2) * (n_in * (n_in + 1) // 2)
