@@ -323,8 +323,8 @@ def _assemble_w1w1(f: Features, out: np.ndarray) -> None:
         c = min(chunk, n_samples - s0)
         up = work[: c * m_hidden].reshape(c, m_hidden)
         xp = work[c * m_hidden: c * per_sample].reshape(c, m_in)
-        pair_products(X[s0:s0 + c], 0, n_in, xp)
-        pair_products(G1[s0:s0 + c], 0, n_hidden, up)
+        pair_products(X[s0:s0 + c], xp)
+        pair_products(G1[s0:s0 + c], up)
         _accumulate_at_b(gemm, up, xp, S, beta=0.0 if s0 == 0 else 1.0)
         if coef is not None:
             _accumulate_at_b(gemm, coef[s0:s0 + c], xp, rpairs)

@@ -23,16 +23,15 @@ def pair_index(a, b, n):
 
 
 @kernel(parallel=True)
-def pair_products(V, first_start, first_stop, out):
-    """out[mu, p] = V[mu, a] * V[mu, b] for pairs a <= b with first_start <= a < first_stop.
+def pair_products(V, out):
+    """out[mu, pair_index(a, b)] = V[mu, a] * V[mu, b] for all pairs a <= b.
 
-    V: (c, n); out: (c, n_pairs_in_range), pairs in the global order, offset so the
-    first pair of the range is column 0.
+    V: (c, n); out: (c, n(n+1)/2).
     """
     n_rows, n = V.shape
     for r in numba.prange(n_rows):
         col = 0
-        for a in range(first_start, first_stop):
+        for a in range(n):
             va = V[r, a]
             for b in range(a, n):
                 out[r, col] = va * V[r, b]
