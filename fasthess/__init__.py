@@ -15,7 +15,7 @@ if "numpy" not in _sys.modules:  # read when OpenBLAS loads, i.e. at numpy impor
 from ._resources import apply_env_threads as _apply_env_threads
 from ._resources import get_num_threads, set_num_threads, threads
 from .activations import ACTIVATION_NAMES, Activation, CustomActivation, Polynomial, Quadratic
-from .data import gaussian_inputs
+from .data import POPULATION, gaussian_inputs
 from .hessian import HessianBlocks, gradient, hessian, hessian_blocks, loss
 from .network import TwoLayerNet
 from .operators import HessianOperator, hessian_operator, ntk
@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATION_NAMES", "Activation", "CustomActivation", "Polynomial", "Quadratic",
-    "TwoLayerNet", "gaussian_inputs",
+    "TwoLayerNet", "gaussian_inputs", "POPULATION",
     "hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient",
     "hessian_operator", "HessianOperator", "ntk",
     "eigenvalues", "Spectrum", "eigsh", "smallest_nonzero", "numerical_rank", "RankResult",

@@ -1,11 +1,49 @@
-"""Input sampling."""
+"""Input data: Gaussian samples, and POPULATION, the input distribution itself."""
 from __future__ import annotations
 
 import numpy as np
 
 from ._validation import check_dtype, check_int
 
-__all__ = ["gaussian_inputs"]
+__all__ = ["gaussian_inputs", "POPULATION", "Population"]
+
+
+class Population:
+    """The input distribution x ~ N(0, I_{n_in}) with P -> infinity (THEORY.md f).
+
+    Use the one instance, :data:`fasthess.POPULATION`, wherever X is accepted:
+    expectations over the inputs replace sample averages, so the population
+    Hessian H_inf = E[J^T J] comes in closed form, with no samples.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> fh.POPULATION
+    fasthess.POPULATION
+    """
+
+    _instance = None
+
+    def __new__(cls):
+        # one instance, so ``X is POPULATION`` identifies it (and pickling keeps it)
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __reduce__(self):
+        return (Population, ())
+
+    def __repr__(self):
+        return "fasthess.POPULATION"
+
+
+#: The input distribution N(0, I) with infinitely many samples (see :class:`Population`).
+POPULATION = Population()
+
+
+def is_population(X) -> bool:
+    """Whether ``X`` stands for the population (:data:`POPULATION`)."""
+    return isinstance(X, Population)
 
 
 def gaussian_inputs(n_samples, n_in, seed=None, dtype=np.float64):

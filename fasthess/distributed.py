@@ -14,28 +14,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from ._optional import import_distributed
 from ._validation import check_dtype, check_int
 from .hessian import check_teacher, features
 from .operators import hessian_vector_products
 
 __all__ = ["hessian_operator", "DistributedHessianOperator"]
 
-_INSTALL_HINT = "pip install fasthess[dist]"
-
 # A vector block larger than this is scattered once per product instead of being
 # embedded in every shard's task (which would serialise it n_shards times).
 _SCATTER_BYTES = 1 << 20
-
-
-def import_distributed():
-    """``dask.distributed``, or an ImportError that says how to install it."""
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ImportError(
-            f"fasthess sweeps and distributed operators need dask[distributed] "
-            f"({_INSTALL_HINT}); importing it failed: {exc}") from exc
-    return distributed
 
 
 def _shard_products(f, V, weight):

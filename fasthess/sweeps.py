@@ -114,7 +114,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _io
-from .distributed import import_distributed
+from ._optional import import_distributed
 
 __all__ = ["sweep", "load_sweep", "SweepReport", "StoreVersionError", "read_grid",
            "expand_grid", "run_config", "record_key", "normalize_config",

@@ -1,0 +1,72 @@
+"""Every tunable constant of fasthess, in one place (tests patch them here).
+
+Modules read these at call time (``from . import _config`` then
+``_config.NAME``), never copy them at import, so that a patch takes effect.
+Each value has the reason it was chosen beside it. Nothing here imports
+anything from fasthess: this is the bottom layer.
+"""
+from __future__ import annotations
+
+import math
+
+# ---------------------------------------------------------------- dense assembly
+# Samples per chunk of the w1w1 pass: enough for GEMM efficiency and few passes
+# over S; the chunk factors live in the not-yet-written part of H itself.
+MAX_CHUNK_SAMPLES = 2048
+# Bytes of a separately allocated chunk buffer (outputs too small to host it).
+CHUNK_BYTES = 8 * 2**20
+# Smallest chunk worth a GEMM call when the scratch space of H is smaller.
+MIN_CHUNK_SAMPLES = 64
+# Peak bytes of dense assembly relative to the output (checked before allocating).
+ASSEMBLY_OVERHEAD = 1.3
+# Bytes that a single float64 Hessian entry may reach before summing P of them
+# is refused as an overflow risk: max float / this.
+OVERFLOW_MARGIN = 16.0
+
+# ---------------------------------------------------------------- eigen routes
+# LAPACK driver for eigenvalues only. For values only, syevd and syevr do the same
+# work (sytrd tridiagonal reduction, then sterf), and measured the same within noise
+# (D = 300..2000, 2 cores); syevr is also the driver of subset_by_index.
+EIGH_DRIVER = "evr"
+
+# ---------------------------------------------------------------- Lanczos / SLQ
+# Lanczos stops a probe when beta falls below sqrt(eps) * ||T||: the Krylov space is
+# then invariant to working accuracy, and the weight lost is O(eps).
+LANCZOS_BREAKDOWN = math.sqrt(2.220446049250313e-16)
+# Bytes of Lanczos bases (n_steps x D per probe) held at once; probes run in batches.
+SLQ_BASIS_BYTES = 256 * 2**20
+# Default density grid: +-GRID_PAD sigma beyond the extreme nodes (mass outside ~1e-9)
+# with spacing sigma / GRID_PER_SIGMA (trapezoid on a Gaussian is then exact to ~1e-100).
+GRID_PAD = 6.0
+GRID_PER_SIGMA = 5.0
+GRID_MAX_POINTS = 1_000_000
+# Default smoothing: this fraction of the node range.
+SIGMA_FRACTION = 0.01
+# Hutchinson probes per operator product (bounds the (P, Nh, batch) workspace).
+HUTCHINSON_BATCH = 32
+
+# ---------------------------------------------------------------- distributed
+# A vector block larger than this is scattered once per product instead of being
+# embedded in every shard's task (which would serialise it n_shards times).
+SCATTER_BYTES = 1 << 20
+
+# ---------------------------------------------------------------- dynamics
+# Default divergence rule of gradient_descent: stop once L_t > factor * (L_0 + floor).
+DIVERGENCE_FACTOR = 1e6
+
+# ---------------------------------------------------------------- theory
+# Fixed seed of the exact-rank fallback, so effective_parameters is deterministic.
+FALLBACK_SEED = 20240611
+# Above this D the exact-rank fallback would take seconds or more.
+FALLBACK_MAX_PARAMS = 1200
+# The echelon basis of exact_rank is rank x D int64: 128 MB at D = 4000.
+EXACT_MAX_PARAMS = 4000
+# Midpoint nodes in the cos substitution of the linear density (THEORY.md b).
+QUAD_NODES = 800
+MAX_QUAD_NODES = 20000
+
+# ---------------------------------------------------------------- sweeps
+# Workers of the default LocalCluster of a sweep.
+DEFAULT_WORKERS = 2
+# A temporary file older than this is left over from a crash, never a live write.
+STALE_TMP_SECONDS = 3600
