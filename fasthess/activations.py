@@ -62,15 +62,15 @@ class Activation:
         """(g, g', g'') of an array, through the same kernel the Hessian uses."""
         z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float64)))
         out = (np.empty_like(z), np.empty_like(z), np.empty_like(z))
-        self._apply(z, *out)
+        self.apply(z, *out)
         return out
 
-    def _apply(self, pre, out_g, out_d1, out_d2):
+    def apply(self, pre, out_g, out_d1, out_d2):
         from ._kernels.activation import apply_activation
 
-        apply_activation(self.code, self._kernel_coeffs(pre.dtype), pre, out_g, out_d1, out_d2)
+        apply_activation(self.code, self.kernel_coeffs(pre.dtype), pre, out_g, out_d1, out_d2)
 
-    def _kernel_coeffs(self, dtype):
+    def kernel_coeffs(self, dtype):
         coeffs = self.coeffs
         if coeffs.size == 0:
             coeffs = np.zeros(1)
@@ -198,7 +198,7 @@ class CustomActivation(Activation):
     def powers(self):
         return self._poly.powers if self._poly is not None else ()
 
-    def _apply(self, pre, out_g, out_d1, out_d2):
+    def apply(self, pre, out_g, out_d1, out_d2):
         if self._applier is None:
             from ._kernels.activation import make_custom_applier
 

@@ -185,7 +185,7 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
             f"fasthess.CustomActivation, got {type(act).__name__}")
     # a writable copy: Polynomial coefficients are read-only, and Numba would
     # compile a second specialisation of the whole loop for a read-only array
-    coeffs = np.array(act._kernel_coeffs(dt))
+    coeffs = np.array(act.kernel_coeffs(dt))
     n_rec, diverged_at, use_prev = loop(
         act.code, coeffs, X, Yt, w1, w2, lr, steps, record_every,
         factor, floor, loss_out, step_out, prev_w1, prev_w2)

@@ -153,9 +153,9 @@ def _activations(activation: Activation, pre: np.ndarray, need_derivatives: bool
     if not need_derivatives and activation.code >= 0:
         from ._kernels.activation import apply_activation_value
 
-        apply_activation_value(activation.code, activation._kernel_coeffs(pre.dtype), pre, out_g)
+        apply_activation_value(activation.code, activation.kernel_coeffs(pre.dtype), pre, out_g)
         return out_g, None, None
     d1 = np.empty_like(pre)
     d2 = np.empty_like(pre)
-    activation._apply(pre, out_g, d1, d2)
+    activation.apply(pre, out_g, d1, d2)
     return out_g, d1, d2
