@@ -16,11 +16,14 @@ from ._resources import apply_env_threads as _apply_env_threads
 from ._resources import get_num_threads, set_num_threads, threads
 from .activations import ACTIVATION_NAMES, Activation, CustomActivation, Polynomial, Quadratic
 from .data import POPULATION, gaussian_inputs
-from .hessian import HessianBlocks, gradient, hessian, hessian_blocks, loss
+from .assembly import HessianBlocks, hessian, hessian_blocks, ntk
 from .network import TwoLayerNet
-from .operators import HessianOperator, hessian_operator, ntk
-from .spectrum import (RankResult, SpectralDensity, Spectrum, eigenvalues, eigsh,
-                       numerical_rank, smallest_nonzero, spectral_density, trace)
+from .objective import gradient, loss
+from .operators import HessianOperator, HessianOperatorBase, hessian_operator
+from .rank import RankResult, numerical_rank
+from .slq import SpectralDensity, spectral_density
+from .spectrum import Spectrum, eigenvalues, eigsh, smallest_nonzero
+from .traces import trace
 from .dynamics import GDResult, decay_rate, gradient_descent, perturb, predicted_loss
 from .sweeps import load_sweep, sweep
 from . import theory
@@ -31,7 +34,7 @@ __all__ = [
     "ACTIVATION_NAMES", "Activation", "CustomActivation", "Polynomial", "Quadratic",
     "TwoLayerNet", "gaussian_inputs", "POPULATION",
     "hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient",
-    "hessian_operator", "HessianOperator", "ntk",
+    "hessian_operator", "HessianOperator", "HessianOperatorBase", "ntk",
     "eigenvalues", "Spectrum", "eigsh", "smallest_nonzero", "numerical_rank", "RankResult",
     "spectral_density", "SpectralDensity", "trace",
     "gradient_descent", "GDResult", "perturb", "predicted_loss", "decay_rate",

@@ -53,6 +53,10 @@ SCATTER_BYTES = 1 << 20
 # ---------------------------------------------------------------- dynamics
 # Default divergence rule of gradient_descent: stop once L_t > factor * (L_0 + floor).
 DIVERGENCE_FACTOR = 1e6
+# gradient_descent reports a run as escaped from the quadratic regime once its loss
+# exceeds this multiple of the initial loss: in that regime, with a stable step, every
+# mode contracts and the loss never rises.
+ESCAPE_FACTOR = 2.0
 
 # ---------------------------------------------------------------- theory
 # Fixed seed of the exact-rank fallback, so effective_parameters is deterministic.

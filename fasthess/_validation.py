@@ -1,14 +1,25 @@
-"""Input checks shared by every public entry point (one concept, one place)."""
+"""Input checks: one helper per kind of check, used by every public entry point.
+
+Public functions validate their arguments once, at the boundary, with these
+helpers and then call unvalidated internals. Each error names the argument, what
+was expected and what was given. This is the bottom layer: it imports nothing
+from fasthess, so model-level checks take the class they check against.
+"""
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
 
+__all__ = ["FLOAT_DTYPES", "check_dtype", "check_float_array", "check_int", "check_real",
+           "check_bool", "check_choice", "check_instance", "check_teacher", "check_inputs",
+           "check_rng"]
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """float32 or float64, from anything :class:`numpy.dtype` accepts."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -18,43 +29,129 @@ def check_dtype(dtype, name: str = "dtype") -> np.dtype:
     return dt
 
 
-def check_float_array(a, name: str, ndim: int, dtype=None) -> np.ndarray:
-    """A finite, real, floating C-contiguous array of the given ndim.
+def check_float_array(a, name: str, ndim: int, dtype=None, copy: bool = False) -> np.ndarray:
+    """A finite, real, floating, C-contiguous array of the given ndim.
 
-    Integer, boolean and complex inputs are refused rather than silently cast:
-    a complex weight would lose its imaginary part, an integer X is usually a bug.
+    Integers and booleans are upcast to float64, as NumPy and SciPy do; complex and
+    object arrays are refused (a complex weight would lose its imaginary part), and so
+    are masked arrays, whose mask fasthess would otherwise silently ignore.
+    ``copy=True`` always returns a new array, so later changes to ``a`` by the
+    caller cannot reach it.
     """
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; fasthess does not honour masks. Pass the "
+                        f"valid rows only (e.g. {name}[~{name}.mask.any(axis=1)].data) or "
+                        f"{name}.filled(value)")
     arr = np.asarray(a)
-    if arr.dtype.kind not in "f":
-        raise TypeError(f"{name} must hold real floating-point numbers (float32 or float64), "
-                        f"got dtype {arr.dtype}")
-    if arr.dtype not in FLOAT_DTYPES:
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype.kind != "f":
+        raise TypeError(f"{name} must hold real numbers (float32 or float64; integers are "
+                        f"upcast to float64), got dtype {arr.dtype}")
+    elif arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     if not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
-    return np.ascontiguousarray(arr, dtype=dtype if dtype is not None else arr.dtype)
+    out_dtype = dtype if dtype is not None else arr.dtype
+    if copy:
+        return np.array(arr, dtype=out_dtype, order="C", copy=True)
+    return np.ascontiguousarray(arr, dtype=out_dtype)
 
 
-def check_int(value, name: str, minimum: int | None = None) -> int:
+def check_int(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (Python or NumPy; never a bool, a float or a string) in range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
-def check_positive_float(value, name: str, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        rel = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {rel}, got {value!r}")
+def check_real(value, name: str, *, positive: bool = False, nonnegative: bool = False,
+               finite: bool = True) -> float:
+    """A real number (Python or NumPy int or float; never a bool or a string)."""
+    if (isinstance(value, (bool, np.bool_, str, bytes))
+            or not isinstance(value, (numbers.Real, np.floating, np.integer))):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    bound = "> 0" if positive else ">= 0" if nonnegative else None
+    if ((finite and not np.isfinite(v)) or (positive and not v > 0)
+            or (nonnegative and not v >= 0)):
+        need = " and ".join(w for w in ("finite" if finite else None, bound) if w)
+        raise ValueError(f"{name} must be {need}, got {value!r}")
     return v
+
+
+def check_bool(value, name: str) -> bool:
+    """True or False (Python or NumPy bool): a string such as "no" is refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    """One of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                         f"got {value!r}")
+    return value
+
+
+def check_instance(value, cls, name: str, what: str):
+    """``value`` if it is a ``cls``; else a TypeError saying ``what`` was expected."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def check_teacher(student, teacher):
+    """The teacher to use, or None when it is the student itself (the optimum).
+
+    ``teacher`` must be of the student's class and shape; one equal to the student
+    (same activation and weights) also means the optimum.
+    """
+    if teacher is None or teacher is student:
+        return None
+    check_instance(teacher, type(student), "teacher",
+                   f"a fasthess.{type(student).__name__} or None")
+    if teacher.shape != student.shape:
+        raise ValueError(
+            f"teacher has shape (n_in, n_hidden, n_out) = {teacher.shape} but the student has "
+            f"{student.shape}; they must match")
+    if (teacher.activation == student.activation and np.array_equal(teacher.w1, student.w1)
+            and np.array_equal(teacher.w2, student.w2)):
+        return None
+    return teacher
+
+
+def check_inputs(X, n_in: int, name: str = "X", dtype=None, copy: bool = False) -> np.ndarray:
+    """Inputs of shape (P, n_in): finite, real (see :func:`check_float_array`)."""
+    if isinstance(X, (numbers.Number, str, bytes)) or X is None:
+        raise TypeError(f"{name} must be an array of shape (n_samples, n_in = {n_in}) or "
+                        f"fasthess.POPULATION, got {X!r}")
+    arr = check_float_array(X, name, ndim=2, dtype=dtype, copy=copy)
+    if arr.shape[1] != n_in:
+        raise ValueError(f"{name} must have shape (n_samples, n_in) with n_in = {n_in}, "
+                         f"got {name}.shape = {arr.shape}")
+    return arr
+
+
+def check_rng(seed, name: str = "seed") -> np.random.Generator:
+    """A numpy Generator from None, an int seed or a Generator (None means seed 0)."""
+    if seed is None:
+        return np.random.default_rng(0)
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral,
+                                                                   np.random.SeedSequence)):
+        raise TypeError(f"{name} must be None, an int or a numpy.random.Generator, "
+                        f"got {seed!r}")
+    return np.random.default_rng(seed)

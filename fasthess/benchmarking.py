@@ -47,10 +47,10 @@ def _problem(activation, n, factor, seed=0):
 
 def _explicit_jacobian(net, X):
     """J (P x D) materialised in memory with NumPy broadcasting (the naive route)."""
-    from .hessian import features
-    from .operators import jacobian_from_features
+    from ._features import check_point, features
+    from .products import jacobian_from_features
 
-    return jacobian_from_features(features(net, X))
+    return jacobian_from_features(features(check_point(net, X)))
 
 
 def _route(method, net, X, peers=None):

@@ -1,11 +1,11 @@
-"""Input data: Gaussian samples, and POPULATION, the input distribution itself."""
+"""Random data: Gaussian inputs, POPULATION (the input distribution itself), probe vectors."""
 from __future__ import annotations
 
 import numpy as np
 
 from ._validation import check_dtype, check_int
 
-__all__ = ["gaussian_inputs", "POPULATION", "Population"]
+__all__ = ["gaussian_inputs", "rademacher", "POPULATION", "Population", "is_population"]
 
 
 class Population:
@@ -71,3 +71,8 @@ def gaussian_inputs(n_samples, n_in, seed=None, dtype=np.float64):
     dt = check_dtype(dtype)
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n_samples, n_in)).astype(dt, copy=False)
+
+
+def rademacher(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    """Random +-1 entries (the probe vectors of SLQ and Hutchinson's trace estimator)."""
+    return (2.0 * rng.integers(0, 2, size=shape) - 1.0).astype(dtype)

@@ -3,7 +3,7 @@
 H = (1/P) sum_mu H_mu is a sum over samples, so the samples split into shards whose
 contributions add: H V = sum_s (P_s / P) H_s V, H_s the Hessian of the loss on
 shard s alone. Each shard's samples are scattered to a worker once, its per-sample
-factors (:class:`fasthess.hessian.Features`) are computed there once and stay there;
+factors (:class:`fasthess._features.Features`) are computed there once and stay there;
 a product sends only V and brings back one (D, m) block per shard.
 
 ``dask[distributed]`` is optional: this module imports it only when an operator is
@@ -12,18 +12,15 @@ built, so ``import fasthess`` works without it.
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator
 
+from . import _config
+from ._features import Point, check_point, features
 from ._optional import import_distributed
-from ._validation import check_dtype, check_int
-from .hessian import check_teacher, features
-from .operators import hessian_vector_products
+from ._validation import check_instance, check_int
+from .operators import HessianOperatorBase
+from .products import hessian_vector_products
 
 __all__ = ["hessian_operator", "DistributedHessianOperator"]
-
-# A vector block larger than this is scattered once per product instead of being
-# embedded in every shard's task (which would serialise it n_shards times).
-_SCATTER_BYTES = 1 << 20
 
 
 def _shard_products(f, V, weight):
@@ -31,7 +28,12 @@ def _shard_products(f, V, weight):
     return hessian_vector_products(f, V) * weight
 
 
-class DistributedHessianOperator(LinearOperator):
+def _shard_features(net, X, teacher, dtype):
+    """The shard's features, on its worker (the shard is a slice of validated X)."""
+    return features(Point(net, X, teacher, dtype))
+
+
+class DistributedHessianOperator(HessianOperatorBase):
     """H as a LinearOperator whose products run shard by shard on Dask workers.
 
     Built by :func:`hessian_operator`. Products are summed in shard order, so the
@@ -45,10 +47,7 @@ class DistributedHessianOperator(LinearOperator):
         self.client = client
         self._features = list(shard_features)
         self.shard_sizes = tuple(int(s) for s in shard_sizes)
-        self.net = net
-        self.teacher = teacher
-        d = net.n_params
-        super().__init__(dtype=dtype, shape=(d, d))
+        super().__init__(net, teacher, dtype)
 
     @property
     def n_samples(self) -> int:
@@ -58,16 +57,11 @@ class DistributedHessianOperator(LinearOperator):
     def n_shards(self) -> int:
         return len(self.shard_sizes)
 
-    @property
-    def at_optimum(self) -> bool:
-        return self.teacher is None
-
-    def _matmat(self, V):
+    def _products(self, V):
         if not self._features:
             raise ValueError("this distributed Hessian operator was closed; build a new one")
-        V = np.ascontiguousarray(V, dtype=self.dtype)  # (D, m): matvec passes (D, 1)
         payload = V
-        if V.nbytes > _SCATTER_BYTES:
+        if V.nbytes > _config.SCATTER_BYTES:
             payload = self.client.scatter(V, hash=False)
         n = self.n_samples
         # one map call: the scheduler gets all shard tasks in one message (measured
@@ -81,15 +75,6 @@ class DistributedHessianOperator(LinearOperator):
         for part in parts[1:]:
             out += part
         return out
-
-    def _matvec(self, v):
-        return self._matmat(np.asarray(v).reshape(-1, 1))[:, 0]
-
-    def _rmatvec(self, v):
-        return self._matvec(v)  # symmetric
-
-    def _adjoint(self):
-        return self
 
     def close(self) -> None:
         """Release the shards' features held on the workers."""
@@ -165,14 +150,12 @@ def hessian_operator(net, X, client=None, n_shards=None, teacher=None, dtype=Non
     True
     """
     distributed = import_distributed()
-    teacher = check_teacher(net, teacher)
-    dt = check_dtype(dtype if dtype is not None else net.dtype)
-    X = net.check_inputs(X, dtype=dt)
+    point = check_point(net, X, teacher, dtype, population=False)
+    X, teacher, dt = point.X, point.teacher, point.dtype
     if client is None:
         client = _default_client(distributed)
-    elif not isinstance(client, distributed.Client):
-        raise TypeError(f"client must be a distributed.Client or None, got "
-                        f"{type(client).__name__}")
+    else:
+        check_instance(client, distributed.Client, "client", "a distributed.Client or None")
     n_samples = X.shape[0]
     if n_shards is None:
         n_shards = min(n_samples, max(1, sum(client.nthreads().values())))
@@ -182,9 +165,9 @@ def hessian_operator(net, X, client=None, n_shards=None, teacher=None, dtype=Non
                          f"got {n_shards}")
     shards = np.array_split(X, n_shards, axis=0)
     shard_futures = client.scatter([np.ascontiguousarray(s) for s in shards], hash=False)
-    # features() validates again on the worker, cheaply (the shard is already clean);
     # the futures keep each shard's factors in its worker's memory for every product
-    feats = [client.submit(features, net, s, teacher, dt, pure=False) for s in shard_futures]
+    feats = [client.submit(_shard_features, net, s, teacher, dt, pure=False)
+             for s in shard_futures]
     distributed.wait(feats)
     for f in feats:
         if f.status == "error":

@@ -12,19 +12,25 @@ and its long-time slope for comparison.
 """
 from __future__ import annotations
 
+import warnings
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_float_array, check_int, check_positive_float
+from . import _config
+from ._features import check_net, check_point, refuse_if_too_large
+from ._resources import check_fits
+from ._validation import check_float_array, check_int, check_real, check_rng
 from .activations import CustomActivation
+from .assembly import assemble_hessian
 from .network import TwoLayerNet
+from .rank import numerical_rank
 
 __all__ = ["GDResult", "gradient_descent", "perturb", "predicted_loss", "decay_rate"]
 
-# Default divergence rule: stop once L_t > factor * (L_0 + floor) (see gradient_descent).
-DIVERGENCE_FACTOR = 1e6
+# Step counts beyond this cannot be indexed by the int64 records of the kernel.
+_MAX_STEPS = 2**62
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,15 @@ class GDResult:
         (or whose weights were non-finite); None if the run did not diverge.
     lr : float
         The learning rate used.
+    escaped : bool
+        Whether the run left the quadratic regime around the optimum: some loss
+        exceeded ``escape_factor`` (default 2) times the initial loss. Near the
+        optimum with lr < 2 / lambda_max every mode of the quadratic model contracts,
+        so the loss never rises; a rise means the run escaped (a too-large step, or
+        a start outside the quadratic basin) even when it stays bounded and is not
+        ``diverged`` (e.g. erf, whose loss is bounded).
+    escaped_at : int or None
+        The first step whose loss exceeded that threshold; None if it never did.
     """
 
     loss: np.ndarray
@@ -55,12 +70,15 @@ class GDResult:
     diverged: bool
     diverged_at: int | None
     lr: float
+    escaped: bool = False
+    escaped_at: int | None = None
 
-
-def _check_net(net, name: str) -> TwoLayerNet:
-    if not isinstance(net, TwoLayerNet):
-        raise TypeError(f"{name} must be a fasthess.TwoLayerNet, got {type(net).__name__}")
-    return net
+    def __repr__(self):
+        state = ("diverged at step %d" % self.diverged_at if self.diverged
+                 else "escaped the quadratic regime at step %d" % self.escaped_at
+                 if self.escaped else "stayed near the optimum")
+        return (f"GDResult({self.steps[-1]} steps, lr={self.lr:.4g}, loss {self.loss[0]:.4g} "
+                f"-> {self.loss[-1]:.4g}, {state})")
 
 
 # One compiled GD loop per user activation, so it compiles
@@ -79,7 +97,7 @@ def _custom_gd(activation: CustomActivation):
 
 
 def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
-                     divergence_factor=DIVERGENCE_FACTOR) -> GDResult:
+                     divergence_factor=None, escape_factor=None) -> GDResult:
     """Full-batch gradient descent of ``student`` on the loss against ``teacher``.
 
     Minimises L = 1/(2P) sum_mu ||student(x_mu) - teacher(x_mu)||^2 over the
@@ -111,6 +129,11 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
         finite. ``floor = eps**2 * mean_mu ||teacher(x_mu)||^2 / 2`` (eps of the
         working dtype) is the loss of an output error at rounding level; it only
         matters when L_0 is about that small.
+    escape_factor : float, default 2
+        The run is reported as ``escaped`` (left the quadratic regime, see
+        :class:`GDResult`) once a loss exceeds ``escape_factor`` times the initial loss;
+        it goes on (a bounded activation may wander far from the optimum without
+        diverging).
 
     Returns
     -------
@@ -147,28 +170,31 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
     >>> bool(res.loss[-1] < res.loss[0]), res.diverged
     (True, False)
     """
-    _check_net(student, "student")
-    _check_net(teacher, "teacher")
-    if teacher.shape != student.shape:
-        raise ValueError(
-            f"teacher has shape (n_in, n_hidden, n_out) = {teacher.shape} but the student has "
-            f"{student.shape}; they must match")
-    lr = check_positive_float(lr, "lr")
-    steps = check_int(steps, "steps", minimum=1)
+    point = check_point(student, X, teacher, population=False, net_name="student")
+    if point.teacher is None:
+        check_net(teacher, "teacher")  # None or the student itself: GD starts at the optimum
+    lr = check_real(lr, "lr", positive=True)
+    steps = check_int(steps, "steps", minimum=1, maximum=_MAX_STEPS)
     record_every = check_int(record_every, "record_every", minimum=1)
-    factor = check_positive_float(divergence_factor, "divergence_factor")
-    dt = student.dtype
-    X = student.check_inputs(X, dtype=dt)
+    factor = check_real(_config.DIVERGENCE_FACTOR if divergence_factor is None
+                        else divergence_factor, "divergence_factor", positive=True)
+    escape = check_real(_config.ESCAPE_FACTOR if escape_factor is None else escape_factor,
+                        "escape_factor", positive=True)
+    dt = point.dtype
+    X = point.X
+    # records: every multiple of record_every, the final step, one divergence record
+    n_max = steps // record_every + 2
+    check_fits(16 * n_max, f"the loss record of steps = {steps} updates every "
+               f"record_every = {record_every} ({n_max} records)",
+               "raise record_every or lower steps")
 
-    Yt = np.ascontiguousarray(teacher.astype(dt).forward(X), dtype=dt)
+    Yt = np.ascontiguousarray(teacher.astype(dt).outputs(X), dtype=dt)
     eps = float(np.finfo(dt).eps)
     floor = 0.5 * eps * eps * float(np.mean(np.sum(Yt.astype(np.float64) ** 2, axis=1)))
     w1 = student.w1.copy()
     w2 = student.w2.copy()
     prev_w1 = np.empty_like(w1)
     prev_w2 = np.empty_like(w2)
-    # records: every multiple of record_every, the final step, one divergence record
-    n_max = steps // record_every + 2
     loss_out = np.empty(n_max, dtype=np.float64)
     step_out = np.empty(n_max, dtype=np.int64)
 
@@ -186,9 +212,9 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
     # a writable copy: Polynomial coefficients are read-only, and Numba would
     # compile a second specialisation of the whole loop for a read-only array
     coeffs = np.array(act.kernel_coeffs(dt))
-    n_rec, diverged_at, use_prev = loop(
+    n_rec, diverged_at, use_prev, escaped_at = loop(
         act.code, coeffs, X, Yt, w1, w2, lr, steps, record_every,
-        factor, floor, loss_out, step_out, prev_w1, prev_w2)
+        factor, floor, escape, loss_out, step_out, prev_w1, prev_w2)
     if n_rec == 0:
         raise ValueError(
             "the initial loss of student against teacher on X is not finite (overflow); "
@@ -202,6 +228,8 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
         diverged=bool(diverged_at >= 0),
         diverged_at=int(diverged_at) if diverged_at >= 0 else None,
         lr=lr,
+        escaped=bool(escaped_at >= 0),
+        escaped_at=int(escaped_at) if escaped_at >= 0 else None,
     )
 
 
@@ -228,20 +256,24 @@ def perturb(net, scale, seed=None) -> TwoLayerNet:
     >>> student.shape == teacher.shape
     True
     """
-    _check_net(net, "net")
-    scale = check_positive_float(scale, "scale", allow_zero=True)
-    rng = np.random.default_rng(seed)
-    theta = net.parameters().astype(np.float64) + scale * rng.standard_normal(net.n_params)
-    return TwoLayerNet.from_parameters(theta.astype(net.dtype), like=net)
+    check_net(net)
+    scale = check_real(scale, "scale", nonnegative=True)
+    rng = check_rng(seed)
+    with np.errstate(over="ignore", invalid="ignore"):
+        theta = (net.parameters().astype(np.float64)
+                 + scale * rng.standard_normal(net.n_params)).astype(net.dtype)
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(f"scale = {scale!r} is too large: the perturbed parameters overflow "
+                         f"{net.dtype}")
+    return TwoLayerNet.from_parameters(theta, like=net)
 
 
 # ---------------------------------------------------------------------- prediction
 def _hessian_eigh(net, X):
-    """Eigenvalues (ascending) and eigenvectors of H at the optimum, in float64."""
-    from .hessian import hessian
-
-    H = hessian(net, X, dtype=np.float64)
-    return np.linalg.eigh(H)
+    """Eigenvalues (ascending) and eigenvectors of H at the optimum ``net``, in float64."""
+    point = check_point(net, X, None, np.float64)
+    refuse_if_too_large(net.n_params, np.float64, overhead=2 * _config.ASSEMBLY_OVERHEAD)
+    return np.linalg.eigh(assemble_hessian(point))
 
 
 def _zero_mode_tolerance(eigenvalues, rtol=None) -> float:
@@ -250,9 +282,16 @@ def _zero_mode_tolerance(eigenvalues, rtol=None) -> float:
     That is the numpy.linalg.matrix_rank rule, rtol * max|lambda| with rtol = D * eps
     (float64) by default.
     """
-    from .spectrum import numerical_rank
-
     return float(numerical_rank(eigenvalues, rtol).tolerance)
+
+
+def _warn_if_unstable(lr, lam) -> None:
+    """Gradient descent near the optimum is unstable for lr >= 2 / lambda_max: say so."""
+    top = float(np.max(np.abs(lam)))
+    if top > 0 and lr >= 2.0 / top:
+        warnings.warn(f"lr = {lr:.4g} >= 2 / lambda_max = {2.0 / top:.4g}: gradient descent is "
+                      "unstable near this optimum (the quadratic model grows without bound)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _delta_vector(net, delta0) -> np.ndarray:
@@ -311,11 +350,14 @@ def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
     >>> L.shape, bool(np.all(np.diff(L) < 0))
     ((11,), True)
     """
-    _check_net(net, "net")
+    check_net(net)
     delta = _delta_vector(net, delta0)
-    lr = check_positive_float(lr, "lr")
-    steps = check_int(steps, "steps", minimum=0)
+    lr = check_real(lr, "lr", positive=True)
+    steps = check_int(steps, "steps", minimum=0, maximum=_MAX_STEPS)
+    check_fits(8 * (steps + 1), f"the predicted loss curve of steps = {steps} updates",
+               "lower steps (the curve is evaluated at every step)")
     lam, V = _hessian_eigh(net, X)
+    _warn_if_unstable(lr, lam)
     lam = np.where(np.abs(lam) <= _zero_mode_tolerance(lam, rtol), 0.0, lam)
     c = V.T @ delta
     weight = 0.5 * lam * c * c
@@ -373,9 +415,10 @@ def decay_rate(net, X, lr, rtol=None) -> float:
     >>> bool(np.isclose(rate, 2 * np.log(1 - lam[0] / lam[-1])))
     True
     """
-    _check_net(net, "net")
-    lr = check_positive_float(lr, "lr")
+    check_net(net)
+    lr = check_real(lr, "lr", positive=True)
     lam, _ = _hessian_eigh(net, X)
+    _warn_if_unstable(lr, lam)
     nonzero = lam[np.abs(lam) > _zero_mode_tolerance(lam, rtol)]
     if nonzero.size == 0:
         raise ValueError("the Hessian at net has no nonzero eigenvalue: the loss is flat "

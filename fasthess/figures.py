@@ -210,7 +210,8 @@ def linear_density_data(n_in=40, n_hidden=60, n_teachers=200, n_bins=60, seed=0,
         (``ks <= ks_bound``).
     """
     import fasthess as fh
-    from fasthess.spectrum import eigenvalues, numerical_rank
+    from fasthess.rank import numerical_rank
+    from fasthess.spectrum import eigenvalues
     from fasthess.theory import linear_cdf, linear_density
 
     rng = np.random.default_rng(seed)
@@ -350,7 +351,7 @@ def dynamics_data(activation="erf", n_in=3, n_hidden=2, n_samples=200, perturbat
     """
     import fasthess as fh
     from fasthess.dynamics import decay_rate, gradient_descent, perturb, predicted_loss
-    from fasthess.spectrum import numerical_rank
+    from fasthess.rank import numerical_rank
 
     rng = np.random.default_rng(seed)
     X = fh.gaussian_inputs(n_samples, n_in, seed=rng)
@@ -436,7 +437,8 @@ def plot_dynamics(data, ax=None):
 def _spectra(activation, ns, method, samples_factor, extra_samples, seed, progress, desc):
     """Spectrum, numerical rank and gap of one teacher per N (Ni = Nh = N, No = 1)."""
     import fasthess as fh
-    from fasthess.spectrum import eigenvalues, numerical_rank
+    from fasthess.rank import numerical_rank
+    from fasthess.spectrum import eigenvalues
 
     rng = np.random.default_rng(seed)
     out = {"ns": np.asarray(ns, dtype=np.int64)}
@@ -635,7 +637,8 @@ def rank_vs_n_data(ns=tuple(range(2, 17)), activations=_RANK_ACTIVATIONS, sample
         everywhere).
     """
     import fasthess as fh
-    from fasthess.spectrum import eigenvalues, numerical_rank
+    from fasthess.rank import numerical_rank
+    from fasthess.spectrum import eigenvalues
     from fasthess.theory import effective_parameters
 
     ns = [int(n) for n in ns]

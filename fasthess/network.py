@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_dtype, check_float_array, check_int, check_positive_float
+from ._validation import check_dtype, check_float_array, check_inputs, check_instance, check_int, check_real
 from .activations import Activation, get_activation
 
 __all__ = ["TwoLayerNet"]
@@ -32,6 +32,8 @@ class TwoLayerNet:
     """
 
     def __init__(self, w1, w2, activation="erf"):
+        # the network owns its weights: copied and read-only, so that changing the
+        # caller's arrays later cannot silently change the network
         w1 = check_float_array(w1, "w1", ndim=2)
         w2 = np.asarray(w2)
         if w2.ndim == 1:
@@ -42,8 +44,8 @@ class TwoLayerNet:
                 f"w2 must have shape (n_out, n_hidden) with n_hidden = w1.shape[0] = "
                 f"{w1.shape[0]}, got w2.shape = {w2.shape}")
         dtype = np.result_type(w1.dtype, w2.dtype)
-        self.w1 = np.ascontiguousarray(w1, dtype=dtype)
-        self.w2 = np.ascontiguousarray(w2, dtype=dtype)
+        self.w1 = _owned(w1, dtype)
+        self.w2 = _owned(w2, dtype)
         self.activation: Activation = get_activation(activation)
 
     # ------------------------------------------------------------------ construction
@@ -58,8 +60,10 @@ class TwoLayerNet:
         n_in = check_int(n_in, "n_in", minimum=1)
         n_hidden = check_int(n_hidden, "n_hidden", minimum=1)
         n_out = check_int(n_out, "n_out", minimum=1)
-        s1 = 1.0 / np.sqrt(n_in) if w1_std is None else check_positive_float(w1_std, "w1_std")
-        s2 = 1.0 / np.sqrt(n_hidden) if w2_std is None else check_positive_float(w2_std, "w2_std")
+        s1 = 1.0 / np.sqrt(n_in) if w1_std is None else check_real(w1_std, "w1_std",
+                                                                     positive=True)
+        s2 = 1.0 / np.sqrt(n_hidden) if w2_std is None else check_real(w2_std, "w2_std",
+                                                                         positive=True)
         dt = check_dtype(dtype)
         rng = np.random.default_rng(seed)
         w1 = (s1 * rng.standard_normal((n_hidden, n_in))).astype(dt)
@@ -69,8 +73,7 @@ class TwoLayerNet:
     @classmethod
     def from_parameters(cls, theta, like: "TwoLayerNet"):
         """A network with the shapes and activation of ``like`` and flat parameters theta."""
-        if not isinstance(like, TwoLayerNet):
-            raise TypeError(f"like must be a TwoLayerNet, got {type(like).__name__}")
+        check_instance(like, TwoLayerNet, "like", "a fasthess.TwoLayerNet")
         theta = check_float_array(theta, "theta", ndim=1)
         if theta.size != like.n_params:
             raise ValueError(f"theta must have length n_params = {like.n_params} for a "
@@ -118,39 +121,54 @@ class TwoLayerNet:
 
     # ------------------------------------------------------------------ evaluation
     def forward(self, X) -> np.ndarray:
-        """Outputs y = g(X w1^T) w2^T, shape (P, n_out)."""
-        X = self.check_inputs(X)
-        pre = X @ self.w1.T.astype(X.dtype, copy=False)
-        act, _, _ = _activations(self.activation, pre, need_derivatives=False)
-        out = act @ self.w2.T.astype(X.dtype, copy=False)
-        if not np.all(np.isfinite(out)):
-            raise ValueError(f"the outputs of this network overflow in {X.dtype} "
-                             f"(activation {self.activation.name!r}); reduce the weight or "
-                             "input scale, or use float64")
-        return out
+        """Outputs y = g(X w1^T) w2^T, shape (P, n_out).
+
+        Parameters
+        ----------
+        X : array, shape (P, n_in)
+
+        Returns
+        -------
+        ndarray, shape (P, n_out), in X's dtype (float64 for integer X).
+        """
+        return self.outputs(self.check_inputs(X))
 
     __call__ = forward
 
-    def check_inputs(self, X, name: str = "X", dtype=None) -> np.ndarray:
-        """Validate X against this network (shape (P, n_in), finite, float)."""
-        X = check_float_array(X, name, ndim=2, dtype=dtype)
-        if X.shape[1] != self.n_in:
-            raise ValueError(f"{name} must have shape (n_samples, n_in) with n_in = {self.n_in}, "
-                             f"got {name}.shape = {X.shape}")
-        return X
+    def outputs(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`forward` on inputs that are already validated (no checks repeated)."""
+        pre = X @ self.w1.T.astype(X.dtype, copy=False)
+        act, _, _ = activation_outputs(self.activation, pre, derivatives=False)
+        out = act @ self.w2.T.astype(X.dtype, copy=False)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"X: the outputs of this network overflow in {X.dtype} "
+                             f"(activation {self.activation.name!r}, |X| up to "
+                             f"{float(np.max(np.abs(X))):.3g}); reduce the weight or input "
+                             "scale, or use float64")
+        return out
 
-    def same_shape(self, other: "TwoLayerNet") -> bool:
-        return self.shape == other.shape
+    def check_inputs(self, X, name: str = "X", dtype=None, copy: bool = False) -> np.ndarray:
+        """Validate X against this network: shape (P, n_in), finite, real.
+
+        Integers are upcast to float64 (see :func:`fasthess._validation.check_float_array`).
+        """
+        return check_inputs(X, self.n_in, name, dtype=dtype, copy=copy)
 
     def __repr__(self):
         return (f"TwoLayerNet(n_in={self.n_in}, n_hidden={self.n_hidden}, n_out={self.n_out}, "
                 f"activation={self.activation.name!r}, dtype={self.dtype})")
 
 
-def _activations(activation: Activation, pre: np.ndarray, need_derivatives: bool = True):
-    """(g, g', g'') of the pre-activations (P x Nh); derivatives None when not needed."""
+def _owned(a: np.ndarray, dtype) -> np.ndarray:
+    out = np.array(a, dtype=dtype, order="C", copy=True)
+    out.setflags(write=False)
+    return out
+
+
+def activation_outputs(activation: Activation, pre: np.ndarray, derivatives: bool = True):
+    """(g, g', g'') of the pre-activations (P x Nh); the derivatives are None unless asked."""
     out_g = np.empty_like(pre)
-    if not need_derivatives and activation.code >= 0:
+    if not derivatives and activation.code >= 0:
         from ._kernels.activation import apply_activation_value
 
         apply_activation_value(activation.code, activation.kernel_coeffs(pre.dtype), pre, out_g)

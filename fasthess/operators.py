@@ -1,120 +1,101 @@
-"""Matrix-free Hessian and NTK operators (scipy LinearOperators), O(P*D) per product."""
+"""The Hessian as a matrix-free :class:`scipy.sparse.linalg.LinearOperator`.
+
+:class:`HessianOperatorBase` is the one base class of every Hessian operator
+(the local one here, the population one, the Dask-sharded one in
+:mod:`fasthess.distributed`): it implements SciPy's ``_matmat`` and ``_adjoint``
+(H is symmetric), handles complex operands (H is real, so H (a + ib) = H a + i H b)
+and leaves one method to the subclasses: ``_products(V)``, H V for a real,
+C-contiguous (D, m) block of the operator's dtype.
+"""
 from __future__ import annotations
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from ._validation import check_dtype
-from .hessian import Features, _refuse_if_too_large, check_teacher, features
+from ._features import Features, check_net, check_point, features
+from ._validation import FLOAT_DTYPES, check_instance, check_teacher
+from .products import hessian_vector_products
 
-__all__ = ["hessian_operator", "HessianOperator", "ntk", "jvp", "vjp"]
-
-
-def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """J V for V of shape (D, m): returns (P, No, m), rows (mu, k) of the Jacobian,
-    and the (P, Nh, m) input projections X V1^T that the residual term reuses."""
-    n_in = f.X.shape[1]
-    n_hidden = f.A.shape[1]
-    n_out = f.w2.shape[0]
-    d1 = n_hidden * n_in
-    m = V.shape[1]
-    V1 = V[:d1].reshape(n_hidden, n_in, m)
-    V2 = V[d1:].reshape(n_out, n_hidden, m)
-    # (X V1^T)_{mu j}, per column: shape (P, Nh, m)
-    xv = np.einsum("pi,jim->pjm", f.X, V1, optimize=True)
-    out = np.einsum("kj,pjm->pkm", f.w2, xv * f.G1[:, :, None], optimize=True)
-    out += np.einsum("pj,kjm->pkm", f.A, V2, optimize=True)
-    return out, xv
+__all__ = ["HessianOperatorBase", "HessianOperator", "hessian_operator", "operator_of",
+           "products_operator"]
 
 
-def vjp(f: Features, U: np.ndarray) -> np.ndarray:
-    """J^T U for U of shape (P, No, m): returns (D, m)."""
-    m = U.shape[2]
-    back = np.einsum("pkm,kj->pjm", U, f.w2, optimize=True) * f.G1[:, :, None]
-    g1 = np.einsum("pjm,pi->jim", back, f.X, optimize=True)
-    g2 = np.einsum("pkm,pj->kjm", U, f.A, optimize=True)
-    return np.concatenate([g1.reshape(-1, m), g2.reshape(-1, m)], axis=0)
+class HessianOperatorBase(LinearOperator):
+    """A symmetric (D, D) Hessian operator of ``net`` (at ``teacher``, None = optimum).
 
-
-def jacobian_from_features(f: Features) -> np.ndarray:
-    """J (P No x D), rows (mu, k) mu-major, columns theta (THEORY.md a), vectorised.
-
-    dy_k/dW1[j,i] = W2[k,j] g'(h_j) x_i ;  dy_k/dW2[k',j] = delta_kk' g(h_j).
+    Subclasses implement ``_products(V)``. ``matvec``, ``matmat``, ``@``, ``rmatvec``
+    and ``.T`` / ``.H`` all come from SciPy through ``_matmat`` and ``_adjoint``.
     """
-    X, A, G1, w2 = f.X, f.A, f.G1, f.w2
-    n_samples, n_in = X.shape
-    n_out, n_hidden = w2.shape
-    d1 = n_hidden * n_in
-    J = np.zeros((n_samples, n_out, d1 + n_out * n_hidden), dtype=X.dtype)
-    # splitting an axis of a strided view is always a view, so this writes into J
-    J1 = J[:, :, :d1].reshape(n_samples, n_out, n_hidden, n_in)
-    np.multiply((G1[:, None, :] * w2[None, :, :])[:, :, :, None], X[:, None, None, :], out=J1)
-    for k in range(n_out):
-        J[:, k, d1 + k * n_hidden:d1 + (k + 1) * n_hidden] = A
-    return J.reshape(n_samples * n_out, -1)
+
+    def __init__(self, net, teacher, dtype):
+        self.net = net
+        self.teacher = teacher
+        d = net.n_params
+        super().__init__(dtype=np.dtype(dtype), shape=(d, d))
+
+    @property
+    def at_optimum(self) -> bool:
+        return self.teacher is None
+
+    def _products(self, V: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _real_products(self, V):
+        return self._products(np.ascontiguousarray(V, dtype=self.dtype))
+
+    def _matmat(self, V):
+        V = np.asarray(V)
+        if V.dtype.kind == "c":
+            # H is real: the real and imaginary parts are multiplied separately
+            return self._real_products(V.real) + 1j * self._real_products(V.imag)
+        if V.dtype.kind not in "biuf":
+            raise TypeError(f"V must hold numbers, got dtype {V.dtype}")
+        return self._real_products(V)
+
+    def _adjoint(self):
+        return self  # H is symmetric
 
 
-def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
-    """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term."""
-    n_samples, n_in = f.X.shape
-    n_hidden = f.A.shape[1]
-    d1 = n_hidden * n_in
-    jv, xv = jvp(f, V)
-    out = vjp(f, jv)
-    if f.residual is not None:
-        r = f.residual
-        m = V.shape[1]
-        V2 = V[d1:].reshape(-1, n_hidden, m)
-        # R11 V1 + R12 V2 (w1 rows); R21 V1 (w2 rows); THEORY.md section a
-        rb = r @ f.w2                                              # (P, Nh): r_mu . b_j
-        w1_coef = xv * (rb * f.G2)[:, :, None]                     # (P, Nh, m)
-        w1_coef += np.einsum("pk,kjm->pjm", r, V2, optimize=True) * f.G1[:, :, None]
-        out[:d1] += np.einsum("pjm,pi->jim", w1_coef, f.X, optimize=True).reshape(d1, m)
-        out[d1:] += np.einsum("pk,pjm->kjm", r, xv * f.G1[:, :, None],
-                              optimize=True).reshape(-1, m)
-    out /= n_samples
-    return out
+class HessianOperator(HessianOperatorBase):
+    """H of a sampled point as a LinearOperator; a product costs O(P*D) per column.
 
-
-class HessianOperator(LinearOperator):
-    """H as a LinearOperator; ``matvec``/``matmat`` cost O(P*D) per column.
-
+    Built by :func:`hessian_operator`, which copies X: the operator answers for the
+    data it was built from, whatever the caller does with its array afterwards.
     Attributes ``net``, ``teacher``, ``n_samples`` and ``at_optimum`` describe it.
     """
 
     def __init__(self, f: Features, net, teacher):
-        self._f = f
-        self.net = net
-        self.teacher = teacher
-        d = net.n_params
-        super().__init__(dtype=f.X.dtype, shape=(d, d))
+        self._features = f
+        super().__init__(net, teacher, f.X.dtype)
 
     @property
-    def n_samples(self):
-        return self._f.n_samples
+    def n_samples(self) -> int:
+        return self._features.n_samples
 
-    @property
-    def at_optimum(self):
-        return self._f.at_optimum
-
-    def _matvec(self, v):
-        v = np.asarray(v, dtype=self.dtype).reshape(-1, 1)
-        return hessian_vector_products(self._f, v)[:, 0]
-
-    def _matmat(self, V):
-        return hessian_vector_products(self._f, np.asarray(V, dtype=self.dtype))
-
-    def _rmatvec(self, v):
-        return self._matvec(v)  # symmetric
-
-    def _adjoint(self):
-        return self
+    def _products(self, V):
+        return hessian_vector_products(self._features, V)
 
 
-def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperator:
+def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     """The Hessian as a matrix-free :class:`scipy.sparse.linalg.LinearOperator`.
 
-    Same arguments as :func:`fasthess.hessian`; memory O(P*(Ni + Nh)), never D x D.
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The student (the point at which H is taken).
+    X : array, shape (P, n_in)
+        Inputs; copied, so later changes to the caller's array do not reach the operator.
+    teacher : TwoLayerNet or None
+        None (or ``net``): the optimum. Otherwise the full Hessian with its residual term.
+    dtype : float64 or float32, optional
+        Working precision; default the network's dtype.
+
+    Returns
+    -------
+    HessianOperator
+        A symmetric (D, D) LinearOperator: ``op @ v``, ``op.matmat(V)``; memory
+        O(P (Ni + Nh)), never D x D; each product O(P D) per column. Complex operands
+        give the complex product.
 
     Examples
     --------
@@ -125,28 +106,39 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperator:
     >>> bool(np.allclose(op @ v, fh.hessian(net, X) @ v))
     True
     """
-    f = features(net, X, teacher, dtype)
-    return HessianOperator(f, net, None if f.at_optimum else teacher)
+    point = check_point(net, X, teacher, dtype, copy=True)
+    return operator_of(point)
 
 
-def ntk(net, X, dtype=None) -> np.ndarray:
-    """Empirical NTK Gram K = J J^T / P, shape (P*No, P*No), rows (mu, k) mu-major.
+def operator_of(point) -> HessianOperatorBase:
+    """:func:`hessian_operator` of a validated point (its X owned by the caller's check)."""
+    return HessianOperator(features(point), point.net, point.teacher)
 
-    Closed form (THEORY.md a): K = [(A A^T) (x) I_No + (U U^T) o (X X^T (x) 1)] / P with
-    U[(mu,k)] = G'[mu] * w2[k]; the Jacobian is never formed. Its nonzero
-    eigenvalues are those of the Hessian at the optimum.
+
+def products_operator(net, X, teacher=None, operator=None) -> LinearOperator:
+    """The operator whose products a matrix-free routine uses, validated once.
+
+    Without ``operator``: :func:`hessian_operator`'s operator of (net, X, teacher),
+    sharing X with the caller (it lives only for the call). With ``operator``: that
+    (D, D) real LinearOperator (e.g. :func:`fasthess.distributed.hessian_operator`),
+    which carries its own data and point, so X is not used and a ``teacher`` other
+    than the student is refused rather than silently ignored.
     """
-    from ._kernels.assembly import ntk_combine
-
-    check_teacher(net, None)  # net must be a TwoLayerNet
-    dt = check_dtype(dtype if dtype is not None else net.dtype)
-    X_checked = net.check_inputs(X, dtype=dt)
-    n = X_checked.shape[0] * net.n_out
-    # K plus the two P x P Gram factors X X^T and A A^T
-    _refuse_if_too_large(n, dt, "the NTK Gram matrix", overhead=1.0 + 2.0 / net.n_out**2)
-    f = features(net, X_checked, None, dt)
-    n_out = net.n_out
-    U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
-    K = U @ U.T
-    ntk_combine(K, f.X @ f.X.T, f.A @ f.A.T, n_out, 1.0 / f.n_samples)
-    return K
+    if operator is None:
+        return operator_of(check_point(net, X, teacher))
+    check_net(net)
+    check_instance(operator, LinearOperator, "operator",
+                   "a scipy.sparse.linalg.LinearOperator (e.g. "
+                   "fasthess.distributed.hessian_operator(...)) or None")
+    d = net.n_params
+    if tuple(operator.shape) != (d, d):
+        raise ValueError(f"operator must have shape (D, D) = ({d}, {d}) for this network "
+                         f"(D = net.n_params), got {tuple(operator.shape)}")
+    dt = np.dtype(operator.dtype) if operator.dtype is not None else None
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"operator must have dtype float32 or float64 (the Hessian is "
+                         f"real), got {dt}")
+    if check_teacher(net, teacher) is not None:
+        raise ValueError("teacher: not used with operator=, which was built at its own point; "
+                         "pass the teacher to the function that built the operator")
+    return operator

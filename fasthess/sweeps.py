@@ -450,7 +450,7 @@ def _measure_eigenvalues(p: _Problem):
 
 
 def _measure_rank(p: _Problem):
-    from .spectrum import numerical_rank
+    from .rank import numerical_rank
     from .theory import effective_parameters
 
     r = numerical_rank(p.eigenvalues().eigenvalues)
@@ -471,7 +471,7 @@ def _measure_smallest_nonzero(p: _Problem):
 
 
 def _measure_density(p: _Problem):
-    from .spectrum import spectral_density
+    from .slq import spectral_density
 
     c = p.config
     r = spectral_density(p.net, p.X, n_probes=c["n_probes"], n_steps=c["n_steps"],

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._validation import check_float_array, check_int, check_positive_float
+from ._validation import check_float_array, check_int, check_real
 from .activations import CustomActivation, get_activation
 
 __all__ = [
@@ -510,7 +510,7 @@ def marchenko_pastur_pdf(x, q):
     >>> bool(np.isclose(marchenko_pastur_pdf(2.0, 1.0), 1 / (2 * np.pi)))
     True
     """
-    q = check_positive_float(q, "q")
+    q = check_real(q, "q", positive=True)
     x = _as_float_array(x, "x")
     return _scalar_or_array(_mp_pdf(x, q))
 
@@ -537,15 +537,15 @@ def scaled_chi2_pdf(t, n_hidden, w2_std=None):
     0.303265
     """
     n_hidden = check_int(n_hidden, "n_hidden", minimum=1)
-    s = 1.0 / math.sqrt(n_hidden) if w2_std is None else check_positive_float(w2_std, "w2_std")
+    s = 1.0 / math.sqrt(n_hidden) if w2_std is None else check_real(w2_std, "w2_std", positive=True)
     t = _as_float_array(t, "t")
     return _scalar_or_array(_chi2_pdf(t / s**2, n_hidden) / s**2)
 
 
 def _linear_law(n_in, n_hidden, n_out, w1_std, w2_std):
     n_in, n_hidden, n_out, _ = _check_sizes(n_in, n_hidden, n_out, None)
-    s1 = 1.0 / math.sqrt(n_in) if w1_std is None else check_positive_float(w1_std, "w1_std")
-    s2 = 1.0 / math.sqrt(n_hidden) if w2_std is None else check_positive_float(w2_std, "w2_std")
+    s1 = 1.0 / math.sqrt(n_in) if w1_std is None else check_real(w1_std, "w1_std", positive=True)
+    s2 = 1.0 / math.sqrt(n_hidden) if w2_std is None else check_real(w2_std, "w2_std", positive=True)
     q = n_in / n_hidden
     v_scale = s1**2 * n_hidden  # eig(W1^T W1) = v_scale * MP(q)
     u = _GramLaw(n_out, n_hidden, s2**2)  # eig(W2 W2^T)

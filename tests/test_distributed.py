@@ -111,9 +111,9 @@ def test_products_are_deterministic(client):
 
 
 def test_large_vectors_are_scattered(client, monkeypatch):
-    import fasthess.distributed as fd
+    from fasthess import _config
 
-    monkeypatch.setattr(fd, "_SCATTER_BYTES", 0)  # every block takes the scatter path
+    monkeypatch.setattr(_config, "SCATTER_BYTES", 0)  # every block takes the scatter path
     net = fh.TwoLayerNet.random(4, 3, seed=0)
     X = fh.gaussian_inputs(30, 4, seed=1)
     V = np.random.default_rng(2).standard_normal((net.n_params, 2))

@@ -38,12 +38,28 @@ def test_non_finite_weights_and_inputs(net, X):
             f(net, bad)
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.complex128, bool])
-def test_integer_or_complex_dtypes_refused(net, dtype):
-    with pytest.raises(TypeError, match="w1 must hold real floating-point"):
+@pytest.mark.parametrize("dtype", [np.int64, np.int8, np.uint16, bool])
+def test_integer_and_bool_inputs_are_upcast_like_numpy(net, dtype):
+    X = np.arange(12).reshape(4, 3) % 3 - 1
+    Xi = X.astype(dtype) if dtype is not bool else X > 0
+    H = fh.hessian(net, Xi)
+    assert H.dtype == np.float64
+    np.testing.assert_array_equal(H, fh.hessian(net, Xi.astype(np.float64)))
+    w1 = np.array([[1, 0, 1], [0, 1, 1]], dtype=dtype)
+    wnet = fh.TwoLayerNet(w1, np.ones((1, 2), dtype=dtype))
+    assert wnet.dtype == np.float64 and np.array_equal(wnet.w1, w1.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, object])
+def test_complex_and_object_arrays_refused(net, dtype):
+    with pytest.raises(TypeError, match="w1 must hold real numbers"):
         fh.TwoLayerNet(np.ones((2, 3), dtype=dtype), np.ones((1, 2)))
-    with pytest.raises(TypeError, match="X must hold real floating-point"):
+    with pytest.raises(TypeError, match="X must hold real numbers"):
         fh.hessian(net, np.ones((4, 3), dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.complex128, bool])
+def test_dtype_argument_must_be_a_float_dtype(net, dtype):
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         fh.hessian(net, fh.gaussian_inputs(4, 3), dtype=dtype)
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
@@ -127,7 +143,7 @@ def test_ntk_too_large_refused(monkeypatch):
 def test_w1w1_layout_fits_s_inside_the_block():
     import importlib
 
-    h = importlib.import_module("fasthess.hessian")
+    h = importlib.import_module("fasthess.assembly")
     for n_in in range(1, 25):
         for n_hidden in range(1, 25):
             d1 = n_in * n_hidden

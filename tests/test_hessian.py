@@ -122,9 +122,9 @@ def test_chunked_assembly_matches_single_pass(monkeypatch, max_chunk):
     teacher = perturbed(net, 0.1, seed=18)
     X = fh.gaussian_inputs(301, 7, seed=19)
     expected = fh.hessian(net, X, teacher=teacher)
-    hessian_module = importlib.import_module("fasthess.hessian")
-    monkeypatch.setattr(hessian_module, "_MAX_CHUNK_SAMPLES", max_chunk)
-    monkeypatch.setattr(hessian_module, "_CHUNK_BYTES", 1)
+    config = importlib.import_module("fasthess._config")
+    monkeypatch.setattr(config, "MAX_CHUNK_SAMPLES", max_chunk)
+    monkeypatch.setattr(config, "CHUNK_BYTES", 1)
     H = fh.hessian(net, X, teacher=teacher)
     assert rel_err(H, expected) < RTOL_EXACT
     assert rel_err(H, ref.hessian_at_optimum(net, X)) > 1e-3  # off-optimum for real
@@ -284,8 +284,14 @@ def test_overflow_is_a_clear_error_not_nan():
     for f in (fh.hessian, fh.ntk, fh.hessian_operator, fh.trace, fh.eigenvalues):
         with pytest.raises(ValueError, match="overflow"):
             f(net, X)
+    # the loss itself does not overflow (it accumulates in float64): a right answer
+    teacher = fh.TwoLayerNet(w1 * 0.5, net.w2, net.activation)
+    expected = 0.5 * np.mean(np.sum((net.astype(np.float64)(X.astype(np.float64))
+                                     - teacher.astype(np.float64)(X.astype(np.float64))) ** 2,
+                                    axis=1))
+    assert fh.loss(net, X, teacher) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="overflow"):
-        fh.loss(net, X, fh.TwoLayerNet(w1 * 0.5, net.w2, net.activation))
+        fh.gradient(net, X, teacher)
 
 
 def test_equivalent_activations_are_equal_and_recognised_as_the_optimum():

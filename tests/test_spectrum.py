@@ -12,8 +12,10 @@ from scipy.stats import wasserstein_distance
 
 import fasthess as fh
 from fasthess import theory
-from fasthess.spectrum import (METHODS, RankResult, Spectrum, eigenvalues, eigsh,
-                               numerical_rank, smallest_nonzero, spectral_density, trace)
+from fasthess.rank import RankResult
+from fasthess.spectrum import METHODS, Spectrum, eigenvalues, eigsh, smallest_nonzero
+
+numerical_rank, spectral_density, trace = fh.numerical_rank, fh.spectral_density, fh.trace
 
 from . import reference as ref
 from .conftest import ACTIVATIONS, ACTIVATION_IDS, perturbed

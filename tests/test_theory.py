@@ -418,4 +418,4 @@ def test_linear_spectrum_exact_argument_errors():
     with pytest.raises(ValueError, match="X"):
         linear_spectrum_exact(w1, np.ones(3), np.ones((5, 3)))
     with pytest.raises(TypeError, match="w1"):
-        linear_spectrum_exact(np.ones((3, 4), dtype=int), np.ones(3))
+        linear_spectrum_exact(np.ones((3, 4), dtype=complex), np.ones(3))

@@ -39,7 +39,7 @@ _NO_CACHE = {**_OPTIONS, "cache": False}
 
 
 def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor,
-             loss_out, step_out, prev_w1, prev_w2):
+             escape_factor, loss_out, step_out, prev_w1, prev_w2):
     """Run up to ``steps`` GD updates of (w1, w2) in place; record the loss.
 
     Shapes: X (P, Ni), Yt (P, No), w1 (Nh, Ni), w2 (No, Nh), prev_w1/prev_w2 like
@@ -52,8 +52,11 @@ def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor
     (t, L_t) is the last record and (w1, w2) hold theta_t; otherwise the last
     record is (t-1, L_{t-1}) and prev_w1/prev_w2 hold theta_{t-1}.
 
+    Escape: the first step t whose L_t exceeds escape_factor * L_0 (the run left the
+    quadratic regime; it goes on).
+
     The activation is the global ``_act`` (module docstring).
-    Returns (n_recorded, diverged_at or -1, use_prev).
+    Returns (n_recorded, diverged_at or -1, use_prev, escaped_at or -1).
     """
     n_samples, n_in = X.shape
     n_hidden = w1.shape[0]
@@ -72,8 +75,10 @@ def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor
 
     n_rec = 0
     diverged_at = -1
+    escaped_at = -1
     use_prev = False
     threshold = np.inf
+    escape_threshold = np.inf
     prev_loss = 0.0
     for t in range(steps + 1):
         # forward pass at theta_t
@@ -104,6 +109,9 @@ def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor
                         weights_finite = False
         else:
             threshold = factor * (loss + floor)
+            escape_threshold = escape_factor * (loss + floor)
+        if escaped_at < 0 and loss > escape_threshold:
+            escaped_at = t
 
         # "not <=" so that NaN counts as divergence
         if not (loss <= threshold) or not weights_finite:
@@ -145,7 +153,7 @@ def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor
         for k in range(n_out):
             for j in range(n_hidden):
                 w2[k, j] -= step * gw2[k, j]
-    return n_rec, diverged_at, use_prev
+    return n_rec, diverged_at, use_prev, escaped_at
 
 
 _act = activate

@@ -1,9 +1,11 @@
-"""Dense Hessian assembly (at and away from the optimum), its blocks, loss and gradient.
+"""Dense assembly: the Hessian (at and away from the optimum), its blocks, the NTK Gram.
 
 Conventions (DESIGN.md): theta = concat(w1.ravel(), w2.ravel()), D = Nh*Ni + No*Nh,
 L = 1/(2P) sum_mu ||y_student(x_mu) - y_teacher(x_mu)||^2. The Hessian is the
 Gauss-Newton part J^T J / P plus, away from the optimum, the residual term
-(THEORY.md section a).
+(THEORY.md section a). Each public function validates once (:func:`check_point`),
+refuses what will not fit before allocating, and calls an ``assemble_*`` function
+that the spectral routes reuse without repeating the checks.
 """
 from __future__ import annotations
 
@@ -11,149 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._resources import check_fits
-from ._validation import check_dtype
-from .network import TwoLayerNet, _activations
+from . import _config
+from ._features import Features, Point, check_point, features, refuse_if_too_large
 
-__all__ = ["hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient"]
-
-# Samples per chunk of the w1w1 pass: enough for GEMM efficiency and few passes
-# over S; the chunk factors live in the not-yet-written part of H itself.
-_MAX_CHUNK_SAMPLES = 2048
-# Bytes of a separately allocated chunk buffer (outputs too small to host it).
-_CHUNK_BYTES = 8 * 2**20
-# Peak bytes of dense assembly relative to the output (checked before allocating).
-_ASSEMBLY_OVERHEAD = 1.3
-
-
-# ---------------------------------------------------------------------- features
-@dataclass
-class Features:
-    """Per-sample quantities every Hessian route needs (all P x Nh unless noted).
-
-    X (P x Ni), A = g(X w1^T), G1 = g'(.), G2 = g''(.), residual (P x No) or None
-    at the optimum, and the student's w1, w2 cast to the working dtype.
-    """
-
-    X: np.ndarray
-    A: np.ndarray | None  # None once the w1w1 pass no longer needs it (peak memory)
-    G1: np.ndarray
-    G2: np.ndarray | None  # None at the optimum during dense assembly
-    residual: np.ndarray | None
-    w1: np.ndarray
-    w2: np.ndarray
-
-    @property
-    def n_samples(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def at_optimum(self) -> bool:
-        return self.residual is None
-
-
-def check_teacher(student: TwoLayerNet, teacher) -> TwoLayerNet | None:
-    """The teacher to use, or None when it is the student itself (the optimum)."""
-    if not isinstance(student, TwoLayerNet):
-        raise TypeError(f"net must be a fasthess.TwoLayerNet, got {type(student).__name__}")
-    if teacher is None or teacher is student:
-        return None
-    if not isinstance(teacher, TwoLayerNet):
-        raise TypeError(f"teacher must be a fasthess.TwoLayerNet or None, got "
-                        f"{type(teacher).__name__}")
-    if teacher.shape != student.shape:
-        raise ValueError(
-            f"teacher has shape (n_in, n_hidden, n_out) = {teacher.shape} but the student has "
-            f"{student.shape}; they must match")
-    if (teacher.activation == student.activation and np.array_equal(teacher.w1, student.w1)
-            and np.array_equal(teacher.w2, student.w2)):
-        return None
-    return teacher
-
-
-def features(student: TwoLayerNet, X, teacher=None, dtype=None) -> Features:
-    """Validate the inputs once and compute the per-sample factors."""
-    teacher = check_teacher(student, teacher)
-    dt = check_dtype(dtype if dtype is not None else student.dtype)
-    X = student.check_inputs(X, dtype=dt)
-    w1 = np.ascontiguousarray(student.w1, dtype=dt)
-    w2 = np.ascontiguousarray(student.w2, dtype=dt)
-    pre = X @ w1.T
-    A, G1, G2 = _activations(student.activation, pre)
-    _check_finite_activations(student, dt, A, G1, G2)
-    residual = None
-    if teacher is not None:
-        residual = A @ w2.T - teacher.astype(dt).forward(X)
-        if not np.all(np.isfinite(residual)):
-            raise ValueError(
-                "teacher: the residuals y_student - y_teacher overflow in "
-                f"{dt}; reduce the weight or input scale, or use float64")
-    f = Features(X, A, G1, G2, residual, w1, w2)
-    _check_no_overflow(f, student)
-    return f
-
-
-def _check_finite_activations(net, dtype, *arrays):
-    """Overflow of g, g', g'' (large polynomial degree, weights or inputs, float32)
-    would otherwise surface as NaN eigenvalues or a LAPACK error far from the cause."""
-    for name, a in zip(("g", "g'", "g''"), arrays):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(
-                f"net: the activation {net.activation.name!r} overflows: {name}(w1 @ x) is "
-                f"not finite in {np.dtype(dtype)} for some samples; reduce the weight or "
-                "input scale, or use float64")
-
-
-def _check_no_overflow(f: Features, net) -> None:
-    """Refuse before assembling if a Hessian entry could overflow the dtype.
-
-    Each entry is a sum over P samples of products of Jacobian factors (|g| or
-    |w2 g' x|) and, off the optimum, |r w2 g'' x x|; bounding them by their maxima
-    is cheap (O(P Nh)) and only refuses what is within a factor P of overflow.
-    """
-    big = float(np.finfo(f.X.dtype).max)
-
-    def amax(a):
-        return float(np.max(np.abs(a))) if a is not None and a.size else 0.0
-
-    with np.errstate(over="ignore"):
-        factor = max(amax(f.A), amax(f.G1) * amax(f.X) * max(amax(f.w2), 1.0))
-        bound = f.n_samples * factor * factor
-        if f.residual is not None:
-            bound += (f.n_samples * amax(f.residual) * amax(f.w2) * amax(f.G2)
-                      * amax(f.X) ** 2)
-    if not np.isfinite(bound) or bound > big / 16:
-        raise ValueError(
-            f"net: Hessian entries would overflow {f.X.dtype} (activation "
-            f"{net.activation.name!r}: |g| or |w2 g'(w1 x) x| up to {factor:.3g} over "
-            f"{f.n_samples} samples); reduce the weight or input scale, or use float64")
-
-
-# ---------------------------------------------------------------------- loss, gradient
-def loss(student, X, teacher):
-    """L = 1/(2P) sum_mu ||student(x_mu) - teacher(x_mu)||^2.
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> t = fh.TwoLayerNet.random(3, 2, seed=0); X = fh.gaussian_inputs(10, 3, seed=1)
-    >>> fh.loss(t, X, t)
-    0.0
-    """
-    f = features(student, X, teacher)
-    if f.residual is None:
-        return 0.0
-    return float(0.5 * np.sum(f.residual.astype(np.float64) ** 2) / f.n_samples)
-
-
-def gradient(student, X, teacher):
-    """dL/dtheta, flat in theta order (w1 row-major, then w2 row-major)."""
-    from .operators import vjp
-
-    f = features(student, X, teacher)
-    if f.residual is None:
-        return np.zeros(student.n_params, dtype=f.X.dtype)
-    return vjp(f, f.residual[:, :, None])[:, 0] / f.n_samples  # J^T r / P
+__all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
+           "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout", "assemble_w1w1"]
 
 
 # ---------------------------------------------------------------------- blocks
@@ -175,17 +39,6 @@ def _drop_unneeded(f: Features) -> None:
     f.A = None
     if f.residual is None:
         f.G2 = None
-
-
-def _dense_bytes(n: int, dtype) -> int:
-    return int(n) * int(n) * np.dtype(dtype).itemsize
-
-
-def _refuse_if_too_large(n: int, dtype, what="the dense Hessian", overhead=_ASSEMBLY_OVERHEAD):
-    """MemoryError before allocating an n x n matrix (times the assembly overhead)."""
-    check_fits(int(overhead * _dense_bytes(n, dtype)), f"{what} ({n} x {n}, {np.dtype(dtype)})",
-               "use fasthess.hessian_operator(net, X) for matrix-free products, "
-               "fasthess.eigsh for a few eigenvalues, or fasthess.ntk when P*n_out < D")
 
 
 def hessian(net, X, teacher=None, dtype=None):
@@ -220,15 +73,20 @@ def hessian(net, X, teacher=None, dtype=None):
     >>> H.shape
     (15, 15)
     """
-    check_teacher(net, teacher)
-    dt = check_dtype(dtype if dtype is not None else net.dtype)
-    _refuse_if_too_large(net.n_params, dt)
-    f = features(net, X, teacher, dt)
+    point = check_point(net, X, teacher, dtype)
+    refuse_if_too_large(net.n_params, point.dtype)
+    return assemble_hessian(point)
+
+
+def assemble_hessian(point: Point) -> np.ndarray:
+    """:func:`hessian` of a validated point whose size was checked (no checks repeated)."""
+    f = features(point)
+    net = point.net
     d1 = net.n_hidden * net.n_in
-    H = np.empty((net.n_params, net.n_params), dtype=dt)
+    H = np.empty((net.n_params, net.n_params), dtype=point.dtype)
     w1w2, w2w2 = _small_blocks(f, scratch=H.reshape(-1))
     _drop_unneeded(f)
-    _assemble_w1w1(f, H)
+    assemble_w1w1(f, H)
     H[:d1, d1:] = w1w2
     H[d1:, :d1] = w1w2.T
     H[d1:, d1:] = w2w2
@@ -237,15 +95,14 @@ def hessian(net, X, teacher=None, dtype=None):
 
 def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     """The blocks w1w1, w1w2, w2w2 of :func:`hessian` as separate arrays."""
-    check_teacher(net, teacher)
-    dt = check_dtype(dtype if dtype is not None else net.dtype)
-    _refuse_if_too_large(net.n_hidden * net.n_in, dt, "the w1w1 block")
-    f = features(net, X, teacher, dt)
+    point = check_point(net, X, teacher, dtype)
+    refuse_if_too_large(net.n_hidden * net.n_in, point.dtype, "the w1w1 block")
+    f = features(point)
     d1 = net.n_hidden * net.n_in
-    w1w1 = np.empty((d1, d1), dtype=dt)
+    w1w1 = np.empty((d1, d1), dtype=point.dtype)
     w1w2, w2w2 = _small_blocks(f, scratch=w1w1.reshape(-1))
     _drop_unneeded(f)
-    _assemble_w1w1(f, w1w1)
+    assemble_w1w1(f, w1w1)
     return HessianBlocks(w1w1, w1w2, w2w2)
 
 
@@ -255,9 +112,11 @@ def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
     The buffer is ``scratch`` (not-yet-written output memory) when it holds chunks
     of at least 64 samples (GEMM efficiency); otherwise a small separate buffer.
     """
-    chunk = 0 if scratch is None else min(n_samples, _MAX_CHUNK_SAMPLES, scratch.size // width)
-    if chunk < min(n_samples, 64):
-        chunk = min(n_samples, max(64, _CHUNK_BYTES // (np.dtype(dtype).itemsize * width)))
+    chunk = (0 if scratch is None
+             else min(n_samples, _config.MAX_CHUNK_SAMPLES, scratch.size // width))
+    if chunk < min(n_samples, _config.MIN_CHUNK_SAMPLES):
+        chunk = min(n_samples, max(_config.MIN_CHUNK_SAMPLES,
+                                   _config.CHUNK_BYTES // (np.dtype(dtype).itemsize * width)))
         scratch = np.empty(chunk * width, dtype=dtype)
     return chunk, scratch
 
@@ -288,7 +147,7 @@ def w1w1_layout(n_in: int, n_hidden: int, row_width: int):
     return u0, u0 * n_in
 
 
-def _assemble_w1w1(f: Features, out: np.ndarray) -> None:
+def assemble_w1w1(f: Features, out: np.ndarray) -> None:
     """Write the w1w1 block (Gauss-Newton + residual) into out[:D1, :D1].
 
     All workspace is carved out of ``out`` itself (see :func:`w1w1_layout`): the
@@ -397,3 +256,39 @@ def _small_blocks(f: Features, scratch: np.ndarray | None = None):
     for k in range(n_out):
         w2w2[k * n_hidden:(k + 1) * n_hidden, k * n_hidden:(k + 1) * n_hidden] = gram
     return w1w2.reshape(d1, n_out * n_hidden), w2w2
+
+
+def ntk(net, X, dtype=None) -> np.ndarray:
+    """Empirical NTK Gram K = J J^T / P, shape (P*No, P*No), rows (mu, k) mu-major.
+
+    Closed form (THEORY.md a): K = [(A A^T) (x) I_No + (U U^T) o (X X^T (x) 1)] / P with
+    U[(mu,k)] = G'[mu] * w2[k]; the Jacobian is never formed. Its nonzero
+    eigenvalues are those of the Hessian at the optimum.
+    """
+    point = check_point(net, X, None, dtype, population=False)
+    refuse_if_too_large(ntk_size(point), point.dtype, "the NTK Gram matrix",
+                        overhead=ntk_overhead(net.n_out))
+    return assemble_ntk(point)
+
+
+def ntk_size(point: Point) -> int:
+    """P * n_out, the side of the NTK Gram matrix."""
+    return point.X.shape[0] * point.net.n_out
+
+
+def ntk_overhead(n_out: int) -> float:
+    """Peak bytes of :func:`ntk` relative to K: K plus the P x P factors X X^T and A A^T."""
+    return 1.0 + 2.0 / n_out**2
+
+
+def assemble_ntk(point: Point) -> np.ndarray:
+    """:func:`ntk` of a validated sampled point whose size was checked."""
+    from ._kernels.assembly import ntk_combine
+
+    f = features(point)
+    n = ntk_size(point)
+    n_out = point.net.n_out
+    U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
+    K = U @ U.T
+    ntk_combine(K, f.X @ f.X.T, f.A @ f.A.T, n_out, 1.0 / f.n_samples)
+    return K

@@ -1,0 +1,194 @@
+"""Per-sample features every Hessian route needs, and the guards that run before them.
+
+A public function validates its arguments once with :func:`check_point`, then
+computes :func:`features` (no checks repeated) and hands them to the routes.
+The guards refuse, before anything large is allocated or summed, what would not
+fit in memory (:func:`refuse_if_too_large`) or would overflow the dtype
+(:func:`check_no_overflow`), naming the argument and the scale.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _config
+from ._resources import check_fits
+from ._validation import check_dtype, check_instance, check_teacher
+from .data import Population, is_population
+from .network import TwoLayerNet, activation_outputs
+
+__all__ = ["Point", "check_point", "check_net", "Features", "features", "check_no_overflow",
+           "dense_bytes", "refuse_if_too_large", "MATRIX_FREE_HINT"]
+
+MATRIX_FREE_HINT = ("use fasthess.hessian_operator(net, X) for matrix-free products, "
+                    "fasthess.eigsh for a few eigenvalues, fasthess.spectral_density for "
+                    "the density, or fasthess.ntk when P*n_out < D")
+
+
+def check_net(net, name: str = "net") -> TwoLayerNet:
+    """``net`` if it is a :class:`~fasthess.TwoLayerNet`, else a TypeError naming it."""
+    return check_instance(net, TwoLayerNet, name, "a fasthess.TwoLayerNet")
+
+
+@dataclass(frozen=True)
+class Point:
+    """The validated arguments of one call: where H is taken and on what data.
+
+    ``X`` is a C-contiguous array of the working dtype, or :data:`fasthess.POPULATION`;
+    ``teacher`` is None at the optimum (no teacher, or one equal to the student).
+    """
+
+    net: TwoLayerNet
+    X: np.ndarray | Population
+    teacher: TwoLayerNet | None
+    dtype: np.dtype
+
+    @property
+    def at_optimum(self) -> bool:
+        return self.teacher is None
+
+    @property
+    def population(self) -> bool:
+        return is_population(self.X)
+
+    @property
+    def n_samples(self) -> float:
+        """P (an int), or inf for the population."""
+        return math.inf if self.population else self.X.shape[0]
+
+
+def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
+                population: bool = True, net_name: str = "net") -> Point:
+    """Validate (net, X, teacher, dtype) once for a public call.
+
+    ``copy=True`` copies X, for results that keep it (operators). ``population``:
+    whether :data:`fasthess.POPULATION` is accepted in place of X. ``net_name``: how
+    errors call the network (e.g. "student").
+    """
+    check_net(net, net_name)
+    teacher = check_teacher(net, teacher)
+    dt = check_dtype(dtype if dtype is not None else net.dtype)
+    if is_population(X):
+        if not population:
+            raise ValueError("X: fasthess.POPULATION (P -> infinity) has no meaning here; "
+                             "pass sampled inputs X of shape (n_samples, n_in)")
+        return Point(net, X, teacher, dt)
+    return Point(net, net.check_inputs(X, dtype=dt, copy=copy), teacher, dt)
+
+
+@dataclass
+class Features:
+    """Per-sample quantities of a sampled point (all P x Nh unless noted).
+
+    X (P x Ni), A = g(X w1^T), G1 = g'(.), G2 = g''(.), residual (P x No) or None at
+    the optimum, and the student's w1, w2 in the working dtype.
+    """
+
+    X: np.ndarray
+    A: np.ndarray | None  # None once the w1w1 pass no longer needs it (peak memory)
+    G1: np.ndarray
+    G2: np.ndarray | None  # None at the optimum during dense assembly
+    residual: np.ndarray | None
+    w1: np.ndarray
+    w2: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def at_optimum(self) -> bool:
+        return self.residual is None
+
+
+def features(point: Point) -> Features:
+    """The per-sample factors of a validated sampled point, with the overflow guards."""
+    net, X, dt = point.net, point.X, point.dtype
+    w1 = np.ascontiguousarray(net.w1, dtype=dt)
+    w2 = np.ascontiguousarray(net.w2, dtype=dt)
+    _check_input_scale(X, dt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        pre = X @ w1.T
+    if not np.all(np.isfinite(pre)):
+        raise ValueError(f"X: the pre-activations w1 @ x overflow {dt} (|X| up to "
+                         f"{_amax(X):.3g}, |w1| up to {_amax(w1):.3g}); rescale X or the "
+                         "weights")
+    A, G1, G2 = activation_outputs(net.activation, pre)
+    for label, a in zip(("g", "g'", "g''"), (A, G1, G2)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(
+                f"net: the activation {net.activation.name!r} overflows: {label}(w1 @ x) is "
+                f"not finite in {dt} for some samples; reduce the weight or input scale, or "
+                "use float64")
+    residual = None
+    if point.teacher is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            residual = A @ w2.T - point.teacher.astype(dt).outputs(X)
+        if not np.all(np.isfinite(residual)):
+            raise ValueError(
+                "teacher: the residuals y_student - y_teacher overflow in "
+                f"{dt}; reduce the weight or input scale, or use float64")
+    f = Features(X, A, G1, G2, residual, w1, w2)
+    check_no_overflow(f, net)
+    return f
+
+
+def _amax(a) -> float:
+    return float(np.max(np.abs(a))) if a is not None and a.size else 0.0
+
+
+def _limit(dtype) -> float:
+    return float(np.finfo(dtype).max) / _config.OVERFLOW_MARGIN
+
+
+def _check_input_scale(X: np.ndarray, dtype) -> None:
+    """Products x_i x_l of inputs (in H, the NTK, the trace) summed over P must be finite."""
+    xmax = _amax(X)
+    if xmax > 0 and 2 * math.log(xmax) + math.log(X.shape[0]) > math.log(_limit(dtype)):
+        raise ValueError(
+            f"X: entries up to {xmax:.3g} overflow {np.dtype(dtype)} in the products x_i x_l "
+            f"that the Hessian sums over P = {X.shape[0]} samples (limit "
+            f"~{math.sqrt(_limit(dtype) / X.shape[0]):.3g}); rescale X (and w1 by the inverse) "
+            "or use float64")
+
+
+def check_no_overflow(f: Features, net) -> None:
+    """Refuse before assembling if a Hessian entry could overflow the dtype.
+
+    Each entry is a sum over P samples of products of Jacobian factors (|g| or
+    |w2 g' x|) and, off the optimum, |r w2 g'' x x|; bounding them by their maxima
+    is cheap (O(P Nh)) and only refuses what is within a factor P of overflow. The
+    bound is computed in logarithms, so it cannot overflow itself.
+    """
+    def log(v):
+        return math.log(v) if v > 0 else -math.inf
+
+    log_p = math.log(f.n_samples)
+    log_factor = max(log(_amax(f.A)),
+                     log(_amax(f.G1)) + log(_amax(f.X)) + max(log(_amax(f.w2)), 0.0))
+    log_bound = log_p + 2 * log_factor
+    if f.residual is not None:
+        log_bound = max(log_bound, log_p + log(_amax(f.residual)) + log(_amax(f.w2))
+                        + log(_amax(f.G2)) + 2 * log(_amax(f.X)))
+    if log_bound > math.log(_limit(f.X.dtype)):
+        raise ValueError(
+            f"net: Hessian entries would overflow {f.X.dtype} (activation "
+            f"{net.activation.name!r}: |g| or |w2 g'(w1 x) x| up to "
+            f"{math.exp(min(log_factor, 700.0)):.3g} over {f.n_samples} samples); reduce the "
+            "weight or input scale, or use float64")
+
+
+def dense_bytes(n: int, dtype) -> int:
+    """Bytes of an n x n matrix of ``dtype``."""
+    return int(n) * int(n) * np.dtype(dtype).itemsize
+
+
+def refuse_if_too_large(n: int, dtype, what="the dense Hessian", overhead=None,
+                        alternative=MATRIX_FREE_HINT) -> None:
+    """MemoryError before allocating an n x n matrix (times the assembly overhead)."""
+    if overhead is None:
+        overhead = _config.ASSEMBLY_OVERHEAD
+    check_fits(int(overhead * dense_bytes(n, dtype)), f"{what} ({n} x {n}, {np.dtype(dtype)})",
+               alternative)

@@ -1,0 +1,124 @@
+"""Numerical rank of a spectrum: a documented tolerance and the gap that supports it."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import check_float_array, check_real
+
+__all__ = ["numerical_rank", "RankResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class RankResult:
+    """A numerical rank with its tolerance and the gap that supports it.
+
+    Attributes
+    ----------
+    rank : int
+        Number of eigenvalues with ``|lambda| > tolerance``.
+    tolerance : float
+        ``rtol * max|lambda|``.
+    rtol : float
+    gap_decades : float
+        log10(smallest kept |lambda| / largest dropped |lambda|): how many decades
+        separate "nonzero" from "zero". ``inf`` when nothing is dropped or every dropped
+        eigenvalue is exactly 0; ``nan`` when nothing is kept (all eigenvalues are 0).
+        Trust a rank only with a wide gap (> 8 decades, THEORY.md c).
+
+    ``int(r)`` and ``operator.index(r)`` give the rank; ``r == 7`` compares the rank.
+    """
+
+    rank: int
+    tolerance: float
+    rtol: float
+    gap_decades: float
+
+    def __int__(self):
+        return self.rank
+
+    def __index__(self):
+        return self.rank
+
+    def __eq__(self, other):
+        if isinstance(other, RankResult):
+            return (self.rank, self.tolerance, self.rtol) == (other.rank, other.tolerance,
+                                                              other.rtol)
+        if isinstance(other, (int, np.integer)) and not isinstance(other, bool):
+            return self.rank == int(other)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self.rank)
+
+
+def numerical_rank(eigenvalues, rtol=None) -> RankResult:
+    """Number of eigenvalues that are nonzero to working precision, with the gap.
+
+    Like :func:`numpy.linalg.matrix_rank`: an eigenvalue counts when
+    ``|lambda| > tolerance = rtol * max|lambda|``.
+
+    Parameters
+    ----------
+    eigenvalues : array (n,) or Spectrum
+    rtol : float >= 0 or None
+        Default n * eps of the eigenvalues' dtype (n = D for a full spectrum). For a
+        :class:`Spectrum` from method "svd" the default is (n * eps)^2: there the
+        error is eps * s_max on each singular value s, i.e. eps^2 * lambda_max on the
+        eigenvalue scale (the matrix_rank rule applied to J).
+
+    Returns
+    -------
+    RankResult
+        ``.rank``, ``.tolerance``, ``.rtol`` and ``.gap_decades``, the log10 ratio of
+        the smallest kept to the largest dropped |lambda|: a rank is trustworthy only
+        when it sits in a wide gap.
+
+    Notes
+    -----
+    When to use ``method="svd"``: eigh of H resolves eigenvalues down to about 1e-16
+    of the largest (backward error eps * ||H||), and zero modes come out at that
+    level. Genuine eigenvalues can be smaller: erf and tanh networks, and cubic (or
+    higher) polynomials at Nh >> Ni, have eigenvalues near 1e-10 relative and below
+    (THEORY.md c), and a tiny coefficient (g = z + 1e-10 z^2) gives 1e-20. Singular
+    values of J have absolute error eps * s_max, i.e. eigenvalues are resolved down
+    to ~1e-30 relative, and zero modes come out near 1e-32. If the gap from eigh is
+    small (a few decades) or the rank disagrees with
+    :func:`fasthess.theory.effective_parameters`, recompute with
+    ``eigenvalues(net, X, method="svd")``.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 5, activation="linear", seed=0)
+    >>> r = fh.numerical_rank(fh.eigenvalues(net, fh.gaussian_inputs(100, 4, seed=1)))
+    >>> int(r), bool(r.gap_decades > 8)       # No * Ni = 4 of D = 25
+    (4, True)
+    """
+    # a Spectrum (fasthess.eigenvalues) carries its route; the svd route resolves more
+    svd = getattr(eigenvalues, "method", None) == "svd"
+    values = getattr(eigenvalues, "eigenvalues", eigenvalues)
+    ev = check_float_array(values, "eigenvalues", ndim=1)
+    n = ev.size
+    eps = float(np.finfo(ev.dtype).eps)
+    if rtol is None:
+        rtol = n * eps
+        if svd:
+            rtol = rtol * rtol
+    else:
+        rtol = check_real(rtol, "rtol", nonnegative=True)
+    a = np.abs(ev.astype(np.float64))
+    top = float(a.max())
+    tol = rtol * top
+    kept = a > tol
+    rank = int(np.count_nonzero(kept))
+    if rank == 0:
+        gap = math.nan
+    elif rank == n:
+        gap = math.inf
+    else:
+        small, big = float(a[kept].min()), float(a[~kept].max())
+        gap = math.inf if big == 0.0 else math.log10(small / big)
+    return RankResult(rank, tol, rtol, gap)
