@@ -103,12 +103,17 @@ class Features:
         return self.residual is None
 
 
-def features(point: Point) -> Features:
-    """The per-sample factors of a validated sampled point, with the overflow guards."""
+def features(point: Point, second_order: bool = True) -> Features:
+    """The per-sample factors of a validated sampled point, with the overflow guards.
+
+    ``second_order``: guard the products of the Hessian (x_i x_l summed over the
+    samples); False for first-order quantities (the gradient), which do not form them.
+    """
     net, X, dt = point.net, point.X, point.dtype
     w1 = np.ascontiguousarray(net.w1, dtype=dt)
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
-    _check_input_scale(X, dt)
+    if second_order:
+        _check_input_scale(X, dt)
     with np.errstate(over="ignore", invalid="ignore"):
         pre = X @ w1.T
     if not np.all(np.isfinite(pre)):
@@ -131,7 +136,8 @@ def features(point: Point) -> Features:
                 "teacher: the residuals y_student - y_teacher overflow in "
                 f"{dt}; reduce the weight or input scale, or use float64")
     f = Features(X, A, G1, G2, residual, w1, w2)
-    check_no_overflow(f, net)
+    if second_order:
+        check_no_overflow(f, net)
     return f
 
 

@@ -2,39 +2,39 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
-__all__ = ["available_memory", "check_fits", "set_num_threads", "get_num_threads", "threads"]
+__all__ = ["available_memory", "memory_limit", "format_bytes", "check_fits", "set_num_threads", "get_num_threads", "threads"]
 
 
 def available_memory() -> int:
-    """Bytes of memory available to a new allocation (MemAvailable, else physical).
+    """Bytes of memory available to a new allocation, capped by FASTHESS_MEMORY_LIMIT.
 
-    ``FASTHESS_MEMORY_LIMIT`` (bytes) caps it, e.g. to share a node.
+    psutil reads it on every platform (Linux's MemAvailable, macOS and Windows
+    alike). ``FASTHESS_MEMORY_LIMIT`` (bytes; ``inf`` means no cap) lowers it, e.g.
+    to share a node.
     """
-    avail = None
+    import psutil
+
+    avail = int(psutil.virtual_memory().available)
+    limit = memory_limit()
+    return avail if limit is None else min(avail, limit)
+
+
+def memory_limit() -> int | None:
+    """FASTHESS_MEMORY_LIMIT in bytes, or None when it is unset or infinite."""
+    raw = os.environ.get("FASTHESS_MEMORY_LIMIT")
+    if not raw:
+        return None
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = 1 << 62
-    limit = os.environ.get("FASTHESS_MEMORY_LIMIT")
-    if limit:
-        try:
-            limit_bytes = int(float(limit))
-        except ValueError:
-            raise ValueError(f"FASTHESS_MEMORY_LIMIT must be a number of bytes, "
-                             f"got {limit!r}") from None
-        avail = min(avail, limit_bytes)
-    return avail
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"FASTHESS_MEMORY_LIMIT must be a number of bytes >= 0 (or inf), "
+                         f"got {raw!r}")
+    return None if math.isinf(value) else int(value)
 
 
 def format_bytes(n: float) -> str:

@@ -24,6 +24,12 @@ import time
 
 import numpy as np
 
+from ._resources import set_num_threads
+from .assembly import hessian
+from .data import gaussian_inputs
+from .network import TwoLayerNet
+from .spectrum import eigenvalues
+
 METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk")
 
 
@@ -38,10 +44,8 @@ def load_peers(peer_module):
 
 # ---------------------------------------------------------------------- routes
 def _problem(activation, n, factor, seed=0):
-    import fasthess as fh
-
-    net = fh.TwoLayerNet.random(n, n, activation=activation, seed=seed)
-    X = fh.gaussian_inputs(max(1, int(round(factor * net.n_params))), n, seed=seed + 1)
+    net = TwoLayerNet.random(n, n, activation=activation, seed=seed)
+    X = gaussian_inputs(max(1, int(round(factor * net.n_params))), n, seed=seed + 1)
     return net, X
 
 
@@ -62,9 +66,7 @@ def _route(method, net, X, peers=None):
         return peers[method](net, X)
     P = X.shape[0]
     if method == "fasthess":
-        import fasthess as fh
-
-        return lambda: fh.hessian(net, X)
+        return lambda: hessian(net, X)
     if method == "numpy_jtj":
         def numpy_jtj():
             J = _explicit_jacobian(net, X)
@@ -175,10 +177,8 @@ def timed_with_dgemm_limit(routes: dict, macs: int, repeat=3):
 def dgemm_fraction(net, X, repeat=5):
     """Achieved fraction of the DGEMM rate of fasthess.hessian on the unique-entry
     multiply-adds (DESIGN.md), both timed in the same rounds."""
-    import fasthess as fh
-
     macs = unique_entry_macs(net.n_in, net.n_hidden, X.shape[0])
-    times, rate = timed_with_dgemm_limit({"fasthess": lambda: fh.hessian(net, X)}, macs, repeat)
+    times, rate = timed_with_dgemm_limit({"fasthess": lambda: hessian(net, X)}, macs, repeat)
     return macs / rate / times["fasthess"]
 
 
@@ -205,8 +205,6 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repe
     processes; with a cap, peak memory is measured first, and a route that runs
     out of memory under it is reported as such and not timed.
     """
-    import fasthess as fh
-
     rows = []
     for n in sizes:
         net, X = _problem(activation, n, factor)
@@ -218,7 +216,7 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repe
             for method in methods:
                 peaks[method], notes[method] = peak_memory(method, activation, n, factor,
                                                            memory_cap, peer_module=peer_module)
-        H = fh.hessian(net, X)
+        H = hessian(net, X)
         routes = {}
         for method in methods:
             if notes.get(method) == "not installed" or (
@@ -257,15 +255,13 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repe
 def eigen_savings(net, X, repeat=3):
     """Time of eigenvalues(method="auto") against the dense route (assemble + eigh),
     on the same network and data; returns the route auto took and the ratio."""
-    import fasthess as fh
-
-    auto = fh.eigenvalues(net, X, method="auto")
-    dense = fh.eigenvalues(net, X, method="dense")
+    auto = eigenvalues(net, X, method="auto")
+    dense = eigenvalues(net, X, method="dense")
     err = np.max(np.abs(auto.eigenvalues - dense.eigenvalues)) / np.max(np.abs(dense.eigenvalues))
     if err > 1e-9:
         raise AssertionError(f"eigenvalues auto ({auto.method}) disagrees with dense: {err:.2e}")
-    best = interleaved_best({"auto": lambda: fh.eigenvalues(net, X, method="auto"),
-                             "dense": lambda: fh.eigenvalues(net, X, method="dense")}, repeat)
+    best = interleaved_best({"auto": lambda: eigenvalues(net, X, method="auto"),
+                             "dense": lambda: eigenvalues(net, X, method="dense")}, repeat)
     return {"method": auto.method, "speedup": best["dense"] / best["auto"],
             "auto_s": best["auto"], "dense_s": best["dense"]}
 
@@ -310,10 +306,8 @@ def markdown_table(rows):
 
 def main(args, peer_module=None) -> int:
     """``fasthess bench`` (and ``python -m bench.compare``, which adds the peers)."""
-    import fasthess as fh
-
     if args.threads is not None:
-        fh.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     sizes = args.n or [20, 40]
     cap = None if args.memory_cap_gib is None else int(args.memory_cap_gib * 2**30)
     rows = compare(args.activation, sizes, args.samples_factor, peer_module=peer_module,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_dtype, check_float_array, check_inputs, check_instance, check_int, check_real
+from ._validation import (check_dtype, check_float_array, check_inputs, check_instance,
+                          check_int, check_real)
 from .activations import Activation, get_activation
 
 __all__ = ["TwoLayerNet"]

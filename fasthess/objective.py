@@ -76,5 +76,11 @@ def gradient(student, X, teacher):
     point = check_point(student, X, teacher, population=False)
     if point.at_optimum:
         return np.zeros(student.n_params, dtype=point.dtype)
-    f = features(point)
-    return vjp(f, f.residual[:, :, None])[:, 0] / f.n_samples  # J^T r / P
+    f = features(point, second_order=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = vjp(f, f.residual[:, :, None])[:, 0] / f.n_samples  # J^T r / P
+    if not np.all(np.isfinite(g)):
+        raise ValueError(f"X: the gradient overflows {point.dtype} (|X| up to "
+                         f"{float(np.max(np.abs(point.X))):.3g}); rescale X or the weights, or "
+                         "use float64")
+    return g

@@ -16,14 +16,13 @@ Matrix-free: :func:`eigsh` (a few extreme eigenvalues). The density
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _config
-from ._features import MATRIX_FREE_HINT, Point, check_point, dense_bytes, features
+from ._features import MATRIX_FREE_HINT, check_point, dense_bytes, features
 from ._resources import check_fits
 from ._validation import check_bool, check_choice, check_int, check_real, check_rng
 from .assembly import assemble_hessian, assemble_ntk, ntk_overhead, ntk_size

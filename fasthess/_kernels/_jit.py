@@ -1,7 +1,8 @@
 """The one place that sets Numba options for every fasthess kernel.
 
 Kernels never spell out ``cache=``, ``fastmath=`` or ``parallel=`` themselves;
-they use :func:`kernel` so that a policy change is one edit.
+they use :func:`kernel` (or :func:`inline_kernel`) so that a policy change is one
+edit. Per-kernel overrides are arguments of the decorator, never other options.
 """
 from __future__ import annotations
 
@@ -9,13 +10,26 @@ import numba
 
 # Disk cache so a user's second process does not recompile; no fastmath because
 # rank-critical results depend on IEEE behaviour (tiny eigenvalues, signed zeros).
-_OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
+_POLICY = dict(nogil=True, error_model="numpy", fastmath=False)
+
+__all__ = ["kernel", "inline_kernel"]
 
 
-def kernel(func=None, *, parallel: bool = False):
-    """Compile ``func`` with the project's Numba policy (optionally with prange)."""
+def kernel(func=None, *, parallel: bool = False, cache: bool = True):
+    """Compile ``func`` with the project's Numba policy.
+
+    Parameters
+    ----------
+    func : function, optional
+        The kernel; omit it to use ``kernel(...)`` as a decorator factory.
+    parallel : bool
+        Compile ``numba.prange`` loops as parallel loops.
+    cache : bool
+        Cache to disk. False only for kernels that close over a user's own jitted
+        functions (a CustomActivation): Numba cannot key a disk cache on those.
+    """
     def wrap(f):
-        return numba.njit(parallel=parallel, **_OPTIONS)(f)
+        return numba.njit(parallel=parallel, cache=cache, **_POLICY)(f)
     if func is None:
         return wrap
     return wrap(func)
@@ -23,4 +37,4 @@ def kernel(func=None, *, parallel: bool = False):
 
 def inline_kernel(func):
     """A small helper called from other kernels (compiled, cached, never parallel)."""
-    return numba.njit(inline="always", **_OPTIONS)(func)
+    return numba.njit(inline="always", cache=True, **_POLICY)(func)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 from ._jit import inline_kernel, kernel
 
@@ -73,12 +72,9 @@ def apply_activation_value(code, coeffs, pre, out_g):
 
 
 def make_custom_applier(g, dg, d2g):
-    """A (non-cached) kernel for user-jitted scalar functions g, g', g''.
-
-    Not cached: Numba cannot key a disk cache on functions captured from a
-    user's session.
-    """
-    @numba.njit(nogil=True, error_model="numpy")
+    """A kernel for user-jitted scalar functions g, g', g'' (not disk-cached:
+    Numba cannot key a disk cache on functions captured from a user's session)."""
+    @kernel(cache=False)
     def apply_custom(pre, out_g, out_d1, out_d2):
         n_rows, n_cols = pre.shape
         for r in range(n_rows):
@@ -89,4 +85,3 @@ def make_custom_applier(g, dg, d2g):
                 out_d2[r, c] = d2g(z)
 
     return apply_custom
-

@@ -27,15 +27,10 @@ from __future__ import annotations
 import math
 import types
 
-import numba
 import numpy as np
 
-from ._jit import _OPTIONS, kernel
+from ._jit import kernel
 from .activation import activate
-
-# Same policy as every other kernel, minus the disk cache, for code that closes
-# over a user's functions (Numba cannot key a disk cache on them).
-_NO_CACHE = {**_OPTIONS, "cache": False}
 
 
 def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor,
@@ -166,11 +161,11 @@ def make_custom_gd(g, dg):
     Same signature as :func:`gd_builtin` (``code`` and ``coeffs`` are ignored).
     The caller keeps one per activation so it compiles once per process.
     """
-    @numba.njit(**_NO_CACHE)
+    @kernel(cache=False)
     def act(code, coeffs, z):
         return g(z), dg(z), 0.0
 
     # the same code object, its global ``_act`` bound to the user's activation
     loop = types.FunctionType(_gd_loop.__code__, {**_gd_loop.__globals__, "_act": act},
                               "gd_custom")
-    return numba.njit(**_NO_CACHE)(loop)
+    return kernel(loop, cache=False)
