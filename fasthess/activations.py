@@ -282,7 +282,7 @@ class CustomActivation(Activation):
         self._poly = None
         if polynomial_coeffs is not None:
             self._poly = Polynomial(polynomial_coeffs)
-            _check_declared(g, "polynomial_coeffs", self._poly.coeffs,
+            _check_declared(g, "polynomial_coeffs", polynomial_coeffs,
                             lambda z: np.polynomial.polynomial.polyval(z, self._poly.coeffs))
             self.is_polynomial = True
             self.homogeneous_degree = self._poly.homogeneous_degree
@@ -339,7 +339,7 @@ def _check_declared(g, label, value, expected):
         worst = int(np.argmax(np.abs(got - want)))
         raise ValueError(
             f"{label} = {value!r} does not describe g: at z = {_CHECK_POINTS[worst]}, "
-            f"g(z) = {got[worst]!r} but the declaration implies {want[worst]!r}")
+            f"g(z) = {got[worst]:.10g} but the declaration implies {want[worst]:.10g}")
 
 
 def _poly_name(c):

@@ -47,6 +47,28 @@ RTOL_ZERO_MODE = 1e-12
 # A floating-point rank counts only when the gap across the cut exceeds this (decades):
 # genuine eigenvalues of erf and degree >= 3 polynomials go down to 1e-11 (THEORY.md c).
 MIN_RANK_GAP_DECADES = 8.0
+# scipy.integrate.quad of the closed-form densities (MP, scaled chi-square): quad's
+# own error estimates are <= 1.3e-8 here (seen errors <= 3e-12); absolute, masses are O(1).
+ATOL_QUAD = 1e-7
+# Mass and mean of linear_density by Simpson on a 6001-point grid (measured within
+# 2e-9), and its variance (measured within 1e-7): relative.
+RTOL_DENSITY_MOMENTS = 1e-6
+RTOL_DENSITY_VARIANCE = 1e-5
+# linear_cdf at 12 (far in the tail) against 1, and against the trapezoid integral
+# of linear_density on a grid of spacing 2.6e-3 (the trapezoid error near the edges).
+ATOL_CDF_TAIL = 1e-9
+ATOL_CDF_VS_DENSITY = 2e-3
+# KS distance of linear_cdf to pooled eigenvalues of 100 random linear teachers at
+# (Ni, Nh) = (40, 60): the pooled sample has n = T Ni = 4000 eigenvalues per
+# output; eigenvalues of one Wishart matrix are more regular than iid draws, so
+# the iid 99% KS quantile 1.63 / sqrt(4000) = 0.026 bounds the W1 part; the
+# per-teacher shift t (sd sqrt(2/Nh) = 0.18 against an overall sd 1.2) adds
+# about f_max sd_t / sqrt(T) = 0.005, and MP's finite-size error at (40, 60) is
+# about 0.005-0.01 (THEORY.md b). Measured over 5 seeds: 0.008-0.020.
+KS_BOUND = 0.04
+# The same at Nh = 2, where the finite-size MP error of W1^T W1 dominates
+# (measured 0.02-0.03).
+KS_BOUND_TINY_HIDDEN = 0.06
 
 # ---------------------------------------------------------------------- activations
 ACTIVATIONS = ["linear", "quadratic", "erf", "tanh", "relu", fh.Polynomial([0.3, 1.0, 0.5, -0.2])]
