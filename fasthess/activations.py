@@ -85,7 +85,7 @@ class Activation:
         Returns
         -------
         tuple of three ndarrays
-            g(z), g'(z), g''(z), each 2-d.
+            The values g(z), g'(z), g''(z), each 2-d.
 
         Examples
         --------
@@ -114,7 +114,18 @@ class Activation:
         apply_activation(self.code, self.kernel_coeffs(pre.dtype), pre, out_g, out_d1, out_d2)
 
     def kernel_coeffs(self, dtype):
-        """The coefficients as the kernels take them: a writable array of ``dtype``, never empty."""
+        """The coefficients as the kernels take them.
+
+        Parameters
+        ----------
+        dtype : numpy dtype
+            The working precision of the kernel.
+
+        Returns
+        -------
+        ndarray
+            A writable copy of ``coeffs`` in ``dtype``; ``[0]`` for a non-polynomial.
+        """
         coeffs = self.coeffs
         if coeffs.size == 0:
             coeffs = np.zeros(1)
@@ -146,7 +157,7 @@ class _Builtin(Activation):
 
 
 class Polynomial(Activation):
-    """g(z) = sum_m coeffs[m] z**m, of any degree.
+    """The polynomial g(z) = sum_m coeffs[m] z**m, of any degree.
 
     Parameters
     ----------
@@ -199,7 +210,7 @@ class Polynomial(Activation):
 
 
 class Quadratic(Polynomial):
-    """g(z) = z + eps z^2 (the paper's quadratic activation; eps = 1 by default).
+    """The quadratic g(z) = z + eps z^2 (the paper's activation; eps = 1 by default).
 
     Parameters
     ----------
@@ -238,9 +249,20 @@ class CustomActivation(Activation):
         Declares that no continuous family of parameters gives the same network
         function (as for erf and tanh): theory then predicts full rank D.
 
+    Raises
+    ------
+    TypeError
+        If g, dg or d2g is not Numba-jitted.
+    ValueError
+        If g does not satisfy a declaration at a few check points, or two
+        declarations contradict each other.
+
+    Notes
+    -----
     Without a declaration, :func:`fasthess.theory.effective_parameters` has no
     formula for the activation and says so. ``polynomial_coeffs`` and
-    ``homogeneous_degree`` are checked against g at a few points.
+    ``homogeneous_degree`` are checked against g (its Python function
+    ``g.py_func``, so nothing compiles) at six points.
 
     Examples
     --------
@@ -368,7 +390,30 @@ ACTIVATION_NAMES = tuple(_BUILTINS)
 
 
 def get_activation(activation) -> Activation:
-    """Resolve a name or an :class:`Activation` object (raises on anything else)."""
+    """Resolve a name or an :class:`Activation` object.
+
+    Parameters
+    ----------
+    activation : str or Activation
+        One of :data:`ACTIVATION_NAMES` (case-insensitive), or an object, returned as is.
+
+    Returns
+    -------
+    Activation
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    TypeError
+        For anything else.
+
+    Examples
+    --------
+    >>> from fasthess.activations import get_activation
+    >>> get_activation("quadratic") == get_activation("Quadratic")
+    True
+    """
     if isinstance(activation, Activation):
         return activation
     if isinstance(activation, str):

@@ -124,6 +124,7 @@ def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) ->
     Parameters
     ----------
     activation : str or Activation
+        A name or an object; only its metadata is read.
     n_in, n_hidden, n_out : int
         Ni, Nh, No >= 1.
     n_samples : int or None
@@ -513,6 +514,7 @@ def marchenko_pastur_pdf(x, q):
     Parameters
     ----------
     x : array_like
+        Points at which to evaluate.
     q : float
         Ratio > 0.
 
@@ -538,6 +540,7 @@ def scaled_chi2_pdf(t, n_hidden, w2_std=None):
     Parameters
     ----------
     t : array_like
+        Points at which to evaluate.
     n_hidden : int
         Nh >= 1, the degrees of freedom.
     w2_std : float, optional
@@ -570,7 +573,8 @@ def _linear_law(n_in, n_hidden, n_out, w1_std, w2_std):
     # u's width sd: a midpoint sum of a bump of width sd at spacing 2 sd / 3 is
     # exact to ~exp(-2 pi^2 (3/2)^2) = 1e-19 relative
     half_width = 2.0 * math.sqrt(q) * v_scale
-    n_nodes = int(min(_config.MAX_QUAD_NODES, max(_config.QUAD_NODES, math.ceil(1.5 * math.pi * half_width / u.sd))))
+    wanted = math.ceil(1.5 * math.pi * half_width / u.sd)
+    n_nodes = int(min(_config.MAX_QUAD_NODES, max(_config.QUAD_NODES, wanted)))
     x, w = _mp_nodes(q, n_nodes)
     v0 = max(1.0 - n_hidden / n_in, 0.0)
     return u, v0, v_scale * x, w, v_scale, q
@@ -628,6 +632,7 @@ def linear_density(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
     x : array_like
         Eigenvalues at which to evaluate.
     n_in, n_hidden, n_out : int
+        Ni, Nh, No >= 1 of the teachers.
     w1_std, w2_std : float, optional
         s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh). The mean is (s1^2 + s2^2) Nh
         (1 + Nh/Ni by default) when there are no exact zeros.
@@ -663,6 +668,19 @@ def linear_cdf(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
     Same model, parameters and accuracy; the chi-square, 2 x 2 Wishart and MP
     CDFs enter the same quadrature. 0 for x <= 0, rising to 1.
 
+    Parameters
+    ----------
+    x : array_like
+        Eigenvalues at which to evaluate.
+    n_in, n_hidden, n_out : int
+        Ni, Nh, No >= 1 of the teachers.
+    w1_std, w2_std : float, optional
+        s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh).
+
+    Returns
+    -------
+    ndarray (float for scalar x)
+
     Examples
     --------
     >>> from fasthess.theory import linear_cdf
@@ -683,7 +701,9 @@ def linear_spectrum_exact(w1, w2, X=None):
     Parameters
     ----------
     w1 : array, shape (n_hidden, n_in)
-    w2 : array, shape (n_out, n_hidden) (1-d: one output)
+        First-layer weights, float32 or float64 (computed in float64).
+    w2 : array, shape (n_out, n_hidden)
+        Second-layer weights; a 1-d array is one output.
     X : array, shape (n_samples, n_in), optional
         Data; None means P -> infinity with C = I, where the eigenvalues are
         lambda_a(W2 W2^T) + lambda_b(W1^T W1) exactly.

@@ -76,7 +76,7 @@ def test_activation_kernel_matches_closed_form(activation):
 def test_twin_derivatives_match_finite_differences(activation):
     """The twins' closed-form g' and g'' are the derivatives of their g (checks the oracle)."""
     act = get_activation(activation)
-    g, d1, d2 = ref.activation_closed_form(act, Z)
+    _, d1, d2 = ref.activation_closed_form(act, Z)
     h = 1e-5
     gp, d1p, _ = ref.activation_closed_form(act, Z + h)
     gm, d1m, _ = ref.activation_closed_form(act, Z - h)
@@ -158,4 +158,5 @@ def test_gaussian_inputs():
     assert X.shape == (4000, 3) and X.dtype == np.float64
     assert abs(X.mean()) < 0.05 and X.std() == pytest.approx(1, rel=0.03)
     assert fh.gaussian_inputs(3, 2, seed=0, dtype=np.float32).dtype == np.float32
-    np.testing.assert_array_equal(fh.gaussian_inputs(5, 2, seed=3), fh.gaussian_inputs(5, 2, seed=3))
+    np.testing.assert_array_equal(fh.gaussian_inputs(5, 2, seed=3),
+                                  fh.gaussian_inputs(5, 2, seed=3))

@@ -174,7 +174,7 @@ def test_exact_rank_matches_float_svd_rank_for_z2(ni, nh, no):
     w2 = rng.standard_normal((no, nh)) / math.sqrt(nh)
     J = float_jacobian(w1, w2, X, Polynomial([0, 0, 1]))
     rank, gap = svd_rank(J)
-    assert gap > MIN_RANK_GAP_DECADES, f"float rank {rank} of J is not clear-cut: gap {gap:.1f} decades"
+    assert gap > MIN_RANK_GAP_DECADES, f"float rank {rank} of J is unclear: gap {gap:.1f} decades"
     assert rank == exact_rank(Polynomial([0, 0, 1]), ni, nh, no, seed=3)
 
 
@@ -529,7 +529,8 @@ def test_linear_spectrum_exact_population_limit(no):
     sums = np.add.outer(np.linalg.eigvalsh(w2 @ w2.T), np.linalg.eigvalsh(w1.T @ w1)).ravel()
     assert np.max(np.abs(pop - np.sort(sums))) < RTOL_EXACT * pop[-1]
     if no == 1:
-        assert np.allclose(pop[:ni - nh], w2 @ w2.T, rtol=RTOL_EXACT, atol=0)  # Ni - Nh copies of |a|^2
+        # Ni - Nh copies of |a|^2
+        assert np.allclose(pop[:ni - nh], w2 @ w2.T, rtol=RTOL_EXACT, atol=0)
 
 
 def test_linear_spectrum_exact_argument_errors():
