@@ -13,7 +13,9 @@ dtype, straight from the definitions of THEORY.md a:
   second derivatives d^2 y_k / dtheta^2 as an explicit (P, No, D, D) tensor;
 * H = (1/P) sum_mu [J_mu^T J_mu + sum_k r_mu,k d^2 y_k / dtheta^2], its blocks,
   eigenvalues (numpy.linalg.eigvalsh) and trace; the NTK Gram J J^T / P; the
-  loss and its gradient J^T r / P.
+  loss and its gradient J^T r / P;
+* gradient descent as a plain loop of those gradients, and the quadratic-model
+  loss curve and decay rate of THEORY.md d from the twin Hessian's eigenpairs.
 
 The finite differences of the loss at the end are a second, formula-free check
 of these twins (tests/test_hessian.py compares the two).
@@ -21,6 +23,7 @@ of these twins (tests/test_hessian.py compares the two).
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.special import erf
@@ -180,6 +183,52 @@ def gradient(student, X, teacher):
     """dL/dtheta = J^T r / P (r flattened mu-major, like J's rows)."""
     r = residuals(student, X, teacher)
     return jacobian(student, X).T @ r.ravel() / np.shape(X)[0]
+
+
+# ---------------------------------------------------------------------- dynamics
+def network_from_parameters(theta, like):
+    """A plain record (w1, w2, activation) shaped like ``like``: no fasthess object."""
+    n1 = np.size(like.w1)
+    return SimpleNamespace(w1=theta[:n1].reshape(np.shape(like.w1)),
+                           w2=theta[n1:].reshape(np.shape(like.w2)), activation=like.activation)
+
+
+def gradient_descent(student, teacher, X, lr, steps):
+    """Plain full-batch GD, theta_{t+1} = theta_t - lr * gradient(theta_t), in float64.
+
+    Returns the losses L_0 .. L_steps and the final parameters.
+    """
+    theta = parameters(student)
+    losses = []
+    for _ in range(steps):
+        net = network_from_parameters(theta, student)
+        losses.append(loss(net, X, teacher))
+        theta = theta - lr * gradient(net, X, teacher)
+    losses.append(loss(network_from_parameters(theta, student), X, teacher))
+    return np.array(losses), theta
+
+
+def _nonzero_modes(teacher, X, rtol):
+    lam, V = np.linalg.eigh(hessian_at_optimum(teacher, X))
+    rtol = lam.size * np.finfo(np.float64).eps if rtol is None else rtol
+    return lam, V, np.abs(lam) > rtol * np.max(np.abs(lam))
+
+
+def predicted_loss(teacher, X, delta0, lr, steps, rtol=None):
+    """L_t = 1/2 sum_i lambda_i c_i^2 (1 - lr lambda_i)^(2t), c = V^T delta0 (THEORY.md d),
+    over the eigenpairs of the twin Hessian at the optimum with |lambda| > rtol max|lambda|
+    (default rtol = D eps: zero modes carry no loss)."""
+    lam, V, keep = _nonzero_modes(teacher, X, rtol)
+    c = V.T @ np.asarray(delta0, dtype=np.float64)
+    t = np.arange(steps + 1)[:, None]
+    terms = 0.5 * lam * c * c * (1.0 - lr * lam) ** (2 * t)
+    return np.sum(terms[:, keep], axis=1)
+
+
+def decay_rate(teacher, X, lr, rtol=None):
+    """2 log max |1 - lr lambda_i| over the nonzero eigenvalues (THEORY.md d)."""
+    lam, _, keep = _nonzero_modes(teacher, X, rtol)
+    return 2.0 * math.log(np.max(np.abs(1.0 - lr * lam[keep])))
 
 
 # ---------------------------------------------------------------------- finite differences
