@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU, TANH
+from ._validation import check_real
 
 __all__ = [
     "Activation",
@@ -24,28 +25,43 @@ __all__ = [
 class Activation:
     """Base class. Subclasses set the attributes below.
 
+    Besides g, g', g'' (for the kernels), an activation carries the metadata that
+    :mod:`fasthess.theory` reads to predict the rank of the Hessian (THEORY.md c).
+    Theory never looks at the name: a :class:`Polynomial` equal to ``"quadratic"``
+    gets the same answers as ``"quadratic"``.
+
     Attributes
     ----------
     name : str
+        For messages and reprs only.
     code : int
         Kernel code of a built-in activation, or -1 for a user activation.
     coeffs : ndarray
         Polynomial coefficients (coeffs[m] multiplies z**m); empty if not polynomial.
-    is_polynomial, is_odd, is_piecewise_linear, is_homogeneous : bool
-    homogeneous_degree : int or None
-        d such that g(c z) = c**d g(z) for c > 0 (relu, linear, pure powers).
+    is_polynomial : bool
+        g is the polynomial of ``coeffs``: theory uses its ``powers``.
+    homogeneous_degree : float or None
+        d > 0 such that g(c z) = c**d g(z) for every c > 0 (relu: 1, z**3: 3), or
+        None. A non-polynomial g with such a d has one continuous symmetry per
+        hidden unit, w_j -> c w_j, b_j -> c**-d b_j, and theory predicts rank
+        D - Nh for it.
+    no_continuous_symmetry : bool
+        True when no continuous family of parameters gives the same network
+        function (only discrete ones: permutations of hidden units, sign flips
+        for odd g), so that the Hessian at a generic optimum with enough data
+        has full rank D. A property of the function that cannot be derived from
+        the others; declared for erf and tanh (verified, THEORY.md c).
     """
 
     name: str = "activation"
     code: int = -1
     is_polynomial: bool = False
-    is_odd: bool = False
-    is_piecewise_linear: bool = False
-    is_homogeneous: bool = False
-    homogeneous_degree: int | None = None
+    homogeneous_degree: float | None = None
+    no_continuous_symmetry: bool = False
 
     @property
     def coeffs(self) -> np.ndarray:
+        """Polynomial coefficients, coeffs[m] multiplying z**m (empty if not polynomial)."""
         return np.zeros(0)
 
     @property
@@ -59,18 +75,57 @@ class Activation:
         return ()
 
     def evaluate(self, z):
-        """(g, g', g'') of an array, through the same kernel the Hessian uses."""
+        """(g, g', g'') of an array, through the same kernel the Hessian uses.
+
+        Parameters
+        ----------
+        z : array_like
+            Points, cast to float64 (a 1-d input comes back as shape (1, n)).
+
+        Returns
+        -------
+        tuple of three ndarrays
+            The values g(z), g'(z), g''(z), each 2-d.
+
+        Examples
+        --------
+        >>> from fasthess.activations import get_activation
+        >>> g, d1, d2 = get_activation("quadratic").evaluate([0.0, 1.0])
+        >>> g.tolist(), d1.tolist(), d2.tolist()
+        ([[0.0, 2.0]], [[1.0, 3.0]], [[2.0, 2.0]])
+        """
         z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, dtype=np.float64)))
         out = (np.empty_like(z), np.empty_like(z), np.empty_like(z))
         self.apply(z, *out)
         return out
 
     def apply(self, pre, out_g, out_d1, out_d2):
+        """Write g, g', g'' of the 2-d array ``pre`` into the three outputs (same shape, dtype).
+
+        Parameters
+        ----------
+        pre : ndarray, shape (P, Nh), float32 or float64, C-contiguous
+            Pre-activations.
+        out_g, out_d1, out_d2 : ndarray, like ``pre``
+            Overwritten with g(pre), g'(pre), g''(pre).
+        """
         from ._kernels.activation import apply_activation
 
         apply_activation(self.code, self.kernel_coeffs(pre.dtype), pre, out_g, out_d1, out_d2)
 
     def kernel_coeffs(self, dtype):
+        """The coefficients as the kernels take them.
+
+        Parameters
+        ----------
+        dtype : numpy dtype
+            The working precision of the kernel.
+
+        Returns
+        -------
+        ndarray
+            A writable copy of ``coeffs`` in ``dtype``; ``[0]`` for a non-polynomial.
+        """
         coeffs = self.coeffs
         if coeffs.size == 0:
             coeffs = np.zeros(1)
@@ -94,23 +149,30 @@ class Activation:
 
 
 class _Builtin(Activation):
-    def __init__(self, name, code, *, odd, piecewise_linear, homogeneous_degree=None):
+    def __init__(self, name, code, *, homogeneous_degree=None, no_continuous_symmetry=False):
         self.name = name
         self.code = code
-        self.is_odd = odd
-        self.is_piecewise_linear = piecewise_linear
-        self.is_homogeneous = homogeneous_degree is not None
         self.homogeneous_degree = homogeneous_degree
+        self.no_continuous_symmetry = no_continuous_symmetry
 
 
 class Polynomial(Activation):
-    """g(z) = sum_m coeffs[m] z**m, of any degree.
+    """The polynomial g(z) = sum_m coeffs[m] z**m, of any degree.
+
+    Parameters
+    ----------
+    coeffs : sequence of float
+        coeffs[m] multiplies z**m; trailing zeros are dropped, not all may be zero.
+    name : str, optional
+        Default: the polynomial written out, e.g. ``"0.3+z+0.5z^2"``.
 
     Examples
     --------
     >>> import fasthess as fh
     >>> fh.Polynomial([0, 0, 1]).powers        # pure z^2
     (2,)
+    >>> fh.Polynomial([0, 0, 1]).homogeneous_degree
+    2
     >>> fh.Polynomial([0.3, 1, 0.5]).degree
     2
     """
@@ -130,10 +192,7 @@ class Polynomial(Activation):
         self._coeffs.setflags(write=False)
         p = tuple(int(m) for m in np.flatnonzero(self._coeffs))
         self._powers = p
-        self.is_odd = all(m % 2 == 1 for m in p)
-        self.is_homogeneous = len(p) == 1
         self.homogeneous_degree = p[0] if len(p) == 1 else None
-        self.is_piecewise_linear = p == (1,)
         self.code = LINEAR if (p == (1,) and self._coeffs[1] == 1.0) else POLYNOMIAL
         self.name = name if name is not None else _poly_name(self._coeffs)
 
@@ -151,7 +210,19 @@ class Polynomial(Activation):
 
 
 class Quadratic(Polynomial):
-    """g(z) = z + eps z^2 (the paper's quadratic activation; eps = 1 by default)."""
+    """The quadratic g(z) = z + eps z^2 (the paper's activation; eps = 1 by default).
+
+    Parameters
+    ----------
+    eps : float
+        The coefficient of z^2; ``Quadratic(1.0)`` is ``"quadratic"``.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> fh.Quadratic(0.5).coeffs.tolist(), fh.Quadratic(1.0).name
+    ([0.0, 1.0, 0.5], 'quadratic')
+    """
 
     def __init__(self, eps: float = 1.0):
         eps = float(eps)
@@ -162,29 +233,87 @@ class Quadratic(Polynomial):
 class CustomActivation(Activation):
     """A user activation from Numba-jitted scalar functions g, g', g''.
 
+    Parameters
+    ----------
+    g, dg, d2g : Numba-jitted functions of one float
+        g and its first two derivatives.
+    name : str
+        For messages and reprs.
+    polynomial_coeffs : sequence of float, optional
+        Declares that g is this polynomial (coeffs[m] multiplies z**m): theory
+        then treats it exactly as ``Polynomial(polynomial_coeffs)``.
+    homogeneous_degree : float, optional
+        Declares g(c z) = c**d g(z) for c > 0 (e.g. 1 for a leaky relu or |z|):
+        theory then predicts rank D - Nh, as for relu.
+    no_continuous_symmetry : bool
+        Declares that no continuous family of parameters gives the same network
+        function (as for erf and tanh): theory then predicts full rank D.
+
+    Raises
+    ------
+    TypeError
+        If g, dg or d2g is not Numba-jitted.
+    ValueError
+        If g does not satisfy a declaration at a few check points, or two
+        declarations contradict each other.
+
+    Notes
+    -----
+    Without a declaration, :func:`fasthess.theory.effective_parameters` has no
+    formula for the activation and says so. ``polynomial_coeffs`` and
+    ``homogeneous_degree`` are checked against g (its Python function
+    ``g.py_func``, so nothing compiles) at six points.
+
     Examples
     --------
     >>> import numba, math, fasthess as fh
     >>> g = numba.njit(lambda z: math.sin(z))
     >>> dg = numba.njit(lambda z: math.cos(z))
     >>> d2g = numba.njit(lambda z: -math.sin(z))
-    >>> act = fh.CustomActivation(g, dg, d2g, name="sin", odd=True)
+    >>> act = fh.CustomActivation(g, dg, d2g, name="sin", no_continuous_symmetry=True)
+    >>> leaky = fh.CustomActivation(numba.njit(lambda z: max(z, 0.1 * z)),
+    ...                             numba.njit(lambda z: 1.0 if z > 0 else 0.1),
+    ...                             numba.njit(lambda z: 0.0), name="leaky", homogeneous_degree=1)
+    >>> fh.theory.effective_parameters(leaky, 4, 3)     # D - Nh = 15 - 3
+    12
     """
 
-    def __init__(self, g, dg, d2g, name: str = "custom", *, odd: bool = False,
-                 polynomial_coeffs=None):
+    def __init__(self, g, dg, d2g, name: str = "custom", *, polynomial_coeffs=None,
+                 homogeneous_degree=None, no_continuous_symmetry: bool = False):
         for label, f in (("g", g), ("dg", dg), ("d2g", d2g)):
             if not hasattr(f, "py_func"):
                 raise TypeError(
                     f"{label} must be a Numba-jitted function (decorate it with numba.njit), "
                     f"got {type(f).__name__}")
+        if not isinstance(no_continuous_symmetry, (bool, np.bool_)):
+            raise TypeError(f"no_continuous_symmetry must be True or False, "
+                            f"got {no_continuous_symmetry!r}")
+        if polynomial_coeffs is not None and (homogeneous_degree is not None
+                                              or no_continuous_symmetry):
+            raise ValueError(
+                "polynomial_coeffs: declare it alone; a polynomial's homogeneity and "
+                "symmetries follow from its coefficients")
+        if homogeneous_degree is not None and no_continuous_symmetry:
+            raise ValueError(
+                "homogeneous_degree and no_continuous_symmetry contradict each other: a "
+                "positively homogeneous g has the rescaling symmetry w_j -> c w_j, "
+                "b_j -> c^-d b_j of every hidden unit")
         self.g, self.dg, self.d2g = g, dg, d2g
         self.name = name
-        self.is_odd = bool(odd)
         self._applier = None
-        self._poly = None if polynomial_coeffs is None else Polynomial(polynomial_coeffs)
-        if self._poly is not None:
+        self._poly = None
+        if polynomial_coeffs is not None:
+            self._poly = Polynomial(polynomial_coeffs)
+            _check_declared(g, "polynomial_coeffs", polynomial_coeffs,
+                            lambda z: np.polynomial.polynomial.polyval(z, self._poly.coeffs))
             self.is_polynomial = True
+            self.homogeneous_degree = self._poly.homogeneous_degree
+        if homogeneous_degree is not None:
+            d = check_real(homogeneous_degree, "homogeneous_degree", positive=True)
+            self.homogeneous_degree = int(d) if d.is_integer() else d
+            _check_declared(g, "homogeneous_degree", homogeneous_degree,
+                            lambda z: _HOMOGENEITY_FACTOR**d * g.py_func(z / _HOMOGENEITY_FACTOR))
+        self.no_continuous_symmetry = bool(no_continuous_symmetry)
 
     @property
     def coeffs(self):
@@ -206,7 +335,33 @@ class CustomActivation(Activation):
         self._applier(pre, out_g, out_d1, out_d2)
 
     def _key(self):
-        return ("custom", self.name, id(self.g), id(self.dg), id(self.d2g))
+        return ("custom", self.name, id(self.g), id(self.dg), id(self.d2g),
+                tuple(self.coeffs.tolist()), self.homogeneous_degree,
+                self.no_continuous_symmetry)
+
+
+# Where a declaration about g is checked: both signs, several scales, no kink at 0.
+_CHECK_POINTS = (-2.9, -1.3, -0.37, 0.41, 1.7, 3.1)
+# g(z) is compared with c^d g(z / c) at this c.
+_HOMOGENEITY_FACTOR = 2.5
+# Agreement asked of a declaration (round-off of a few operations, not a tolerance of theory).
+_DECLARATION_RTOL = 1e-9
+
+
+def _check_declared(g, label, value, expected):
+    """Refuse a declaration that g does not satisfy at ``_CHECK_POINTS``.
+
+    ``expected(z)`` is what g(z) must equal if the declaration ``label = value``
+    holds. The user's Python function (``g.py_func``) is called: nothing compiles.
+    """
+    got = np.array([float(g.py_func(z)) for z in _CHECK_POINTS])
+    want = np.array([float(expected(z)) for z in _CHECK_POINTS])
+    scale = max(np.max(np.abs(want)), np.finfo(np.float64).tiny)
+    if not np.all(np.abs(got - want) <= _DECLARATION_RTOL * scale):
+        worst = int(np.argmax(np.abs(got - want)))
+        raise ValueError(
+            f"{label} = {value!r} does not describe g: at z = {_CHECK_POINTS[worst]}, "
+            f"g(z) = {got[worst]:.10g} but the declaration implies {want[worst]:.10g}")
 
 
 def _poly_name(c):
@@ -224,9 +379,9 @@ def _builtins():
     return {
         "linear": Polynomial([0.0, 1.0], name="linear"),
         "quadratic": Quadratic(1.0),
-        "erf": _Builtin("erf", ERF, odd=True, piecewise_linear=False),
-        "tanh": _Builtin("tanh", TANH, odd=True, piecewise_linear=False),
-        "relu": _Builtin("relu", RELU, odd=False, piecewise_linear=True, homogeneous_degree=1),
+        "erf": _Builtin("erf", ERF, no_continuous_symmetry=True),
+        "tanh": _Builtin("tanh", TANH, no_continuous_symmetry=True),
+        "relu": _Builtin("relu", RELU, homogeneous_degree=1),
     }
 
 
@@ -235,7 +390,30 @@ ACTIVATION_NAMES = tuple(_BUILTINS)
 
 
 def get_activation(activation) -> Activation:
-    """Resolve a name or an :class:`Activation` object (raises on anything else)."""
+    """Resolve a name or an :class:`Activation` object.
+
+    Parameters
+    ----------
+    activation : str or Activation
+        One of :data:`ACTIVATION_NAMES` (case-insensitive), or an object, returned as is.
+
+    Returns
+    -------
+    Activation
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    TypeError
+        For anything else.
+
+    Examples
+    --------
+    >>> from fasthess.activations import get_activation
+    >>> get_activation("quadratic") == get_activation("Quadratic")
+    True
+    """
     if isinstance(activation, Activation):
         return activation
     if isinstance(activation, str):

@@ -19,8 +19,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._validation import check_float_array, check_int, check_real
-from .activations import CustomActivation, get_activation
+from . import _config
+from ._validation import check_int, check_real
+from .activations import get_activation
+from .network import TwoLayerNet
 
 __all__ = [
     "effective_parameters",
@@ -56,10 +58,6 @@ SPORADIC_DEFECTS: dict[tuple[int, ...], frozenset[tuple[int, int, int]]] = {
 _VERIFIED_POWERS = frozenset({(1,), (2,), (1, 2), (3,), (4,), (5,), (1, 3), (2, 3), (1, 4),
                               (2, 4), (3, 4), (1, 5), (1, 2, 3), (1, 2, 4), (1, 2, 3, 4)})
 _VERIFIED_MAX = (8, 8, 3)  # n_in, n_hidden, n_out
-
-_FALLBACK_SEED = 20240611  # fixed, so effective_parameters is deterministic
-_FALLBACK_MAX_PARAMS = 1200  # above this, exact_rank would take seconds or more
-_EXACT_MAX_PARAMS = 4000  # the echelon basis is rank x D int64: 128 MB at D = 4000
 
 
 def _check_sizes(n_in, n_hidden, n_out, n_samples):
@@ -118,9 +116,15 @@ def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) ->
     At the optimum H = J^T J / P, so rank(H) = rank(J): the dimension of the
     space of functions the network can represent near the teacher (THEORY.md c).
 
+    The formula is chosen from the activation's metadata, never its name
+    (:class:`~fasthess.activations.Activation`): ``Polynomial([0, 1, 1])`` gets the
+    answers of ``"quadratic"``, and a :class:`~fasthess.CustomActivation` those of
+    the built-in its declarations match.
+
     Parameters
     ----------
     activation : str or Activation
+        A name or an object; only its metadata is read.
     n_in, n_hidden, n_out : int
         Ni, Nh, No >= 1.
     n_samples : int or None
@@ -129,19 +133,29 @@ def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) ->
     Returns
     -------
     int
-        With D = Nh (Ni + No), r = min(Nh, Ni) and M the powers of a polynomial g:
+        With D = Nh (Ni + No), r = min(Nh, Ni) and M the powers of a polynomial g
+        (``is_polynomial``, ``powers``):
 
-        * linear (any g = c z): No m - (No - Nh)_+ (m - Nh)_+, m = min(P, Ni);
-        * z^2, No = 1: r Ni - r (r - 1) / 2; z + eps z^2, No = 1: r (Ni + 1) - r (r - 1) / 2;
+        * linear (M = {1}, any g = c z): No m - (No - Nh)_+ (m - Nh)_+, m = min(P, Ni);
+        * M = {2}, No = 1: r Ni - r (r - 1) / 2; M = {1, 2}, No = 1: r (Ni + 1) - r (r - 1) / 2;
         * other polynomials: min(B, D - kappa), minus one on the configurations of
           :data:`SPORADIC_DEFECTS`, where B = No sum_{m in M} C(Ni+m-1, m) and
           kappa = Nh if M = {d}, else (Nh - No sum_{m in M, m < d} C(Ni+m-1, m))_+;
-        * erf, tanh: D; relu: D - Nh (finite P: a conjecture, see below).
+        * a non-polynomial g with a ``homogeneous_degree`` (relu): D - Nh, one
+          rescaling symmetry per hidden unit (finite P: a conjecture, see below);
+        * a non-polynomial g with ``no_continuous_symmetry`` (erf, tanh): D.
 
         At finite P the result is capped by the tangent dimension of rank <= Nh
         output matrices, P No - (No - Nh)_+ (P - Nh)_+ (verified for polynomials
         and erf/tanh; for relu the rank also depends on how the data fall in the
         activation sectors and can be lower at small P: a conjecture there).
+
+    Raises
+    ------
+    ValueError
+        For a non-polynomial activation that declares neither
+        ``homogeneous_degree`` nor ``no_continuous_symmetry`` (no formula), or a
+        polynomial with a constant term beyond the exact-rank fallback.
 
     Notes
     -----
@@ -153,12 +167,15 @@ def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) ->
     {1,2,3,4}, all 1 <= Ni, Nh <= 8, 1 <= No <= 3, and the finite-P cap for every
     P up to the rank (two-term degree sets do not depend on the coefficients,
     by rescaling z; the longer ones were checked with random coefficients).
-    Outside that (another degree set, larger sizes, a constant term c0 != 0,
-    or a :class:`~fasthess.CustomActivation` declaring ``polynomial_coeffs``),
+    Outside that (another degree set, larger sizes, a constant term c0 != 0),
     where unknown sporadic defects may exist, the result is :func:`exact_rank`
     with a fixed seed. If D > 1200 that would be slow, so instead the generic
     formula, a proven upper bound, is returned with a ``UserWarning``
     (a constant term then raises ``ValueError``).
+    D - Nh for positively homogeneous g was checked with floating-point
+    Jacobian ranks (gaps above 10 decades, P = max(4 D + 50, 400)) for relu,
+    leaky relu max(z, z / 10) and |z| (degree 1) and relu(z)^2 (degree 2) at
+    Ni, Nh in 2..6, No in 1, 2.
 
     Examples
     --------
@@ -176,19 +193,20 @@ def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) ->
     cap = n_params if n_samples is None else _output_cap(n_samples, n_hidden, n_out)
 
     if not act.is_polynomial:
-        if not isinstance(act, CustomActivation):
-            if act.name in ("erf", "tanh"):
-                return min(n_params, cap)
-            if act.name == "relu":
-                return min(n_params - n_hidden, cap)
+        if act.homogeneous_degree is not None:
+            # one rescaling symmetry per hidden unit, w_j -> c w_j, b_j -> c^-d b_j
+            return min(n_params - n_hidden, cap)
+        if act.no_continuous_symmetry:
+            return min(n_params, cap)
         raise ValueError(
-            f"activation: no rank formula for the non-polynomial activation {act.name!r}; "
+            f"activation: no rank formula for the non-polynomial activation {act.name!r}, "
+            f"which declares neither homogeneous_degree nor no_continuous_symmetry; "
             f"measure the rank numerically (fasthess.numerical_rank of the eigenvalues), "
-            f"or give a CustomActivation polynomial_coeffs if it is a polynomial")
+            f"or declare what holds when building the CustomActivation (polynomial_coeffs, "
+            f"homogeneous_degree or no_continuous_symmetry)")
 
     powers = act.powers
-    custom = isinstance(act, CustomActivation)
-    if not custom and 0 not in powers:
+    if 0 not in powers:
         if powers == (1,):
             return _linear_rank(n_in, n_hidden, n_out, n_samples)
         r = min(n_hidden, n_in)
@@ -204,20 +222,20 @@ def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) ->
                 rank -= 1
             return min(rank, cap)
 
-    if n_params <= _FALLBACK_MAX_PARAMS:
-        return exact_rank(act, n_in, n_hidden, n_out, n_samples, seed=_FALLBACK_SEED)
+    if n_params <= _config.FALLBACK_MAX_PARAMS:
+        return exact_rank(act, n_in, n_hidden, n_out, n_samples, seed=_config.FALLBACK_SEED)
     if 0 in powers:
         raise ValueError(
             f"activation: {act.name!r} has a constant term, for which there is no closed "
             f"form, and D = {n_params} parameters is beyond the automatic exact-rank "
-            f"fallback (D <= {_FALLBACK_MAX_PARAMS}); call exact_rank directly "
-            f"(D <= {_EXACT_MAX_PARAMS})")
+            f"fallback (D <= {_config.FALLBACK_MAX_PARAMS}); call exact_rank directly "
+            f"(D <= {_config.EXACT_MAX_PARAMS})")
     bound = min(_generic_polynomial_rank(powers, n_in, n_hidden, n_out), cap)
     warnings.warn(
         f"effective_parameters: the closed form for {act.name!r} at (n_in, n_hidden, n_out) = "
         f"({n_in}, {n_hidden}, {n_out}) is unverified (sporadic defects may lower it); "
         f"returning the proven upper bound {bound}. exact_rank certifies it for "
-        f"D <= {_EXACT_MAX_PARAMS}.", UserWarning, stacklevel=2)
+        f"D <= {_config.EXACT_MAX_PARAMS}.", UserWarning, stacklevel=2)
     return bound
 
 
@@ -256,7 +274,8 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, seed=None) -
     n_samples : int or None
         P. None means enough samples that the data do not limit the rank
         (P = min(D, B) + 2, where B bounds the rank; P generic points separate
-        any space of functions of dimension <= P).
+        any space of functions of dimension <= P). A larger P cannot change the
+        rank and is computed as min(D, B) + 2.
     seed : int, numpy Generator or None
         For the random field elements.
 
@@ -290,17 +309,18 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, seed=None) -
             f"for it measure a floating-point rank instead (fasthess.numerical_rank of "
             f"the eigenvalues, with the 'svd' eigenvalue route), which reports the gap")
     n_params = n_hidden * (n_in + n_out)
-    if n_params > _EXACT_MAX_PARAMS:
+    if n_params > _config.EXACT_MAX_PARAMS:
         raise ValueError(
             f"n_in, n_hidden, n_out: D = n_hidden * (n_in + n_out) = {n_params} parameters "
-            f"exceeds the exact-rank limit {_EXACT_MAX_PARAMS} (memory and time grow as D^2 "
+            f"exceeds the exact-rank limit {_config.EXACT_MAX_PARAMS} (memory and time grow as D^2 "
             f"and D^3); use effective_parameters or a numerical rank")
     coeffs = np.array([_to_field(c, PRIME) for c in act.coeffs], dtype=np.int64)
     dcoeffs = np.array([(m * int(coeffs[m])) % PRIME for m in range(1, coeffs.size)] or [0],
                        dtype=np.int64)
     bound = min(n_params, _degree_bound(act.powers, n_in, n_out))
-    if n_samples is None:
-        n_samples = bound + 2
+    # bound + 2 generic points already separate the <= bound tangent functions, so more
+    # samples cannot raise the rank: never draw (or allocate) more than that
+    n_samples = bound + 2 if n_samples is None else min(n_samples, bound + 2)
     max_rank = min(bound, n_samples * n_out)
 
     rng = np.random.default_rng(seed)
@@ -312,15 +332,13 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, seed=None) -
 
 # ----------------------------------------------------------------- spectral laws
 
-_QUAD_NODES = 800  # midpoint nodes in the cos substitution (THEORY.md b)
-_MAX_QUAD_NODES = 20000
-
 
 def _as_float_array(x, name):
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be real numbers, got {type(x).__name__}") from None
+    """Evaluation points of a density: real numbers of any shape (integers welcome, inf allowed)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be real numbers, got {type(x).__name__} of dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
     if np.isnan(arr).any():
         raise ValueError(f"{name} contains NaN")
     return arr
@@ -496,6 +514,7 @@ def marchenko_pastur_pdf(x, q):
     Parameters
     ----------
     x : array_like
+        Points at which to evaluate.
     q : float
         Ratio > 0.
 
@@ -521,6 +540,7 @@ def scaled_chi2_pdf(t, n_hidden, w2_std=None):
     Parameters
     ----------
     t : array_like
+        Points at which to evaluate.
     n_hidden : int
         Nh >= 1, the degrees of freedom.
     w2_std : float, optional
@@ -553,7 +573,8 @@ def _linear_law(n_in, n_hidden, n_out, w1_std, w2_std):
     # u's width sd: a midpoint sum of a bump of width sd at spacing 2 sd / 3 is
     # exact to ~exp(-2 pi^2 (3/2)^2) = 1e-19 relative
     half_width = 2.0 * math.sqrt(q) * v_scale
-    n_nodes = int(min(_MAX_QUAD_NODES, max(_QUAD_NODES, math.ceil(1.5 * math.pi * half_width / u.sd))))
+    wanted = math.ceil(1.5 * math.pi * half_width / u.sd)
+    n_nodes = int(min(_config.MAX_QUAD_NODES, max(_config.QUAD_NODES, wanted)))
     x, w = _mp_nodes(q, n_nodes)
     v0 = max(1.0 - n_hidden / n_in, 0.0)
     return u, v0, v_scale * x, w, v_scale, q
@@ -611,6 +632,7 @@ def linear_density(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
     x : array_like
         Eigenvalues at which to evaluate.
     n_in, n_hidden, n_out : int
+        Ni, Nh, No >= 1 of the teachers.
     w1_std, w2_std : float, optional
         s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh). The mean is (s1^2 + s2^2) Nh
         (1 + Nh/Ni by default) when there are no exact zeros.
@@ -646,6 +668,19 @@ def linear_cdf(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
     Same model, parameters and accuracy; the chi-square, 2 x 2 Wishart and MP
     CDFs enter the same quadrature. 0 for x <= 0, rising to 1.
 
+    Parameters
+    ----------
+    x : array_like
+        Eigenvalues at which to evaluate.
+    n_in, n_hidden, n_out : int
+        Ni, Nh, No >= 1 of the teachers.
+    w1_std, w2_std : float, optional
+        s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh).
+
+    Returns
+    -------
+    ndarray (float for scalar x)
+
     Examples
     --------
     >>> from fasthess.theory import linear_cdf
@@ -666,7 +701,9 @@ def linear_spectrum_exact(w1, w2, X=None):
     Parameters
     ----------
     w1 : array, shape (n_hidden, n_in)
-    w2 : array, shape (n_out, n_hidden) (1-d: one output)
+        First-layer weights, float32 or float64 (computed in float64).
+    w2 : array, shape (n_out, n_hidden)
+        Second-layer weights; a 1-d array is one output.
     X : array, shape (n_samples, n_in), optional
         Data; None means P -> infinity with C = I, where the eigenvalues are
         lambda_a(W2 W2^T) + lambda_b(W1^T W1) exactly.
@@ -691,25 +728,18 @@ def linear_spectrum_exact(w1, w2, X=None):
     >>> linear_spectrum_exact(w1, w2)    # |w2|^2 + {0, 1, 4}
     array([2., 3., 6.])
     """
-    w1 = check_float_array(w1, "w1", ndim=2, dtype=np.float64)
-    w2 = np.asarray(w2)
-    if w2.ndim == 1:
-        w2 = w2[None, :]
-    w2 = check_float_array(w2, "w2", ndim=2, dtype=np.float64)
+    # the network's own checks of w1, w2 and X (one place for the shape rules)
+    net = TwoLayerNet(w1, w2, "linear")
+    w1 = net.w1.astype(np.float64)
+    w2 = net.w2.astype(np.float64)
     n_hidden, n_in = w1.shape
     n_out = w2.shape[0]
-    if w2.shape[1] != n_hidden:
-        raise ValueError(f"w2 must have shape (n_out, n_hidden) with n_hidden = w1.shape[0] = "
-                         f"{n_hidden}, got w2.shape = {w2.shape}")
     gram2 = w2 @ w2.T
     gram1 = w1.T @ w1
     if X is None:
         ev = (np.linalg.eigvalsh(gram2)[:, None] + np.linalg.eigvalsh(gram1)[None, :]).ravel()
         return np.sort(ev)
-    X = check_float_array(X, "X", ndim=2, dtype=np.float64)
-    if X.shape[1] != n_in:
-        raise ValueError(f"X must have shape (n_samples, n_in) with n_in = {n_in}, "
-                         f"got X.shape = {X.shape}")
+    X = net.check_inputs(X, dtype=np.float64)
     r = np.linalg.qr(X / math.sqrt(X.shape[0]), mode="r")  # (min(P, Ni), Ni)
     rw = r @ w1.T  # R W1^T: R W1^T W1 R^T = rw rw^T, symmetric by construction
     k = r.shape[0]

@@ -1,39 +1,46 @@
-"""Dense Hessian, blocks, loss, gradient, operator and NTK against independent references."""
+"""Dense Hessian, blocks, loss, gradient, operator, Jacobian and NTK against the
+independent twins of tests/reference.py (and the twins against finite differences)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import fasthess as fh
-import importlib
+import fasthess._config
 
 from . import reference as ref
-from .conftest import (RTOL_EXACT, RTOL_FD_GRADIENT, RTOL_FD_HESSIAN, RTOL_FLOAT32,
+from .conftest import (ACTIVATION_AND_CUSTOM_IDS, ACTIVATIONS_AND_CUSTOM, RTOL_EXACT,
+                       RTOL_FD_GRADIENT, RTOL_FD_HESSIAN, RTOL_FLOAT32, RTOL_LOSS, RTOL_ZERO_MODE,
                        perturbed, rel_err)
 
+every_activation = pytest.mark.parametrize("activation", ACTIVATIONS_AND_CUSTOM,
+                                           ids=ACTIVATION_AND_CUSTOM_IDS)
 
+
+@every_activation
 @pytest.mark.parametrize("n_out", [1, 3])
-def test_hessian_at_optimum_matches_einsum_jacobian(activation, n_out):
+def test_hessian_at_optimum_matches_twin(activation, n_out):
     net = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=1)
     X = fh.gaussian_inputs(23, 4, seed=2)
     H = fh.hessian(net, X)
     assert H.shape == (net.n_params, net.n_params)
-    assert rel_err(H, ref.hessian_at_optimum(net, X)) < RTOL_EXACT
+    assert rel_err(H, ref.hessian(net, X)) < RTOL_EXACT
 
 
+@every_activation
 @pytest.mark.parametrize("n_out", [1, 2])
-def test_off_optimum_hessian_matches_second_differences_of_loss(activation, n_out):
+def test_off_optimum_hessian_matches_twin_and_second_differences(activation, n_out):
     teacher = fh.TwoLayerNet.random(3, 2, n_out=n_out, activation=activation, seed=3)
     student = perturbed(teacher, 0.3, seed=4)
     X = fh.gaussian_inputs(9, 3, seed=5)
     # relu's loss is piecewise: keep every pre-activation far from a kink the stencil could cross
     assert np.min(np.abs(X @ student.w1.T)) > 1e-3
     H = fh.hessian(student, X, teacher=teacher)
-    H_fd = ref.fd_hessian(student, X, teacher)
-    assert rel_err(H, H_fd) < RTOL_FD_HESSIAN
+    twin = ref.hessian(student, X, teacher)
+    assert rel_err(H, twin) < RTOL_EXACT
+    # the twin itself against a formula-free check
+    assert rel_err(twin, ref.fd_hessian(student, X, teacher)) < RTOL_FD_HESSIAN
     # the residual term must be a sizeable part of H here, or the check has no teeth
-    gauss_newton = ref.hessian_at_optimum(student, X)
-    if activation != "linear":
-        assert rel_err(H, gauss_newton) > 1e-3
+    assert rel_err(H, ref.hessian_at_optimum(student, X)) > 1e-3
 
 
 def test_residual_term_linear_network_is_only_cross_block():
@@ -46,19 +53,23 @@ def test_residual_term_linear_network_is_only_cross_block():
     d1 = 6
     assert rel_err(b.w1w1, gn[:d1, :d1]) < RTOL_EXACT
     assert rel_err(b.w1w2, gn[:d1, d1:]) > 1e-3
+    assert rel_err(b.w1w2, ref.hessian_blocks(student, X, teacher)["w1w2"]) < RTOL_EXACT
 
 
+@every_activation
 @pytest.mark.parametrize("n_out", [1, 2])
-def test_gradient_matches_central_differences(activation, n_out):
+def test_loss_and_gradient_match_twin_and_central_differences(activation, n_out):
     teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=6)
     student = perturbed(teacher, 0.2, seed=7)
     X = fh.gaussian_inputs(15, 4, seed=8)
     g = fh.gradient(student, X, teacher)
     assert g.shape == (student.n_params,)
-    assert rel_err(g, ref.fd_gradient(student, X, teacher)) < RTOL_FD_GRADIENT
-    Yt = ref.teacher_outputs(teacher, X)
-    assert fh.loss(student, X, teacher) == pytest.approx(
-        ref.loss(student.parameters(), student, X, Yt), rel=1e-13)
+    twin = ref.gradient(student, X, teacher)
+    assert rel_err(g, twin) < RTOL_EXACT
+    assert rel_err(twin, ref.fd_gradient(student, X, teacher)) < RTOL_FD_GRADIENT
+    expected_loss = ref.loss(student, X, teacher)
+    assert expected_loss > 1e-4   # far enough from the optimum to mean something
+    assert fh.loss(student, X, teacher) == pytest.approx(expected_loss, rel=RTOL_LOSS)
 
 
 def test_loss_and_gradient_vanish_at_optimum(activation):
@@ -77,19 +88,26 @@ def test_hessian_symmetric_psd_at_optimum(activation, n_out):
     X = fh.gaussian_inputs(40, 5, seed=10)
     H = fh.hessian(net, X)
     np.testing.assert_array_equal(H, H.T)
-    ev = np.linalg.eigvalsh(H)
-    assert ev[0] > -1e-13 * ev[-1]
+    ev = ref.eigenvalues(net, X)
+    assert ev[0] > -RTOL_ZERO_MODE * ev[-1]   # the twin: PSD by construction (a Gram matrix)
+    assert rel_err(np.linalg.eigvalsh(H), ev) < RTOL_EXACT
 
 
+@every_activation
 @pytest.mark.parametrize("n_out", [1, 3])
-def test_blocks_assemble_to_hessian(activation, n_out):
+def test_blocks_match_twin_and_assemble_to_hessian(activation, n_out):
     teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=11)
     student = perturbed(teacher, 0.1, seed=12)
     X = fh.gaussian_inputs(20, 4, seed=13)
     for t in (None, teacher):
         b = fh.hessian_blocks(student, X, teacher=t)
+        expected = ref.hessian_blocks(student, X, t)
         d1, d2 = 12, 3 * n_out
         assert b.w1w1.shape == (d1, d1) and b.w1w2.shape == (d1, d2) and b.w2w2.shape == (d2, d2)
+        scale = np.max(np.abs(ref.hessian(student, X, t)))
+        for name in ("w1w1", "w1w2", "w2w2"):
+            err = np.max(np.abs(getattr(b, name) - expected[name])) / scale
+            assert err < RTOL_EXACT, (name, err)
         np.testing.assert_array_equal(b.full(), fh.hessian(student, X, teacher=t))
 
 
@@ -101,33 +119,41 @@ def test_w2w2_block_is_kronecker_of_activation_gram():
     assert rel_err(fh.hessian_blocks(net, X).w2w2, expected) < RTOL_EXACT
 
 
+@every_activation
 @pytest.mark.parametrize("teacher_offset", [None, 0.2])
 @pytest.mark.parametrize("n_out", [1, 2])
-def test_float32_close_to_float64(activation, n_out, teacher_offset):
+def test_float32_matches_float64_twin(activation, n_out, teacher_offset):
     net = fh.TwoLayerNet.random(6, 5, n_out=n_out, activation=activation, seed=14)
     teacher = None if teacher_offset is None else perturbed(net, teacher_offset, seed=15)
     X = fh.gaussian_inputs(200, 6, seed=16)
-    H64 = fh.hessian(net, X, teacher=teacher)
     H32 = fh.hessian(net, X, teacher=teacher, dtype=np.float32)
     assert H32.dtype == np.float32
-    assert rel_err(H32, H64) < RTOL_FLOAT32
+    # the twin sees the float32-rounded weights and data the float32 run starts from
     net32 = net.astype(np.float32)
-    assert fh.hessian(net32, X.astype(np.float32)).dtype == np.float32
+    X32 = X.astype(np.float32)
+    teacher32 = None if teacher is None else teacher.astype(np.float32)
+    assert rel_err(H32, ref.hessian(net32, X32, teacher32)) < RTOL_FLOAT32
+    H32_net = fh.hessian(net32, X32, teacher=teacher32)
+    assert H32_net.dtype == np.float32
+    assert rel_err(H32_net, ref.hessian(net32, X32, teacher32)) < RTOL_FLOAT32
+    if teacher is not None:
+        g32 = fh.gradient(net32, X32, teacher32)
+        assert g32.dtype == np.float32
+        assert rel_err(g32, ref.gradient(net32, X32, teacher32)) < RTOL_FLOAT32
 
 
 @pytest.mark.parametrize("max_chunk", [1, 7, 64])
-def test_chunked_assembly_matches_single_pass(monkeypatch, max_chunk):
+def test_chunked_assembly_matches_twin(monkeypatch, max_chunk):
     """Many sample chunks (and the separate-buffer path for chunk < 64) give the same H."""
     net = fh.TwoLayerNet.random(7, 9, n_out=2, activation="erf", seed=17)
     teacher = perturbed(net, 0.1, seed=18)
     X = fh.gaussian_inputs(301, 7, seed=19)
-    expected = fh.hessian(net, X, teacher=teacher)
-    config = importlib.import_module("fasthess._config")
-    monkeypatch.setattr(config, "MAX_CHUNK_SAMPLES", max_chunk)
-    monkeypatch.setattr(config, "CHUNK_BYTES", 1)
-    H = fh.hessian(net, X, teacher=teacher)
-    assert rel_err(H, expected) < RTOL_EXACT
-    assert rel_err(H, ref.hessian_at_optimum(net, X)) > 1e-3  # off-optimum for real
+    expected = ref.hessian(net, X, teacher)
+    assert rel_err(expected, ref.hessian_at_optimum(net, X)) > 1e-3  # off-optimum for real
+    monkeypatch.setattr(fasthess._config, "MAX_CHUNK_SAMPLES", max_chunk)
+    monkeypatch.setattr(fasthess._config, "CHUNK_BYTES", 1)
+    assert rel_err(fh.hessian(net, X, teacher=teacher), expected) < RTOL_EXACT
+    assert rel_err(fh.hessian(net, X), ref.hessian(net, X)) < RTOL_EXACT
 
 
 @pytest.mark.parametrize("n_in,n_hidden", [(1, 1), (1, 6), (6, 1), (2, 9), (9, 2), (5, 5)])
@@ -139,14 +165,15 @@ def test_in_place_workspace_for_extreme_shapes(n_in, n_hidden):
     assert rel_err(fh.hessian_blocks(net, X).full(), ref.hessian_at_optimum(net, X)) < RTOL_EXACT
 
 
+@every_activation
 @pytest.mark.parametrize("n_out", [1, 2])
-def test_operator_matvec_and_matmat_equal_dense(activation, n_out):
+def test_operator_products_match_twin(activation, n_out):
     teacher = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, seed=20)
     student = perturbed(teacher, 0.2, seed=21)
     X = fh.gaussian_inputs(31, 5, seed=22)
     rng = np.random.default_rng(23)
     for t in (None, teacher):
-        H = fh.hessian(student, X, teacher=t)
+        H = ref.hessian(student, X, t)
         op = fh.hessian_operator(student, X, teacher=t)
         assert op.shape == H.shape
         v = rng.standard_normal(student.n_params)
@@ -156,19 +183,40 @@ def test_operator_matvec_and_matmat_equal_dense(activation, n_out):
         assert rel_err(op.rmatvec(v), H @ v) < RTOL_EXACT
 
 
+@every_activation
 @pytest.mark.parametrize("n_out", [1, 3])
-def test_ntk_matches_jacobian_gram_and_shares_nonzero_spectrum(activation, n_out):
+def test_jacobian_and_its_products_match_twin(activation, n_out):
+    from fasthess._features import check_point, features
+    from fasthess.products import jacobian_from_features, jvp, vjp
+
+    net = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=40)
+    X = fh.gaussian_inputs(11, 4, seed=41)
+    J = ref.jacobian(net, X)
+    f = features(check_point(net, X))
+    assert J.shape == (11 * n_out, net.n_params)
+    assert rel_err(jacobian_from_features(f), J) < RTOL_EXACT
+    rng = np.random.default_rng(42)
+    V = rng.standard_normal((net.n_params, 3))
+    U = rng.standard_normal((11, n_out, 3))
+    jv, _ = jvp(f, V)
+    assert rel_err(jv.reshape(11 * n_out, 3), J @ V) < RTOL_EXACT
+    assert rel_err(vjp(f, U), J.T @ U.reshape(11 * n_out, 3)) < RTOL_EXACT
+
+
+@every_activation
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_ntk_matches_twin_and_shares_nonzero_spectrum(activation, n_out):
     net = fh.TwoLayerNet.random(4, 5, n_out=n_out, activation=activation, seed=24)
     X = fh.gaussian_inputs(6, 4, seed=25)
-    J = ref.jacobian(net, X)
     K = fh.ntk(net, X)
     assert K.shape == (6 * n_out, 6 * n_out)
-    assert rel_err(K, J @ J.T / 6) < RTOL_EXACT
+    assert rel_err(K, ref.ntk(net, X)) < RTOL_EXACT
+    # nonzero eig(J J^T / P) = nonzero eig(J^T J / P): the NTK route's premise
     ek = np.sort(np.linalg.eigvalsh(K))[::-1]
-    eh = np.sort(np.linalg.eigvalsh(fh.hessian(net, X)))[::-1]
+    eh = ref.eigenvalues(net, X)[::-1]
     n = min(ek.size, eh.size)
-    assert np.max(np.abs(ek[:n] - eh[:n])) < 1e-12 * eh[0]
-    assert np.all(np.abs(eh[n:]) < 1e-12 * eh[0])
+    assert np.max(np.abs(ek[:n] - eh[:n])) < RTOL_EXACT * eh[0]
+    assert np.all(np.abs(eh[n:]) < RTOL_ZERO_MODE * eh[0])
 
 
 @pytest.mark.parametrize("n_in,n_hidden,n_out", [(3, 3, 1), (4, 6, 1), (3, 5, 2), (2, 4, 3)])
@@ -180,7 +228,7 @@ def test_linear_network_rank_is_n_out_times_n_in(n_in, n_hidden, n_out):
     rank = n_out * n_in
     # a gap of many decades separates the rank from the zero modes
     assert ev[rank - 1] > 1e-6 * ev[0]
-    assert np.all(np.abs(ev[rank:]) < 1e-13 * ev[0])
+    assert np.all(np.abs(ev[rank:]) < RTOL_ZERO_MODE * ev[0])
 
 
 @settings(max_examples=25, deadline=None)
@@ -191,7 +239,7 @@ def test_property_hessian_equals_jacobian_gram(n_in, n_hidden, n_out, n_samples,
     net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation=act, seed=seed)
     X = fh.gaussian_inputs(n_samples, n_in, seed=seed + 1)
     H = fh.hessian(net, X)
-    expected = ref.hessian_at_optimum(net, X)
+    expected = ref.hessian(net, X)
     if np.max(np.abs(expected)) == 0:  # e.g. relu with every unit off on these samples
         np.testing.assert_array_equal(H, 0)
     else:
@@ -242,6 +290,8 @@ def test_custom_activation_matches_builtin(custom_tanh):
     assert rel_err(fh.hessian(net, X), fh.hessian(builtin, X)) < RTOL_EXACT
     assert rel_err(fh.hessian(net, X, teacher=teacher),
                    fh.hessian(builtin, X, teacher=teacher)) < RTOL_EXACT
+    # and both against the twin, which evaluates the user's functions in plain Python
+    assert rel_err(fh.hessian(net, X, teacher=teacher), ref.hessian(net, X, teacher)) < RTOL_EXACT
 
 
 def test_thread_count_does_not_change_results():

@@ -1,12 +1,12 @@
-"""Spectra: every eigenvalue route against scipy eigh of the same dense H, the matrix-free
-solvers, the numerical rank against theory, SLQ against exact spectra, and the trace."""
+"""Spectra: every eigenvalue route and the matrix-free solvers against the eigenvalues of
+the independent twin Hessian (tests/reference.py), the numerical rank against theory, SLQ
+against exact spectra, and the trace."""
 import math
 import operator
 import re
 
 import numpy as np
 import pytest
-import scipy.linalg
 import scipy.sparse.linalg
 from scipy.stats import wasserstein_distance
 
@@ -18,17 +18,9 @@ from fasthess.spectrum import METHODS, Spectrum, eigenvalues, eigsh, smallest_no
 numerical_rank, spectral_density, trace = fh.numerical_rank, fh.spectral_density, fh.trace
 
 from . import reference as ref
-from .conftest import ACTIVATIONS, ACTIVATION_IDS, perturbed
-
-# Every exact route vs eigh of the same H, float64: backward-stable solvers of matrices
-# equal to round-off, so eigenvalues agree to ~D * eps * lambda_max (seen: <= 3e-15).
-RTOL_ROUTE = 1e-10
-# trace: closed form vs the sum of eigh's eigenvalues (sum of D round-off errors).
-RTOL_TRACE = 1e-12
-# eigsh with tol=0 (ARPACK to machine precision) vs dense eigh.
-RTOL_EIGSH = 1e-10
-# Hutchinson: the estimate is a mean of n_probes i.i.d. samples; 4 standard errors.
-HUTCHINSON_SIGMAS = 4.0
+from .conftest import (ACTIVATION_AND_CUSTOM_IDS, ACTIVATIONS_AND_CUSTOM, HUTCHINSON_SIGMAS,
+                       MIN_RANK_GAP_DECADES, RTOL_EIGSH, RTOL_EIGSH_VECTORS, RTOL_FLOAT32,
+                       RTOL_RITZ, RTOL_ROUTE, RTOL_TRACE, perturbed)
 
 N_IN, N_HIDDEN = 4, 5
 
@@ -44,7 +36,8 @@ def _samples(net, regime):
 
 
 def _dense_reference(net, X, teacher=None):
-    return scipy.linalg.eigh(fh.hessian(net, X, teacher=teacher), eigvals_only=True)
+    """eigvalsh of the twin Hessian, never of the code under test."""
+    return ref.eigenvalues(net, X, teacher)
 
 
 def _is_linear(activation):
@@ -54,7 +47,7 @@ def _is_linear(activation):
 # ---------------------------------------------------------------------- exact routes
 @pytest.mark.parametrize("regime", ["small", "large"])
 @pytest.mark.parametrize("n_out", [1, 2])
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=ACTIVATION_IDS)
+@pytest.mark.parametrize("activation", ACTIVATIONS_AND_CUSTOM, ids=ACTIVATION_AND_CUSTOM_IDS)
 def test_every_route_matches_dense_eigh(activation, n_out, regime):
     net = _net(activation, n_out)
     X = fh.gaussian_inputs(_samples(net, regime), N_IN, seed=2)
@@ -76,7 +69,7 @@ def test_every_route_matches_dense_eigh(activation, n_out, regime):
 
 
 @pytest.mark.parametrize("n_out", [1, 2])
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=ACTIVATION_IDS)
+@pytest.mark.parametrize("activation", ACTIVATIONS_AND_CUSTOM, ids=ACTIVATION_AND_CUSTOM_IDS)
 def test_off_optimum_dense_and_auto(activation, n_out):
     teacher = _net(activation, n_out)
     student = perturbed(teacher, 0.3, seed=4)
@@ -128,7 +121,8 @@ def test_spectrum_is_array_like_and_timed():
     assert "method='dense'" in repr(s)
     s32 = eigenvalues(net, X, method="auto", dtype=np.float32)
     assert s32.eigenvalues.dtype == np.float32
-    assert np.max(np.abs(s32.eigenvalues - a)) < 1e-4 * a[-1]
+    expected = _dense_reference(net, X)
+    assert np.max(np.abs(s32.eigenvalues - expected)) < RTOL_FLOAT32 * expected[-1]
 
 
 def test_svd_route_resolves_eigenvalues_below_eigh_resolution():
@@ -162,7 +156,7 @@ def test_svd_rank_of_tiny_quadratic_coefficient_matches_theory():
     X = fh.gaussian_inputs(4 * net.n_params, 3, seed=1)
     r_svd = numerical_rank(eigenvalues(net, X, method="svd"))
     assert r_svd.rank == theory.effective_parameters(act, 3, 3) == 9
-    assert r_svd.gap_decades > 8
+    assert r_svd.gap_decades > MIN_RANK_GAP_DECADES
     assert numerical_rank(eigenvalues(net, X, method="dense")).rank < 9
 
 
@@ -186,8 +180,8 @@ def test_eigsh_matches_dense(which, at_optimum):
     scale = np.max(np.abs(expected))
     assert np.max(np.abs(vals - want)) < RTOL_EIGSH * scale
     assert np.all(np.diff(vals) >= 0)
-    H = fh.hessian(student, X, teacher=teacher)
-    assert np.max(np.abs(H @ vecs - vecs * vals)) < 1e-8 * scale
+    H = ref.hessian(student, X, None if at_optimum else teacher)
+    assert np.max(np.abs(H @ vecs - vecs * vals)) < RTOL_EIGSH_VECTORS * scale
     # deterministic given the seed
     assert np.array_equal(vals, eigsh(student, X, k=k, which=which, teacher=teacher, seed=0))
 
@@ -241,7 +235,7 @@ def test_rank_linear_network_is_no_times_ni(n_in, n_hidden, n_out):
         r = numerical_rank(eigenvalues(net, X, method=method))
         assert r.rank == n_out * n_in == theory.effective_parameters("linear", n_in, n_hidden,
                                                                       n_out)
-        assert r.gap_decades > 8, (method, r)
+        assert r.gap_decades > MIN_RANK_GAP_DECADES, (method, r)
 
 
 @pytest.mark.parametrize("n", [3, 5])
@@ -250,7 +244,7 @@ def test_rank_quadratic_is_n_times_n_plus_3_over_2(n):
     X = fh.gaussian_inputs(2 * net.n_params, n, seed=5)
     r = numerical_rank(eigenvalues(net, X))
     assert r.rank == n * (n + 3) // 2 == theory.effective_parameters("quadratic", n, n)
-    assert r.gap_decades > 8
+    assert r.gap_decades > MIN_RANK_GAP_DECADES
 
 
 def test_rank_result_semantics():
@@ -277,7 +271,7 @@ def test_rank_result_semantics():
 def test_slq_matches_exact_spectrum_in_wasserstein_distance():
     net = fh.TwoLayerNet.random(12, 16, activation="erf", seed=3)    # D = 208
     X = fh.gaussian_inputs(100, 12, seed=4)
-    ev = eigenvalues(net, X, method="dense").eigenvalues
+    ev = _dense_reference(net, X)
     d = ev.size
     n_probes, n_steps = 20, 60
     sd = spectral_density(net, X, n_probes=n_probes, n_steps=n_steps, seed=0)
@@ -318,19 +312,19 @@ def test_lanczos_stops_on_invariant_subspace():
     # D = 15 < n_steps: every probe's Krylov space is exhausted; the rule is then exact
     net = fh.TwoLayerNet.random(4, 3, activation="erf", seed=0)
     X = fh.gaussian_inputs(50, 4, seed=1)
-    ev = eigenvalues(net, X, method="dense").eigenvalues
+    ev = _dense_reference(net, X)
     sd = spectral_density(net, X, n_probes=3, n_steps=40, seed=0)
     for p in range(3):
         nodes = sd.nodes[sd.probe == p]
         assert nodes.size <= net.n_params
         # each Ritz value is an eigenvalue (converged) when the Krylov space is invariant
         heavy = nodes[sd.weights[sd.probe == p] > 1e-10]
-        assert np.all(np.min(np.abs(heavy[:, None] - ev[None, :]), axis=1) < 1e-8 * ev[-1])
+        assert np.all(np.min(np.abs(heavy[:, None] - ev[None, :]), axis=1) < RTOL_RITZ * ev[-1])
 
 
 # ---------------------------------------------------------------------- trace
 @pytest.mark.parametrize("at_optimum", [True, False])
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=ACTIVATION_IDS)
+@pytest.mark.parametrize("activation", ACTIVATIONS_AND_CUSTOM, ids=ACTIVATION_AND_CUSTOM_IDS)
 def test_trace_exact_is_sum_of_eigenvalues(activation, at_optimum):
     teacher = _net(activation, 2)
     student = teacher if at_optimum else perturbed(teacher, 0.3, seed=6)
@@ -338,6 +332,7 @@ def test_trace_exact_is_sum_of_eigenvalues(activation, at_optimum):
     ev = _dense_reference(student, X, teacher)
     got = trace(student, X, teacher=teacher)
     assert abs(got - ev.sum()) < RTOL_TRACE * np.sum(np.abs(ev))
+    assert abs(got - ref.trace(student, X, teacher)) < RTOL_TRACE * np.sum(np.abs(ev))
     assert trace(student, X, teacher=teacher, return_stderr=True) == (got, 0.0)
 
 
@@ -352,7 +347,7 @@ def test_trace_hutchinson_within_standard_errors(at_optimum):
     assert abs(est - exact) < HUTCHINSON_SIGMAS * stderr
     # Rademacher probes: Var(z^T H z) = 2 sum_{i != j} H_ij^2 exactly; the sample
     # standard error of 200 probes is within ~10% of it (25% allowed)
-    H = fh.hessian(student, X, teacher=None if at_optimum else teacher)
+    H = ref.hessian(student, X, None if at_optimum else teacher)
     expected = np.sqrt(2 * (np.sum(H**2) - np.sum(np.diag(H) ** 2)) / 200)
     assert abs(stderr / expected - 1) < 0.25
 

@@ -1,8 +1,10 @@
 """Tests of fasthess.theory against references written here, independently.
 
 * Ranks: the finite-field rank (its own kernel), the closed forms of THEORY.md
-  section c recomputed in this file, and floating-point SVD ranks of Jacobians
-  built here with einsum from the per-sample formulas, with a reported gap.
+  section c recomputed in this file, and floating-point SVD ranks of the twin
+  Jacobians of tests/reference.py (einsum of the per-sample formulas), with a
+  reported gap. Theory must answer from the activation's metadata: equal
+  activations under other names, classes or kernels get the same answers.
 * Densities: moments derived from Wishart identities, and KS distances to
   pooled eigenvalues of random linear teachers computed directly as
   lambda_a(W2 W2^T) + lambda_b(W1^T W1), never through the Hessian code.
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
-from scipy import integrate, special
+from scipy import integrate
 
-from fasthess.activations import CustomActivation, Polynomial
+from fasthess import _config
+from fasthess.activations import CustomActivation, Polynomial, Quadratic, get_activation
+from fasthess.network import TwoLayerNet
 from fasthess.theory import (
     SPORADIC_DEFECTS,
     effective_parameters,
@@ -26,6 +31,11 @@ from fasthess.theory import (
     marchenko_pastur_pdf,
     scaled_chi2_pdf,
 )
+
+from . import reference as ref
+from .conftest import (ATOL_CDF_TAIL, ATOL_CDF_VS_DENSITY, ATOL_QUAD, KS_BOUND,
+                       KS_BOUND_TINY_HIDDEN, MIN_RANK_GAP_DECADES, RTOL_DENSITY_MOMENTS,
+                       RTOL_DENSITY_VARIANCE, RTOL_EXACT, RTOL_ZERO_MODE)
 
 GRID = [(ni, nh, no) for ni in range(2, 7) for nh in range(2, 7) for no in range(1, 4)]
 
@@ -61,14 +71,9 @@ def output_cap(p, nh, no):
     return p * no - max(no - nh, 0) * max(p - nh, 0)
 
 
-def float_jacobian(w1, w2, X, g, dg):
-    """J (P No x D) from dy_k/dW1[j,i] = W2[k,j] g'(h_j) x_i, dy_k/dW2[k',j] = d_kk' g(h_j)."""
-    h = X @ w1.T
-    p, ni = X.shape
-    nh, no = w1.shape[0], w2.shape[0]
-    j1 = np.einsum("kj,pj,pi->pkji", w2, dg(h), X).reshape(p * no, nh * ni)
-    j2 = np.einsum("kl,pj->pklj", np.eye(no), g(h)).reshape(p * no, no * nh)
-    return np.hstack([j1, j2])
+def float_jacobian(w1, w2, X, activation):
+    """The twin Jacobian (tests/reference.py) of the network (w1, w2, activation) on X."""
+    return ref.jacobian(TwoLayerNet(w1, w2, activation), X)
 
 
 def svd_rank(J):
@@ -167,9 +172,9 @@ def test_exact_rank_matches_float_svd_rank_for_z2(ni, nh, no):
     X = rng.standard_normal((2 * d + 20, ni))
     w1 = rng.standard_normal((nh, ni)) / math.sqrt(ni)
     w2 = rng.standard_normal((no, nh)) / math.sqrt(nh)
-    J = float_jacobian(w1, w2, X, lambda h: h * h, lambda h: 2 * h)
+    J = float_jacobian(w1, w2, X, Polynomial([0, 0, 1]))
     rank, gap = svd_rank(J)
-    assert gap > 8, f"float rank {rank} of J is not clear-cut: gap {gap:.1f} decades"
+    assert gap > MIN_RANK_GAP_DECADES, f"float rank {rank} of J is unclear: gap {gap:.1f} decades"
     assert rank == exact_rank(Polynomial([0, 0, 1]), ni, nh, no, seed=3)
 
 
@@ -180,10 +185,9 @@ def test_erf_finite_data_cap_with_more_outputs_than_hidden_units():
     w1 = rng.standard_normal((nh, ni)) / math.sqrt(ni)
     w2 = rng.standard_normal((no, nh)) / math.sqrt(nh)
     X = rng.standard_normal((p, ni))
-    J = float_jacobian(w1, w2, X, lambda h: special.erf(h / math.sqrt(2)),
-                       lambda h: math.sqrt(2 / math.pi) * np.exp(-h * h / 2))
+    J = float_jacobian(w1, w2, X, "erf")
     rank, gap = svd_rank(J)
-    assert gap > 8, gap
+    assert gap > MIN_RANK_GAP_DECADES, gap
     assert rank == effective_parameters("erf", ni, nh, no, n_samples=p) == output_cap(p, nh, no)
     assert rank < min(nh * (ni + no), p * no)
 
@@ -207,20 +211,148 @@ def test_constant_term_falls_back_to_exact_rank():
             assert r == effective_parameters("quadratic", ni, nh) + (nh > ni)
 
 
-def test_custom_polynomial_activation_uses_exact_rank():
-    import numba
+def _custom(g, dg, d2g, name, **declared):
+    return CustomActivation(numba.njit(g), numba.njit(dg), numba.njit(d2g), name=name,
+                            **declared)
 
-    sq = numba.njit(lambda z: z * z)
-    dsq = numba.njit(lambda z: 2.0 * z)
-    d2sq = numba.njit(lambda z: 2.0)
-    act = CustomActivation(sq, dsq, d2sq, name="square", polynomial_coeffs=[0, 0, 1])
-    # (4, 5, 3) is a sporadic defect of z^2: the fallback must see it too
-    assert effective_parameters(act, 4, 5, 3) == reference_generic_rank((2,), 4, 5, 3) - 1
-    plain = CustomActivation(sq, dsq, d2sq, name="square")
-    with pytest.raises(ValueError, match="activation"):
+
+def _custom_polynomial(coeffs):
+    """A CustomActivation evaluating the polynomial in plain Python, declaring its coefficients."""
+    c = [float(v) for v in coeffs]
+
+    def g(z):
+        return sum(cm * z**m for m, cm in enumerate(c))
+
+    def dg(z):
+        return sum(m * cm * z ** (m - 1) for m, cm in enumerate(c) if m >= 1)
+
+    def d2g(z):
+        return sum(m * (m - 1) * cm * z ** (m - 2) for m, cm in enumerate(c) if m >= 2)
+
+    return CustomActivation(numba.njit(g), numba.njit(dg), numba.njit(d2g),
+                            name=f"custom{c}", polynomial_coeffs=c)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+CUSTOM_RELU = _custom(lambda z: max(z, 0.0), lambda z: 1.0 if z > 0 else 0.0,
+                      lambda z: 0.0, "my_relu", homogeneous_degree=1)
+CUSTOM_LEAKY = _custom(lambda z: max(z, 0.1 * z), lambda z: 1.0 if z > 0 else 0.1,
+                       lambda z: 0.0, "leaky_relu", homogeneous_degree=1)
+CUSTOM_ABS = _custom(lambda z: abs(z), lambda z: 1.0 if z > 0 else -1.0,
+                     lambda z: 0.0, "abs", homogeneous_degree=1)
+CUSTOM_RELU_SQUARED = _custom(lambda z: max(z, 0.0) ** 2, lambda z: 2.0 * max(z, 0.0),
+                              lambda z: 2.0 if z > 0 else 0.0, "relu^2", homogeneous_degree=2)
+CUSTOM_ERF = _custom(lambda z: math.erf(z / math.sqrt(2.0)),
+                     lambda z: _SQRT_2_OVER_PI * math.exp(-0.5 * z * z),
+                     lambda z: -z * _SQRT_2_OVER_PI * math.exp(-0.5 * z * z), "my_erf",
+                     no_continuous_symmetry=True)
+CUSTOM_TANH = _custom(lambda z: math.tanh(z), lambda z: 1.0 - math.tanh(z) ** 2,
+                      lambda z: -2.0 * math.tanh(z) * (1.0 - math.tanh(z) ** 2), "my_tanh",
+                      no_continuous_symmetry=True)
+
+# Each row: an activation and others that theory must treat identically (same metadata,
+# different names, classes or kernels).
+EQUIVALENT = {
+    "quadratic": ("quadratic", [Polynomial([0, 1, 1]), Quadratic(1.0),
+                                _custom_polynomial([0, 1, 1])]),
+    "linear": ("linear", [Polynomial([0, 1]), Polynomial([0, 2.5]), _custom_polynomial([0, 1])]),
+    "z^2": (Polynomial([0, 0, 1]), [_custom_polynomial([0, 0, 1])]),
+    "z+z^3": (Polynomial([0, 1, 0, 1]), [_custom_polynomial([0, 1, 0, 1])]),
+    "constant_term": (Polynomial([0.5, 1, 1]), [_custom_polynomial([0.5, 1, 1])]),
+    "relu": ("relu", [CUSTOM_RELU, CUSTOM_LEAKY, CUSTOM_ABS, CUSTOM_RELU_SQUARED]),
+    "erf": ("erf", ["tanh", CUSTOM_ERF, CUSTOM_TANH]),
+}
+EQUIVALENCE_GRID = [(ni, nh, no) for ni in (2, 3, 5) for nh in (2, 4, 6) for no in (1, 3)]
+
+
+@pytest.mark.parametrize("name", list(EQUIVALENT))
+def test_theory_dispatches_on_metadata_not_names(name):
+    """A Polynomial equal to "quadratic", a CustomActivation declaring what relu or erf
+    satisfy, ...: every theory function taking an activation gives the same answers."""
+    base, others = EQUIVALENT[name]
+    polynomial = get_activation(base).is_polynomial
+    for ni, nh, no in EQUIVALENCE_GRID:
+        for n_samples in (None, 1, 3, 2 * nh + 1):
+            want = effective_parameters(base, ni, nh, no, n_samples=n_samples)
+            exact = (exact_rank(base, ni, nh, no, n_samples=n_samples, seed=ni + nh + no)
+                     if polynomial else None)
+            for act in others:
+                assert effective_parameters(act, ni, nh, no, n_samples=n_samples) == want, \
+                    (act, ni, nh, no, n_samples)
+                if polynomial:
+                    assert exact_rank(act, ni, nh, no, n_samples=n_samples,
+                                      seed=ni + nh + no) == exact, (act, ni, nh, no, n_samples)
+    for act in [base, *others]:
+        if not polynomial:
+            with pytest.raises(ValueError, match="exact_rank needs a polynomial activation"):
+                exact_rank(act, 3, 3)
+
+
+def test_metadata_dispatch_beyond_the_verified_range():
+    # the same warning and upper bound for a declared polynomial as for the Polynomial
+    for act in (Polynomial([0, 0, 0, 1]), _custom_polynomial([0, 0, 0, 1])):
+        with pytest.warns(UserWarning, match="upper bound"):
+            assert effective_parameters(act, 40, 40) == reference_generic_rank((3,), 40, 40, 1)
+    # (4, 5, 3) is a sporadic defect of z^2: a declared z^2 sees it too
+    assert (effective_parameters(_custom_polynomial([0, 0, 1]), 4, 5, 3)
+            == reference_generic_rank((2,), 4, 5, 3) - 1)
+
+
+def test_undeclared_custom_activation_has_no_formula():
+    plain = _custom(lambda z: math.sin(z), lambda z: math.cos(z), lambda z: -math.sin(z), "sin")
+    with pytest.raises(ValueError, match="declares neither homogeneous_degree nor "
+                                         "no_continuous_symmetry"):
         effective_parameters(plain, 3, 3)
-    with pytest.raises(ValueError, match="activation"):
+    with pytest.raises(ValueError, match="exact_rank needs a polynomial activation, got 'sin'"):
         exact_rank(plain, 3, 3)
+
+
+@pytest.mark.parametrize("act", ["relu", CUSTOM_LEAKY, CUSTOM_ABS, CUSTOM_RELU_SQUARED, CUSTOM_ERF],
+                         ids=["relu", "leaky_relu", "abs", "relu^2", "custom_erf"])
+@pytest.mark.parametrize("ni,nh,no", [(3, 2, 1), (4, 3, 2), (2, 5, 1), (5, 4, 2)])
+def test_declared_metadata_rank_matches_float_rank(act, ni, nh, no):
+    """D - Nh for positively homogeneous g, D for no continuous symmetry: the SVD rank of
+    the twin Jacobian (the user's own functions, in plain Python), with a clear gap."""
+    rng = np.random.default_rng(ni + 10 * nh + 100 * no)
+    d = nh * (ni + no)
+    net = TwoLayerNet(rng.standard_normal((nh, ni)) / math.sqrt(ni),
+                      rng.standard_normal((no, nh)) / math.sqrt(nh), act)
+    X = rng.standard_normal((max(4 * d + 50, 400), ni))
+    J = ref.jacobian(net, X)
+    predicted = effective_parameters(act, ni, nh, no)
+    if get_activation(act).no_continuous_symmetry:
+        assert predicted == d
+        # full rank: the smallest singular value stands clear of round-off (eps s_max)
+        s = np.linalg.svd(J, compute_uv=False)
+        assert s[-1] / s[0] > np.finfo(np.float64).eps * 10**MIN_RANK_GAP_DECADES, s[-1] / s[0]
+    else:
+        assert predicted == d - nh
+        rank, gap = svd_rank(J)
+        assert gap > MIN_RANK_GAP_DECADES, (rank, gap)
+        assert rank == predicted
+
+
+def test_theory_reads_its_limits_from_config(monkeypatch):
+    act = Polynomial([0.5, 1, 1])   # a constant term: the exact-rank fallback
+    assert effective_parameters(act, 3, 3) == exact_rank(act, 3, 3, seed=_config.FALLBACK_SEED)
+    monkeypatch.setattr(_config, "FALLBACK_MAX_PARAMS", 5)
+    with pytest.raises(ValueError, match=r"fallback \(D <= 5\)"):
+        effective_parameters(act, 3, 3)
+    monkeypatch.setattr(_config, "EXACT_MAX_PARAMS", 10)
+    with pytest.raises(ValueError, match="exceeds the exact-rank limit 10"):
+        exact_rank(act, 3, 3)
+    lam = np.linspace(0.5, 4.0, 9)
+    fine = linear_density(lam, 4, 6)
+    monkeypatch.setattr(_config, "QUAD_NODES", 3)
+    monkeypatch.setattr(_config, "MAX_QUAD_NODES", 3)
+    coarse = linear_density(lam, 4, 6)
+    assert np.all(np.isfinite(coarse)) and np.max(np.abs(coarse - fine)) > 1e-3 * np.max(fine)
+
+
+def test_exact_rank_samples_beyond_the_bound_are_not_drawn():
+    # 10**9 samples would be 10**9 x Ni int64; the rank is that of bound + 2 samples
+    assert (exact_rank("quadratic", 3, 3, n_samples=10**9, seed=1)
+            == exact_rank("quadratic", 3, 3, seed=1) == 9)
 
 
 def test_small_coefficient_is_not_rounded_away():
@@ -257,15 +389,15 @@ def test_marchenko_pastur_mass_and_chi2_density():
     for q in (0.25, 1.0, 3.0):
         lo, hi = (1 - math.sqrt(q)) ** 2, (1 + math.sqrt(q)) ** 2
         mass, _ = integrate.quad(lambda x: marchenko_pastur_pdf(x, q), lo, hi, limit=200)
-        assert abs(mass - min(1.0, 1.0 / q)) < 1e-7
+        assert abs(mass - min(1.0, 1.0 / q)) < ATOL_QUAD
         mean, _ = integrate.quad(lambda x: x * marchenko_pastur_pdf(x, q), lo, hi, limit=200)
-        assert abs(mean - 1.0) < 1e-7  # the atom at 0 adds nothing to the mean
+        assert abs(mean - 1.0) < ATOL_QUAD  # the atom at 0 adds nothing to the mean
     assert marchenko_pastur_pdf(-1.0, 0.5) == 0.0
     for nh, s in ((5, None), (40, 0.3)):
         s2 = 1 / nh if s is None else s * s
         m0, _ = integrate.quad(lambda t: scaled_chi2_pdf(t, nh, s), 0, np.inf)
         m1, _ = integrate.quad(lambda t: t * scaled_chi2_pdf(t, nh, s), 0, np.inf)
-        assert abs(m0 - 1) < 1e-8 and abs(m1 - s2 * nh) < 1e-7 * s2 * nh
+        assert abs(m0 - 1) < ATOL_QUAD and abs(m1 - s2 * nh) < ATOL_QUAD * s2 * nh
 
 
 def _moments(ni, nh, no, s1, s2):
@@ -294,12 +426,11 @@ def test_linear_density_normalisation_and_moments(ni, nh, no, s1, s2):
     mass = integrate.simpson(f, x=lam)
     m1 = integrate.simpson(lam * f, x=lam)
     m2 = integrate.simpson((lam - m1) ** 2 * f, x=lam)
-    # measured: mass, mean within 2e-9, variance within 1e-7 (relative)
-    assert abs(mass - 1) < 1e-6, mass
-    assert abs(m1 - mean) < 1e-6 * mean, (m1, mean)
-    assert abs(m2 - var) < 1e-5 * var, (m2, var)
+    assert abs(mass - 1) < RTOL_DENSITY_MOMENTS, mass
+    assert abs(m1 - mean) < RTOL_DENSITY_MOMENTS * mean, (m1, mean)
+    assert abs(m2 - var) < RTOL_DENSITY_VARIANCE * var, (m2, var)
     if s1 is None and s2 is None:
-        assert abs(mean - (1 + nh / ni)) < 1e-12
+        assert abs(mean - (1 + nh / ni)) < RTOL_EXACT
 
 
 def test_linear_density_concentrates_as_ni_over_nh_vanishes():
@@ -323,21 +454,12 @@ def test_linear_cdf_shape_and_consistency_with_density():
     for no in (1, 2, 3):
         F = linear_cdf(lam, 20, 10, no)
         assert F[0] == 0.0 and np.all(F[lam <= 0] == 0)
-        assert abs(F[-1] - 1) < 1e-9
+        assert abs(F[-1] - 1) < ATOL_CDF_TAIL
         assert np.all(np.diff(F) >= -1e-12)
         f = linear_density(lam, 20, 10, no)
         F_int = np.concatenate([[0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(lam))])
-        assert np.max(np.abs(F_int - F)) < 2e-3
+        assert np.max(np.abs(F_int - F)) < ATOL_CDF_VS_DENSITY
     assert np.ndim(linear_cdf(1.0, 20, 10)) == 0
-
-
-# KS bound, justified: the pooled sample has n = T Ni = 4000 eigenvalues per
-# output; eigenvalues of one Wishart matrix are more regular than iid draws, so
-# the iid 99% KS quantile 1.63 / sqrt(4000) = 0.026 bounds the W1 part; the
-# per-teacher shift t (sd sqrt(2/Nh) = 0.18 against an overall sd 1.2) adds
-# about f_max sd_t / sqrt(T) = 0.005, and MP's finite-size error at (40, 60) is
-# about 0.005-0.01 (THEORY.md b). Measured over 5 seeds: 0.008-0.020.
-KS_BOUND = 0.04
 
 
 @pytest.mark.parametrize("no", [1, 2, 3])
@@ -357,7 +479,7 @@ def test_linear_cdf_ks_with_zero_eigenvalues_removed():
     sample = pooled_linear_eigenvalues(ni, nh, no, n_teachers, seed=5)
     ks = ks_distance(sample, lambda x: linear_cdf(x, ni, nh, no))
     # tiny Nh: finite-size MP error for W1^T W1 dominates (measured 0.02-0.03)
-    assert ks < 0.06, ks
+    assert ks < KS_BOUND_TINY_HIDDEN, ks
 
 
 def test_density_argument_errors():
@@ -373,8 +495,7 @@ def test_density_argument_errors():
 
 # ----------------------------------------------------------------------- exact spectrum
 def linear_hessian_eigenvalues(w1, w2, X):
-    J = float_jacobian(w1, w2, X, lambda h: h, lambda h: np.ones_like(h))
-    return np.linalg.eigvalsh(J.T @ J / X.shape[0])
+    return ref.eigenvalues(TwoLayerNet(w1, w2, "linear"), X)
 
 
 @pytest.mark.parametrize("ni,nh,no,p", [(5, 3, 1, 40), (4, 6, 2, 30), (7, 3, 2, 5),
@@ -389,8 +510,8 @@ def test_linear_spectrum_exact_matches_dense_hessian(ni, nh, no, p):
     dense = linear_hessian_eigenvalues(w1, w2, X)
     top = dense[-no * ni:]  # the other D - No Ni eigenvalues of H are zero
     scale = dense[-1]
-    assert np.max(np.abs(ev - top)) < 1e-12 * scale
-    assert np.max(np.abs(dense[:-no * ni])) < 1e-12 * scale
+    assert np.max(np.abs(ev - top)) < RTOL_EXACT * scale
+    assert np.max(np.abs(dense[:-no * ni])) < RTOL_ZERO_MODE * scale
     # the number of nonzero eigenvalues is the linear rank at this P
     assert np.sum(ev > 1e-10 * scale) == effective_parameters("linear", ni, nh, no, n_samples=p)
 
@@ -404,11 +525,12 @@ def test_linear_spectrum_exact_population_limit(no):
     q, _ = np.linalg.qr(rng.standard_normal((p, ni)))
     X = math.sqrt(p) * q  # whitened: X^T X / P = I exactly
     pop = linear_spectrum_exact(w1, w2)
-    assert np.max(np.abs(linear_spectrum_exact(w1, w2, X) - pop)) < 1e-12 * pop[-1]
+    assert np.max(np.abs(linear_spectrum_exact(w1, w2, X) - pop)) < RTOL_EXACT * pop[-1]
     sums = np.add.outer(np.linalg.eigvalsh(w2 @ w2.T), np.linalg.eigvalsh(w1.T @ w1)).ravel()
-    assert np.max(np.abs(pop - np.sort(sums))) < 1e-12 * pop[-1]
+    assert np.max(np.abs(pop - np.sort(sums))) < RTOL_EXACT * pop[-1]
     if no == 1:
-        assert np.allclose(pop[:ni - nh], w2 @ w2.T, rtol=1e-12)  # Ni - Nh copies of |a|^2
+        # Ni - Nh copies of |a|^2
+        assert np.allclose(pop[:ni - nh], w2 @ w2.T, rtol=RTOL_EXACT, atol=0)
 
 
 def test_linear_spectrum_exact_argument_errors():
