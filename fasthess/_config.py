@@ -33,8 +33,10 @@ EIGH_DRIVER = "evr"
 # Lanczos stops a probe when beta falls below sqrt(eps) * ||T||: the Krylov space is
 # then invariant to working accuracy, and the weight lost is O(eps).
 LANCZOS_BREAKDOWN = math.sqrt(2.220446049250313e-16)
-# Bytes of Lanczos bases (n_steps x D per probe) held at once; probes run in batches.
-SLQ_BASIS_BYTES = 256 * 2**20
+# Bytes of Lanczos bases (n_steps x D per probe) held at once (and at most a quarter of
+# the available memory); probes run in batches that share each product. 2 GiB holds 4
+# probes x 40 steps at D ~ 1e6 (the population Hessian at Ni = Nh = 1000).
+SLQ_BASIS_BYTES = 2 * 2**30
 # Default density grid: +-GRID_PAD sigma beyond the extreme nodes (mass outside ~1e-9)
 # with spacing sigma / GRID_PER_SIGMA (trapezoid on a Gaussian is then exact to ~1e-100).
 GRID_PAD = 6.0

@@ -60,20 +60,29 @@ class Point:
 
 
 def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
-                population: bool = True, net_name: str = "net") -> Point:
+                population: bool = True, net_name: str = "net",
+                what: str = "this function") -> Point:
     """Validate (net, X, teacher, dtype) once for a public call.
 
     ``copy=True`` copies X, for results that keep it (operators). ``population``:
-    whether :data:`fasthess.POPULATION` is accepted in place of X. ``net_name``: how
-    errors call the network (e.g. "student").
+    whether :data:`fasthess.POPULATION` is accepted in place of X; ``what`` names the
+    function in the refusal. ``net_name``: how errors call the network (e.g. "student").
+    With the population, only the optimum is implemented (teacher None or the student).
     """
     check_net(net, net_name)
     teacher = check_teacher(net, teacher)
     dt = check_dtype(dtype if dtype is not None else net.dtype)
     if is_population(X):
         if not population:
-            raise ValueError("X: fasthess.POPULATION (P -> infinity) has no meaning here; "
-                             "pass sampled inputs X of shape (n_samples, n_in)")
+            raise ValueError(
+                f"X: fasthess.POPULATION (x ~ N(0, I), P -> infinity) has no meaning for "
+                f"{what}, which needs samples; pass inputs X of shape (n_samples, n_in)")
+        if teacher is not None:
+            raise NotImplementedError(
+                f"teacher: {what} with X = fasthess.POPULATION is implemented at the optimum "
+                "only (teacher=None, or a teacher equal to the student): the population "
+                "residual term away from it is not; pass samples (fasthess.gaussian_inputs) "
+                "for an off-optimum Hessian")
         return Point(net, X, teacher, dt)
     return Point(net, net.check_inputs(X, dtype=dt, copy=copy), teacher, dt)
 

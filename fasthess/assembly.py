@@ -73,13 +73,15 @@ def hessian(net, X, teacher=None, dtype=None):
     >>> H.shape
     (15, 15)
     """
-    point = check_point(net, X, teacher, dtype)
+    point = check_point(net, X, teacher, dtype, what="fasthess.hessian")
     refuse_if_too_large(net.n_params, point.dtype)
     return assemble_hessian(point)
 
 
 def assemble_hessian(point: Point) -> np.ndarray:
     """:func:`hessian` of a validated point whose size was checked (no checks repeated)."""
+    if point.population:
+        return _population_hessian(point)
     f = features(point)
     net = point.net
     d1 = net.n_hidden * net.n_in
@@ -95,7 +97,13 @@ def assemble_hessian(point: Point) -> np.ndarray:
 
 def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     """The blocks w1w1, w1w2, w2w2 of :func:`hessian` as separate arrays."""
-    point = check_point(net, X, teacher, dtype)
+    point = check_point(net, X, teacher, dtype, what="fasthess.hessian_blocks")
+    if point.population:
+        # the tiles are written into one D x D matrix, then split
+        refuse_if_too_large(net.n_params, point.dtype, "the population Hessian", overhead=2.0)
+        H = _population_hessian(point)
+        d1 = net.n_hidden * net.n_in
+        return HessianBlocks(H[:d1, :d1].copy(), H[:d1, d1:].copy(), H[d1:, d1:].copy())
     refuse_if_too_large(net.n_hidden * net.n_in, point.dtype, "the w1w1 block")
     f = features(point)
     d1 = net.n_hidden * net.n_in
@@ -104,6 +112,15 @@ def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     _drop_unneeded(f)
     assemble_w1w1(f, w1w1)
     return HessianBlocks(w1w1, w1w2, w2w2)
+
+
+def _population_hessian(point: Point) -> np.ndarray:
+    """H_inf written tile by tile from the Nh x Nh pair coefficients (no samples)."""
+    from .population import assemble_dense, population_coefficients
+
+    d = point.net.n_params
+    coefs = population_coefficients(point.net, dtype=point.dtype)
+    return assemble_dense(coefs, point.net, np.empty((d, d), dtype=point.dtype))
 
 
 def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
@@ -265,7 +282,8 @@ def ntk(net, X, dtype=None) -> np.ndarray:
     U[(mu,k)] = G'[mu] * w2[k]; the Jacobian is never formed. Its nonzero
     eigenvalues are those of the Hessian at the optimum.
     """
-    point = check_point(net, X, None, dtype, population=False)
+    point = check_point(net, X, None, dtype, population=False,
+                        what="fasthess.ntk (the P*n_out x P*n_out Gram matrix of the samples)")
     refuse_if_too_large(ntk_size(point), point.dtype, "the NTK Gram matrix",
                         overhead=ntk_overhead(net.n_out))
     return assemble_ntk(point)

@@ -170,7 +170,8 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
     >>> bool(res.loss[-1] < res.loss[0]), res.diverged
     (True, False)
     """
-    point = check_point(student, X, teacher, population=False, net_name="student")
+    point = check_point(student, X, teacher, population=False, net_name="student",
+                        what="fasthess.gradient_descent (it steps on the empirical loss)")
     if point.teacher is None:
         check_net(teacher, "teacher")  # None or the student itself: GD starts at the optimum
     lr = check_real(lr, "lr", positive=True)

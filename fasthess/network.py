@@ -6,6 +6,7 @@ import numpy as np
 from ._validation import (check_dtype, check_float_array, check_inputs, check_instance,
                           check_int, check_real)
 from .activations import Activation, get_activation
+from .data import is_population
 
 __all__ = ["TwoLayerNet"]
 
@@ -153,6 +154,9 @@ class TwoLayerNet:
 
         Integers are upcast to float64 (see :func:`fasthess._validation.check_float_array`).
         """
+        if is_population(X):
+            raise ValueError(f"{name}: fasthess.POPULATION (P -> infinity) has no outputs to "
+                             f"compute; pass inputs of shape (n_samples, {self.n_in})")
         return check_inputs(X, self.n_in, name, dtype=dtype, copy=copy)
 
     def __repr__(self):

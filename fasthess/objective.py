@@ -20,8 +20,8 @@ def loss(student, X, teacher):
     ----------
     student : TwoLayerNet
         The network whose loss is measured.
-    X : array, shape (P, n_in)
-        Inputs, one sample per row.
+    X : array, shape (P, n_in), or fasthess.POPULATION
+        Inputs, one sample per row (the population: only at the optimum, where L = 0).
     teacher : TwoLayerNet
         The target function; same (n_in, n_hidden, n_out) as the student.
 
@@ -37,7 +37,7 @@ def loss(student, X, teacher):
     >>> fh.loss(t, X, t)
     0.0
     """
-    point = check_point(student, X, teacher, population=False)
+    point = check_point(student, X, teacher, net_name="student", what="fasthess.loss")
     if point.at_optimum:
         return 0.0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -73,7 +73,7 @@ def gradient(student, X, teacher):
     >>> g.shape, bool(np.all(fh.gradient(t, X, t) == 0))
     ((8,), True)
     """
-    point = check_point(student, X, teacher, population=False)
+    point = check_point(student, X, teacher, net_name="student", what="fasthess.gradient")
     if point.at_optimum:
         return np.zeros(student.n_params, dtype=point.dtype)
     f = features(point, second_order=False)

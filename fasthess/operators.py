@@ -16,8 +16,8 @@ from ._features import Features, check_net, check_point, features
 from ._validation import FLOAT_DTYPES, check_instance, check_teacher
 from .products import hessian_vector_products
 
-__all__ = ["HessianOperatorBase", "HessianOperator", "hessian_operator", "operator_of",
-           "products_operator"]
+__all__ = ["HessianOperatorBase", "HessianOperator", "PopulationHessianOperator",
+           "hessian_operator", "operator_of", "products_operator"]
 
 
 class HessianOperatorBase(LinearOperator):
@@ -76,6 +76,34 @@ class HessianOperator(HessianOperatorBase):
         return hessian_vector_products(self._features, V)
 
 
+class PopulationHessianOperator(HessianOperatorBase):
+    """H_inf (x ~ N(0, I), P -> infinity) at the optimum as a LinearOperator.
+
+    A product costs O(Nh^2 (Ni + No)) per column: a few BLAS GEMMs with W1 and
+    Hadamard products with the Nh x Nh pair coefficients (THEORY.md f); memory
+    O(Nh^2 + D m), never D x D. Built by :func:`hessian_operator` with
+    ``X = fasthess.POPULATION``.
+    """
+
+    n_samples = float("inf")
+
+    def __init__(self, net, dtype):
+        from .population import population_coefficients
+
+        self._coefficients = population_coefficients(net, dtype=dtype)
+        super().__init__(net, None, dtype)
+
+    @property
+    def coefficients(self):
+        """The :class:`fasthess.population.PopulationCoefficients` behind the products."""
+        return self._coefficients
+
+    def _products(self, V):
+        from .population import hessian_matmat
+
+        return hessian_matmat(self._coefficients, self.net, V)
+
+
 def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     """The Hessian as a matrix-free :class:`scipy.sparse.linalg.LinearOperator`.
 
@@ -83,8 +111,10 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     ----------
     net : TwoLayerNet
         The student (the point at which H is taken).
-    X : array, shape (P, n_in)
+    X : array, shape (P, n_in), or fasthess.POPULATION
         Inputs; copied, so later changes to the caller's array do not reach the operator.
+        ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the optimum): products
+        in O(Nh^2 (Ni + No)) per column, no samples.
     teacher : TwoLayerNet or None
         None (or ``net``): the optimum. Otherwise the full Hessian with its residual term.
     dtype : float64 or float32, optional
@@ -92,7 +122,7 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
 
     Returns
     -------
-    HessianOperator
+    HessianOperator or PopulationHessianOperator
         A symmetric (D, D) LinearOperator: ``op @ v``, ``op.matmat(V)``; memory
         O(P (Ni + Nh)), never D x D; each product O(P D) per column. Complex operands
         give the complex product.
@@ -106,12 +136,14 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     >>> bool(np.allclose(op @ v, fh.hessian(net, X) @ v))
     True
     """
-    point = check_point(net, X, teacher, dtype, copy=True)
+    point = check_point(net, X, teacher, dtype, copy=True, what="fasthess.hessian_operator")
     return operator_of(point)
 
 
 def operator_of(point) -> HessianOperatorBase:
     """:func:`hessian_operator` of a validated point (its X owned by the caller's check)."""
+    if point.population:
+        return PopulationHessianOperator(point.net, point.dtype)
     return HessianOperator(features(point), point.net, point.teacher)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._resources import check_fits
+from ._resources import available_memory, check_fits
 from ._validation import check_float_array, check_int, check_real, check_rng
 from .data import rademacher
 from .operators import products_operator
@@ -114,7 +114,10 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
     itemsize = dt.itemsize
     check_fits(m * d * itemsize, f"the Lanczos basis of one probe ({m} x {d})",
                "lower n_steps")
-    batch = int(max(1, min(n_probes, _config.SLQ_BASIS_BYTES // (m * d * itemsize))))
+    # probes share each product (one block product per step), as many as fit in the
+    # basis budget and in a quarter of the memory available
+    budget = min(_config.SLQ_BASIS_BYTES, available_memory() // 4)
+    batch = int(max(1, min(n_probes, budget // (m * d * itemsize))))
     nodes, weights, probe = [], [], []
     for start in range(0, n_probes, batch):
         b = min(batch, n_probes - start)

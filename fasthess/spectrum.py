@@ -16,6 +16,7 @@ Matrix-free: :func:`eigsh` (a few extreme eigenvalues). The density
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -105,6 +106,8 @@ def _choose_route(net, n_samples, at_optimum, method):
             return "dense"
         if is_linear:
             return "linear"
+        if math.isinf(n_samples):  # the population: no samples, so no NTK side
+            return "dense"
         n = n_samples * net.n_out
         costs = _route_costs(net.n_in, net.n_hidden, net.n_out, n_samples)
         if n < net.n_params and costs["ntk"] < costs["dense"]:
@@ -119,6 +122,11 @@ def _choose_route(net, n_samples, at_optimum, method):
         raise ValueError(
             f"method='linear' needs a linear activation (g(z) = c z), but the network's "
             f"activation is {net.activation.name!r}; use method='auto'")
+    if method in ("ntk", "svd") and math.isinf(n_samples):
+        raise ValueError(
+            f"method={method!r} works on the samples (the NTK Gram, the explicit Jacobian), "
+            f"but X is fasthess.POPULATION; use method='dense' or 'auto' (or 'linear' for a "
+            f"linear network)")
     return method
 
 
@@ -129,7 +137,10 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array (P, n_in)
+    X : array (P, n_in), or fasthess.POPULATION
+        Inputs; ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I),
+        at the optimum): the "dense" route on the population Hessian, or the closed form
+        of a linear network (THEORY.md b with C = I).
     teacher : TwoLayerNet or None
         None (or equal to ``net``): the optimum. Otherwise only "dense" applies.
     method : {"auto", "dense", "ntk", "linear", "svd"}
@@ -176,9 +187,9 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
     >>> bool(abs(s2[-1] - s[-1]) < 1e-12 * s[-1])
     True
     """
-    point = check_point(net, X, teacher, dtype, population=False)
+    point = check_point(net, X, teacher, dtype, what="fasthess.eigenvalues")
     dt = point.dtype
-    n_samples = point.X.shape[0]
+    n_samples = point.n_samples
     route = _choose_route(net, n_samples, point.at_optimum, method)
     d = net.n_params
     # eigh and svd work in place with O(n) workspace: the peak is the build's
@@ -208,8 +219,10 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
         c = _linear_coefficient(net.activation)
         t0 = t1 = time.perf_counter()
         # g = c z: J is c times the linear network's, i.e. that of weights (c w1, c w2)
+        # the population (C = I): eig = lambda_a(W2 W2^T) + lambda_b(W1^T W1), closed form
+        data = None if point.population else point.X
         vals = np.asarray(linear_spectrum_exact(c * net.w1.astype(dt), c * net.w2.astype(dt),
-                                                point.X), dtype=dt)
+                                                data), dtype=dt)
         t2 = time.perf_counter()
     else:  # svd
         n = n_samples * net.n_out

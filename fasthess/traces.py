@@ -67,7 +67,13 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
         if operator is not None:
             raise ValueError("operator: only method='hutchinson' uses an operator; the "
                              "'exact' trace is a closed form of the local data")
-        f = features(check_point(net, X, teacher, population=False))
+        point = check_point(net, X, teacher, what="fasthess.trace")
+        if point.population:
+            from .population import population_trace
+
+            value = population_trace(None, point.net)  # closed form, O(Nh Ni)
+            return (value, 0.0) if return_stderr else value
+        f = features(point)
         xx = np.einsum("pi,pi->p", f.X, f.X)
         q = np.einsum("kj,kj->j", f.w2, f.w2)
         coef = f.G1 * f.G1 * q

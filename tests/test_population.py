@@ -56,14 +56,14 @@ def _custom(name):
         g = numba.njit(lambda z: math.tanh(z))
         dg = numba.njit(lambda z: 1.0 - math.tanh(z) ** 2)
         d2g = numba.njit(lambda z: -2.0 * math.tanh(z) * (1.0 - math.tanh(z) ** 2))
-        return fh.CustomActivation(g, dg, d2g, name="my_tanh", odd=True)
+        return fh.CustomActivation(g, dg, d2g, name="my_tanh")
     if name == "erf":
         s = 1.0 / math.sqrt(2.0)
         c = math.sqrt(2.0 / math.pi)
         g = numba.njit(lambda z: math.erf(z * s))
         dg = numba.njit(lambda z: c * math.exp(-0.5 * z * z))
         d2g = numba.njit(lambda z: -z * c * math.exp(-0.5 * z * z))
-        return fh.CustomActivation(g, dg, d2g, name="my_erf", odd=True)
+        return fh.CustomActivation(g, dg, d2g, name="my_erf")
     if name == "abs":  # a kink: Gauss-Hermite cannot converge to 1e-12
         g = numba.njit(lambda z: abs(z))
         dg = numba.njit(lambda z: 1.0 if z > 0 else -1.0)
