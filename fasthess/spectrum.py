@@ -214,15 +214,15 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
         del K
         t2 = time.perf_counter()
     elif route == "linear":
-        from .theory import linear_spectrum_exact
+        from .theory import linear_spectrum
 
         c = _linear_coefficient(net.activation)
         t0 = t1 = time.perf_counter()
         # g = c z: J is c times the linear network's, i.e. that of weights (c w1, c w2)
         # the population (C = I): eig = lambda_a(W2 W2^T) + lambda_b(W1^T W1), closed form
         data = None if point.population else point.X
-        vals = np.asarray(linear_spectrum_exact(c * net.w1.astype(dt), c * net.w2.astype(dt),
-                                                data), dtype=dt)
+        vals = np.asarray(linear_spectrum(c * net.w1.astype(dt), c * net.w2.astype(dt), data),
+                          dtype=dt)
         t2 = time.perf_counter()
     else:  # svd
         n = n_samples * net.n_out

@@ -730,8 +730,16 @@ def linear_spectrum_exact(w1, w2, X=None):
     """
     # the network's own checks of w1, w2 and X (one place for the shape rules)
     net = TwoLayerNet(w1, w2, "linear")
-    w1 = net.w1.astype(np.float64)
-    w2 = net.w2.astype(np.float64)
+    return linear_spectrum(net.w1, net.w2, None if X is None
+                           else net.check_inputs(X, dtype=np.float64))
+
+
+def linear_spectrum(w1, w2, X=None) -> np.ndarray:
+    """:func:`linear_spectrum_exact` of validated arrays (float, matching shapes; X of
+    shape (P, n_in) or None): what fasthess.eigenvalues' "linear" route calls after
+    validating its arguments once."""
+    w1 = np.asarray(w1, dtype=np.float64)
+    w2 = np.asarray(w2, dtype=np.float64)
     n_hidden, n_in = w1.shape
     n_out = w2.shape[0]
     gram2 = w2 @ w2.T
@@ -739,7 +747,7 @@ def linear_spectrum_exact(w1, w2, X=None):
     if X is None:
         ev = (np.linalg.eigvalsh(gram2)[:, None] + np.linalg.eigvalsh(gram1)[None, :]).ravel()
         return np.sort(ev)
-    X = net.check_inputs(X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
     r = np.linalg.qr(X / math.sqrt(X.shape[0]), mode="r")  # (min(P, Ni), Ni)
     rw = r @ w1.T  # R W1^T: R W1^T W1 R^T = rw rw^T, symmetric by construction
     k = r.shape[0]
