@@ -33,7 +33,7 @@ class AssemblyOffOptimum:
 
     def setup(self, activation, n, rule):
         self.net, self.X = problem(activation, n, rule)
-        self.teacher = fh.perturb(self.net, 0.1, seed=3)
+        self.teacher = fh.perturb(self.net, 0.1, rng=3)
         fh.hessian(self.net, self.X[:8], teacher=self.teacher)
 
     def time_hessian_with_residual(self, activation, n, rule):
@@ -105,15 +105,15 @@ class FirstCall:
 import os, tempfile
 os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()
 import fasthess as fh
-net = fh.TwoLayerNet.random(10, 10, activation="erf", seed=0)
-X = fh.gaussian_inputs(50, 10, seed=1)
+net = fh.TwoLayerNet.random(10, 10, activation="erf", rng=0)
+X = fh.gaussian_inputs(50, 10, rng=1)
 fh.hessian(net, X)
 """
 
     def timeraw_cached_call(self):
         return """
 import fasthess as fh
-net = fh.TwoLayerNet.random(10, 10, activation="erf", seed=0)
-X = fh.gaussian_inputs(50, 10, seed=1)
+net = fh.TwoLayerNet.random(10, 10, activation="erf", rng=0)
+X = fh.gaussian_inputs(50, 10, rng=1)
 fh.hessian(net, X)
 """

@@ -21,6 +21,6 @@ def n_samples(rule: str, n_params: int) -> int:
 
 def problem(activation, n, rule, n_out=1, seed=0):
     fh.set_num_threads(THREADS)
-    net = fh.TwoLayerNet.random(n, n, n_out=n_out, activation=activation, seed=seed)
-    X = fh.gaussian_inputs(n_samples(rule, net.n_params), n, seed=seed + 1)
+    net = fh.TwoLayerNet.random(n, n, n_out=n_out, activation=activation, rng=seed)
+    X = fh.gaussian_inputs(n_samples(rule, net.n_params), n, rng=seed + 1)
     return net, X

@@ -86,8 +86,8 @@ def compare_operator(client, sizes, n_workers, repeat=20):
     print(f"Hessian-vector product: local operator vs {n_workers} shards on the cluster "
           f"(P = 2D, erf, one vector; median of {repeat})")
     for n in sizes:
-        net = fh.TwoLayerNet.random(n, n, seed=0)
-        X = fh.gaussian_inputs(2 * net.n_params, n, seed=1)
+        net = fh.TwoLayerNet.random(n, n, rng=0)
+        X = fh.gaussian_inputs(2 * net.n_params, n, rng=1)
         v = np.random.default_rng(2).standard_normal(net.n_params)
         local = fh.hessian_operator(net, X)
         with fh.threads(1):

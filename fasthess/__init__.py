@@ -20,6 +20,7 @@ from .assembly import HessianBlocks, hessian, hessian_blocks, ntk
 from .network import TwoLayerNet
 from .objective import gradient, loss
 from .operators import HessianOperator, HessianOperatorBase, hessian_operator
+from .products import JacobianOperator, jacobian, jacobian_operator
 from .rank import RankResult, numerical_rank
 from .slq import SpectralDensity, spectral_density
 from .spectrum import Spectrum, eigenvalues, eigsh, smallest_nonzero
@@ -35,6 +36,7 @@ __all__ = [
     "TwoLayerNet", "gaussian_inputs", "POPULATION",
     "hessian", "hessian_blocks", "HessianBlocks", "loss", "gradient",
     "hessian_operator", "HessianOperator", "HessianOperatorBase", "ntk",
+    "jacobian", "jacobian_operator", "JacobianOperator",
     "eigenvalues", "Spectrum", "eigsh", "smallest_nonzero", "numerical_rank", "RankResult",
     "spectral_density", "SpectralDensity", "trace",
     "gradient_descent", "GDResult", "perturb", "predicted_loss", "decay_rate",

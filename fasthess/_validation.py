@@ -144,14 +144,26 @@ def check_inputs(X, n_in: int, name: str = "X", dtype=None, copy: bool = False) 
     return arr
 
 
-def check_rng(seed, name: str = "seed") -> np.random.Generator:
-    """A numpy Generator from None, an int seed or a Generator (None means seed 0)."""
-    if seed is None:
-        return np.random.default_rng(0)
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral,
-                                                                   np.random.SeedSequence)):
-        raise TypeError(f"{name} must be None, an int or a numpy.random.Generator, "
-                        f"got {seed!r}")
-    return np.random.default_rng(seed)
+def check_rng(rng, name: str = "rng") -> np.random.Generator:
+    """A numpy Generator, following SciPy's SPEC 7.
+
+    None draws fresh entropy from the operating system (a different stream on
+    every call); an int (>= 0), a :class:`numpy.random.SeedSequence` or a
+    :class:`numpy.random.BitGenerator` seeds a new Generator (the same stream
+    every time: pass an int for reproducible results); a Generator is used as
+    is, so its state advances. Anything else, the legacy RandomState included,
+    is refused.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.RandomState):
+        raise TypeError(f"{name}: a numpy.random.RandomState is not accepted; pass an int "
+                        f"seed or a numpy.random.Generator (e.g. numpy.random.default_rng(0))")
+    if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral):
+        raise TypeError(f"{name} must be None, an int seed or a numpy.random.Generator, "
+                        f"got {rng!r}")
+    if rng < 0:
+        raise ValueError(f"{name} must be a non-negative int seed, got {rng}")
+    return np.random.default_rng(int(rng))

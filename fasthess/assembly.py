@@ -23,15 +23,56 @@ __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessia
 # ---------------------------------------------------------------------- blocks
 @dataclass
 class HessianBlocks:
-    """The three blocks of H: ``w1w1`` (D1 x D1), ``w1w2`` (D1 x D2), ``w2w2`` (D2 x D2),
-    D1 = Nh*Ni, D2 = No*Nh. The w2w1 block is ``w1w2.T``."""
+    """The result of :func:`hessian_blocks`: the three blocks of H as separate arrays.
+
+    With D1 = Nh*Ni and D2 = No*Nh, ``H = [[w1w1, w1w2], [w1w2.T, w2w2]]``; the
+    w2w1 block is ``w1w2.T``.
+
+    Attributes
+    ----------
+    w1w1 : ndarray, shape (D1, D1)
+        Second derivatives with respect to the first-layer weights.
+    w1w2 : ndarray, shape (D1, D2)
+        Mixed second derivatives (w1 rows, w2 columns).
+    w2w2 : ndarray, shape (D2, D2)
+        Second derivatives with respect to the second-layer weights.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(20, 4, rng=1)
+    >>> b = fh.hessian_blocks(net, X)
+    >>> b
+    HessianBlocks(w1w1=(12, 12), w1w2=(12, 3), w2w2=(3, 3), dtype=float64)
+    >>> bool(np.allclose(b.full(), fh.hessian(net, X)))
+    True
+    """
 
     w1w1: np.ndarray
     w1w2: np.ndarray
     w2w2: np.ndarray
 
     def full(self) -> np.ndarray:
+        """Assemble the blocks into the full Hessian.
+
+        Returns
+        -------
+        ndarray, shape (D1 + D2, D1 + D2)
+            ``[[w1w1, w1w2], [w1w2.T, w2w2]]``, a new array.
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> net = fh.TwoLayerNet.random(4, 3, rng=0)
+        >>> fh.hessian_blocks(net, fh.gaussian_inputs(20, 4, rng=1)).full().shape
+        (15, 15)
+        """
         return np.block([[self.w1w1, self.w1w2], [self.w1w2.T, self.w2w2]])
+
+    def __repr__(self):
+        # shapes only: the blocks hold D^2 numbers
+        return (f"HessianBlocks(w1w1={self.w1w1.shape}, w1w2={self.w1w2.shape}, "
+                f"w2w2={self.w2w2.shape}, dtype={self.w1w1.dtype})")
 
 
 def _drop_unneeded(f: Features) -> None:
@@ -68,8 +109,8 @@ def hessian(net, X, teacher=None, dtype=None):
     Examples
     --------
     >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 3, seed=0)
-    >>> H = fh.hessian(net, fh.gaussian_inputs(50, 4, seed=1))
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0)
+    >>> H = fh.hessian(net, fh.gaussian_inputs(50, 4, rng=1))
     >>> H.shape
     (15, 15)
     """

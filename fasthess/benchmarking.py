@@ -44,8 +44,8 @@ def load_peers(peer_module):
 
 # ---------------------------------------------------------------------- routes
 def _problem(activation, n, factor, seed=0):
-    net = TwoLayerNet.random(n, n, activation=activation, seed=seed)
-    X = gaussian_inputs(max(1, int(round(factor * net.n_params))), n, seed=seed + 1)
+    net = TwoLayerNet.random(n, n, activation=activation, rng=seed)
+    X = gaussian_inputs(max(1, int(round(factor * net.n_params))), n, rng=seed + 1)
     return net, X
 
 

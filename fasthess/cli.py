@@ -16,16 +16,32 @@ SUBCOMMANDS = ("run", "figures", "bench", "sweep")
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", default="erf",
-                   help="linear, quadratic, erf, tanh or relu (default erf)")
+                   help="activation of the teacher: linear, quadratic, erf, tanh or relu "
+                        "(default erf)")
     p.add_argument("--n-in", type=int, default=30, help="input dimension Ni (default 30)")
     p.add_argument("--n-hidden", type=int, default=30, help="hidden width Nh (default 30)")
     p.add_argument("--n-out", type=int, default=1, help="outputs No (default 1)")
     p.add_argument("--samples", type=int, default=None,
                    help="number of samples P (default 2*D, enough for the full rank)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the teacher is drawn with rng=SEED and the inputs "
+                        "with rng=SEED+1, so a run is reproducible (default 0)")
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="working precision of the assembly and the eigensolver "
+                        "(default float64; float32 halves the memory and resolves "
+                        "eigenvalues only down to ~1e-7 of the largest)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for Numba and BLAS together (default: all cores)")
+
+
+def package_version() -> str:
+    """The installed version of fasthess (what ``fasthess --version`` prints)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fasthess")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact Hessians of two-layer teacher-student networks at the optimum.",
         epilog="`fasthess` with no subcommand (or only options) runs `fasthess run`; "
                "see `fasthess run --help` for its options.")
+    parser.add_argument("--version", action="version",
+                        version=f"fasthess {package_version()}",
+                        help="print the version of fasthess and exit")
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="assemble and diagonalise one Hessian (the default)")
+    run = sub.add_parser(
+        "run", help="assemble and diagonalise one Hessian (the default)",
+        description="Draw a random teacher, assemble the Hessian of the loss at the optimum "
+                    "(student = teacher) on Gaussian inputs, and print its extreme "
+                    "eigenvalues and numerical rank beside the predicted number of "
+                    "effective parameters.")
     _add_run_arguments(run)
     figures = sub.add_parser("figures", help="reproduce the paper's figures (PNG + data)")
     _add_figures_arguments(figures)
@@ -83,31 +107,49 @@ def _add_sweep_arguments(p):
     p.add_argument("--no-progress", action="store_true")
 
 
+# Activation names read with a vowel sound although spelled with a consonant, or the
+# reverse ("erf" is said "erf"; "relu" is said "ree-loo").
+_VOWEL_SOUND = {"erf": True, "relu": False, "linear": False, "quadratic": False,
+                "tanh": False}
+
+
+def indefinite_article(word: str) -> str:
+    """"a" or "an" before ``word``, by its sound ("an erf", "a relu", "a tanh")."""
+    sound = _VOWEL_SOUND.get(word.lower(), word[:1].lower() in "aeiou")
+    return "an" if sound else "a"
+
+
 def run(args) -> int:
     import numpy as np
-
-    import fasthess as fh
-
-    if args.threads is not None:
-        fh.set_num_threads(args.threads)
-    net = fh.TwoLayerNet.random(args.n_in, args.n_hidden, n_out=args.n_out,
-                                activation=args.activation, seed=args.seed, dtype=args.dtype)
-    D = net.n_params
-    P = args.samples if args.samples is not None else 2 * D
-    X = fh.gaussian_inputs(P, args.n_in, seed=args.seed + 1, dtype=args.dtype)
-    t0 = time.perf_counter()
-    fh.hessian(net, X[:2])  # load (or compile, on first use) the kernels
-    t_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    H = fh.hessian(net, X)
-    t_assembly = time.perf_counter() - t0
     from scipy.linalg import eigh
 
+    from . import theory
+    from ._resources import set_num_threads
+    from .assembly import hessian
+    from .data import gaussian_inputs
+    from .network import TwoLayerNet
+    from .rank import numerical_rank
+
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    net = TwoLayerNet.random(args.n_in, args.n_hidden, n_out=args.n_out,
+                             activation=args.activation, rng=args.seed, dtype=args.dtype)
+    D = net.n_params
+    P = args.samples if args.samples is not None else 2 * D
+    X = gaussian_inputs(P, args.n_in, rng=args.seed + 1, dtype=args.dtype)
+    t0 = time.perf_counter()
+    hessian(net, X[:2])  # load (or compile, on first use) the kernels
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    H = hessian(net, X)
+    t_assembly = time.perf_counter() - t0
     t0 = time.perf_counter()
     ev = eigh(H, eigvals_only=True, overwrite_a=True, check_finite=False)
     t_eigh = time.perf_counter() - t0
-    rank = fh.numerical_rank(ev)
-    print(f"fasthess {fh.__version__}: Hessian at the optimum of a {args.activation} teacher")
+    rank = numerical_rank(ev)
+    name = net.activation.name
+    print(f"fasthess {package_version()}: Hessian at the optimum of "
+          f"{indefinite_article(name)} {name} teacher")
     print(f"  n_in={args.n_in} n_hidden={args.n_hidden} n_out={args.n_out}  "
           f"D={D}  P={P}  dtype={np.dtype(args.dtype).name}")
     print(f"  kernels load  {t_load:9.3f} s (compiles once, then cached on disk)")
@@ -115,10 +157,10 @@ def run(args) -> int:
     print(f"  eigh          {t_eigh:9.3f} s")
     print(f"  eigenvalues   smallest {ev[0]: .6e}   largest {ev[-1]: .6e}")
     print(f"  numerical rank {rank.rank} of {D} (tolerance {rank.tolerance:.3e}, "
-          f"gap {rank.gap_decades:.1f} decades)")
+          f"{rank.gap_summary})")
     try:
-        predicted = fh.theory.effective_parameters(args.activation, args.n_in, args.n_hidden,
-                                                   args.n_out, n_samples=P)
+        predicted = theory.effective_parameters(net.activation, args.n_in, args.n_hidden,
+                                                args.n_out, n_samples=P)
         print(f"  predicted effective parameters {predicted}")
     except (ValueError, NotImplementedError) as exc:  # no closed form for this case
         print(f"  predicted effective parameters: n/a ({exc})")
@@ -127,7 +169,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run"] + argv
     args = build_parser().parse_args(argv)
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_dtype, check_int
+from ._validation import check_dtype, check_int, check_rng
 
 __all__ = ["gaussian_inputs", "rademacher", "POPULATION", "Population", "is_population"]
 
@@ -46,31 +46,45 @@ def is_population(X) -> bool:
     return isinstance(X, Population)
 
 
-def gaussian_inputs(n_samples, n_in, seed=None, dtype=np.float64):
-    """Standard Gaussian inputs, one sample per row.
+def gaussian_inputs(n_samples, n_in, rng=None, dtype=np.float64):
+    """Standard Gaussian inputs x ~ N(0, I), one sample per row.
 
     Parameters
     ----------
-    n_samples, n_in : int
-        P >= 1 samples of dimension Ni >= 1.
-    seed : int, numpy Generator or None
-    dtype : float32 or float64
+    n_samples : int
+        P >= 1, the number of samples (rows).
+    n_in : int
+        Ni >= 1, the input dimension (columns).
+    rng : None, int or numpy.random.Generator, optional
+        The random source, as in SciPy (SPEC 7): None draws fresh entropy (a new
+        sample on every call), an int seeds a new Generator (the same inputs every
+        time), a Generator is used as is (its state advances).
+    dtype : float32 or float64, default float64
+        The dtype of the result (drawn in float64, then cast).
 
     Returns
     -------
-    ndarray of shape (n_samples, n_in)
+    ndarray, shape (n_samples, n_in)
+        Independent standard normal entries.
+
+    See Also
+    --------
+    POPULATION : the distribution itself, P -> infinity.
 
     Examples
     --------
     >>> import fasthess as fh
-    >>> fh.gaussian_inputs(5, 3, seed=0).shape
-    (5, 3)
+    >>> X = fh.gaussian_inputs(5, 3, rng=0)
+    >>> X.shape, X.dtype
+    ((5, 3), dtype('float64'))
+    >>> bool((X == fh.gaussian_inputs(5, 3, rng=0)).all())   # an int seed reproduces
+    True
     """
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     n_in = check_int(n_in, "n_in", minimum=1)
     dt = check_dtype(dtype)
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n_samples, n_in)).astype(dt, copy=False)
+    generator = check_rng(rng)
+    return generator.standard_normal((n_samples, n_in)).astype(dt, copy=False)
 
 
 def rademacher(rng: np.random.Generator, shape, dtype) -> np.ndarray:

@@ -82,6 +82,12 @@ class DistributedHessianOperator(HessianOperatorBase):
         for f in features_:
             f.release()
 
+    def __repr__(self):
+        state = f"{self.n_shards} shards" if self._features else "closed"
+        return (f"DistributedHessianOperator(D={self.shape[0]}, P={self.n_samples}, {state}, "
+                f"at_optimum={self.at_optimum}, activation={self.net.activation.name!r}, "
+                f"dtype={self.dtype})")
+
     def __enter__(self):
         return self
 
@@ -143,7 +149,7 @@ def hessian_operator(net, X, client=None, n_shards=None, teacher=None, dtype=Non
     >>> from distributed import Client
     >>> from fasthess.distributed import hessian_operator
     >>> with Client(n_workers=2, processes=False, dashboard_address=":0") as client:
-    ...     net = fh.TwoLayerNet.random(4, 3, seed=0); X = fh.gaussian_inputs(40, 4, seed=1)
+    ...     net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(40, 4, rng=1)
     ...     with hessian_operator(net, X, client=client) as op:
     ...         v = np.ones(net.n_params)
     ...         bool(np.allclose(op @ v, fh.hessian(net, X) @ v))

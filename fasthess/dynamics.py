@@ -96,11 +96,11 @@ def _custom_gd(activation: CustomActivation):
     return loop
 
 
-def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
+def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
                      divergence_factor=None, escape_factor=None) -> GDResult:
-    """Full-batch gradient descent of ``student`` on the loss against ``teacher``.
+    """Run full-batch gradient descent of the student ``net`` on the loss against ``teacher``.
 
-    Minimises L = 1/(2P) sum_mu ||student(x_mu) - teacher(x_mu)||^2 over the
+    Minimises L = 1/(2P) sum_mu ||net(x_mu) - teacher(x_mu)||^2 over the
     student's weights with theta <- theta - lr * grad L, for ``steps`` updates.
     The whole loop runs in one compiled kernel (BLAS for the matrix products);
     built-in activations use a disk-cached kernel, a
@@ -109,20 +109,21 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
 
     Parameters
     ----------
-    student : TwoLayerNet
-        The starting point; not modified. Its dtype (float64 or float32) is the
-        working precision; X and the teacher are cast to it.
-    teacher : TwoLayerNet
-        The target function; same (n_in, n_hidden, n_out) as the student (its
-        activation may differ).
-    X : array, shape (P, n_in)
-        The training inputs (full batch).
+    net : TwoLayerNet
+        The student, the starting point; not modified. Its dtype (float64 or
+        float32) is the working precision; X and the teacher are cast to it.
+    X : array_like, shape (P, n_in)
+        The training inputs (full batch); integers are upcast to float64.
     lr : float
         Learning rate, > 0. Near the optimum GD is stable for lr < 2 / lambda_max(H).
     steps : int
         Number of updates, >= 1.
     record_every : int, default 1
         Record the loss every this many steps.
+    teacher : TwoLayerNet or None, default None
+        The target function (keyword only); same (n_in, n_hidden, n_out) as the
+        student, its activation may differ. None (or ``net`` itself) means the
+        student is at the optimum: the loss stays 0.
     divergence_factor : float, default 1e6
         The run stops as diverged at the first step t whose loss L_t is not finite
         or exceeds ``divergence_factor * (L_0 + floor)``, or whose weights are not
@@ -152,28 +153,35 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
     Raises
     ------
     TypeError
-        If student or teacher is not a TwoLayerNet, or an argument has the wrong type.
+        If net or teacher is not a TwoLayerNet, an argument has the wrong type, or
+        a network is passed where X goes (the old order ``(student, teacher, X, lr,
+        steps)``; the order is now ``(net, X, lr, steps, teacher=...)``).
     ValueError
         For lr <= 0, steps < 1, record_every < 1, divergence_factor <= 0, a teacher
         whose shape differs from the student's, or X of the wrong shape.
 
+    See Also
+    --------
+    predicted_loss : The quadratic-model prediction of the loss curve.
+    decay_rate : Its long-time slope.
+
     Examples
     --------
     >>> import fasthess as fh
-    >>> from fasthess.dynamics import gradient_descent, perturb
-    >>> teacher = fh.TwoLayerNet.random(3, 2, activation="erf", seed=0)
-    >>> student = perturb(teacher, 1e-2, seed=1)
-    >>> X = fh.gaussian_inputs(50, 3, seed=2)
-    >>> res = gradient_descent(student, teacher, X, lr=0.5, steps=100, record_every=10)
+    >>> teacher = fh.TwoLayerNet.random(3, 2, activation="erf", rng=0)
+    >>> student = fh.perturb(teacher, 1e-2, rng=1)
+    >>> X = fh.gaussian_inputs(50, 3, rng=2)
+    >>> res = fh.gradient_descent(student, X, lr=0.5, steps=100, record_every=10,
+    ...                           teacher=teacher)
     >>> res.steps[:3], len(res.loss)
     (array([ 0, 10, 20]), 11)
     >>> bool(res.loss[-1] < res.loss[0]), res.diverged
     (True, False)
     """
-    point = check_point(student, X, teacher, population=False, net_name="student",
+    student = net
+    point = check_point(student, X, teacher, population=False, net_name="net",
                         what="fasthess.gradient_descent (it steps on the empirical loss)")
-    if point.teacher is None:
-        check_net(teacher, "teacher")  # None or the student itself: GD starts at the optimum
+    teacher = student if point.teacher is None else point.teacher
     lr = check_real(lr, "lr", positive=True)
     steps = check_int(steps, "steps", minimum=1, maximum=_MAX_STEPS)
     record_every = check_int(record_every, "record_every", minimum=1)
@@ -234,8 +242,8 @@ def gradient_descent(student, teacher, X, lr, steps, record_every=1, *,
     )
 
 
-def perturb(net, scale, seed=None) -> TwoLayerNet:
-    """A copy of ``net`` with every parameter shifted by ``scale * N(0, 1)``.
+def perturb(net, scale, rng=None) -> TwoLayerNet:
+    """Return a copy of ``net`` with every parameter shifted by ``scale * N(0, 1)``.
 
     The usual student near the optimum: theta_student = theta_net + scale * z,
     z ~ N(0, I_D) drawn in float64 and added in the network's dtype.
@@ -243,26 +251,40 @@ def perturb(net, scale, seed=None) -> TwoLayerNet:
     Parameters
     ----------
     net : TwoLayerNet
-    scale : float, >= 0
-        Standard deviation of the shift (0 gives an exact copy).
-    seed : int, numpy Generator or None
-        Passed to ``numpy.random.default_rng``.
+        The network to perturb (typically the teacher).
+    scale : float
+        Standard deviation of the shift, >= 0 (0 gives an exact copy).
+    rng : None, int or numpy.random.Generator, optional
+        The random source (SPEC 7): None draws fresh entropy, an int seeds a new
+        Generator (the same student every time), a Generator is used as is.
+
+    Returns
+    -------
+    TwoLayerNet
+        Same shape, activation and dtype as ``net``.
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is so large that the parameters overflow the dtype.
 
     Examples
     --------
-    >>> import fasthess as fh
-    >>> from fasthess.dynamics import perturb
-    >>> teacher = fh.TwoLayerNet.random(3, 2, seed=0)
-    >>> student = perturb(teacher, 1e-3, seed=1)
+    >>> import numpy as np, fasthess as fh
+    >>> teacher = fh.TwoLayerNet.random(3, 2, rng=0)
+    >>> student = fh.perturb(teacher, 1e-3, rng=1)
     >>> student.shape == teacher.shape
+    True
+    >>> shift = student.parameters() - teacher.parameters()
+    >>> bool(0 < np.abs(shift).max() < 1e-2)
     True
     """
     check_net(net)
     scale = check_real(scale, "scale", nonnegative=True)
-    rng = check_rng(seed)
+    generator = check_rng(rng)
     with np.errstate(over="ignore", invalid="ignore"):
         theta = (net.parameters().astype(np.float64)
-                 + scale * rng.standard_normal(net.n_params)).astype(net.dtype)
+                 + scale * generator.standard_normal(net.n_params)).astype(net.dtype)
     if not np.all(np.isfinite(theta)):
         raise ValueError(f"scale = {scale!r} is too large: the perturbed parameters overflow "
                          f"{net.dtype}")
@@ -310,7 +332,7 @@ def _delta_vector(net, delta0) -> np.ndarray:
 
 
 def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
-    """The quadratic-model loss curve of GD started at ``net + delta0``.
+    """Predict the loss curve of GD started at ``net + delta0`` by the quadratic model.
 
     With H = fasthess.hessian(net, X) at the optimum (``net`` is the teacher),
     H = V diag(lambda) V^T and c = V^T delta0,
@@ -326,12 +348,15 @@ def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
     ----------
     net : TwoLayerNet
         The teacher (the optimum).
-    X : array, shape (P, n_in)
-    delta0 : array of length D, or TwoLayerNet
+    X : array_like, shape (P, n_in)
+        The training inputs (integers are upcast to float64).
+    delta0 : array_like of length D, or TwoLayerNet
         The initial displacement theta_0 - theta*, flat in theta order; a student
         network is taken as ``student.parameters() - net.parameters()``.
-    lr : float, > 0
-    steps : int, >= 0
+    lr : float
+        Learning rate, > 0.
+    steps : int
+        Number of updates, >= 0.
     rtol : float, optional
         Zero-mode tolerance relative to max|lambda|; default D * eps.
 
@@ -341,13 +366,21 @@ def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
         ``L[t]``; compare with ``GDResult.loss`` via ``L[result.steps]``. Entries
         may be inf when lr > 2 / lambda_max (the model diverges).
 
+    Warns
+    -----
+    RuntimeWarning
+        When lr >= 2 / lambda_max: gradient descent is unstable near the optimum.
+
+    See Also
+    --------
+    gradient_descent : The real (nonlinear) dynamics to compare with.
+
     Examples
     --------
     >>> import numpy as np, fasthess as fh
-    >>> from fasthess.dynamics import perturb, predicted_loss
-    >>> teacher = fh.TwoLayerNet.random(3, 2, seed=0)
-    >>> X = fh.gaussian_inputs(50, 3, seed=1)
-    >>> L = predicted_loss(teacher, X, perturb(teacher, 1e-4, seed=2), lr=0.5, steps=10)
+    >>> teacher = fh.TwoLayerNet.random(3, 2, rng=0)
+    >>> X = fh.gaussian_inputs(50, 3, rng=1)
+    >>> L = fh.predicted_loss(teacher, X, fh.perturb(teacher, 1e-4, rng=2), lr=0.5, steps=10)
     >>> L.shape, bool(np.all(np.diff(L) < 0))
     ((11,), True)
     """
@@ -374,7 +407,7 @@ def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
 
 
 def decay_rate(net, X, lr, rtol=None) -> float:
-    """Long-time slope of log L_t per GD step near the optimum ``net``.
+    """Compute the long-time slope of log L_t per GD step near the optimum ``net``.
 
     2 log max_i |1 - lr lambda_i| over the nonzero eigenvalues of
     H = fasthess.hessian(net, X) (THEORY.md d): the slowest mode dominates the
@@ -390,10 +423,12 @@ def decay_rate(net, X, lr, rtol=None) -> float:
     ----------
     net : TwoLayerNet
         The teacher (the optimum).
-    X : array, shape (P, n_in)
-    lr : float, > 0
+    X : array_like, shape (P, n_in)
+        The training inputs (integers are upcast to float64).
+    lr : float
+        Learning rate, > 0.
     rtol : float, optional
-        Default D * eps (float64).
+        Zero-mode tolerance relative to max|lambda|; default D * eps (float64).
 
     Returns
     -------
@@ -409,8 +444,8 @@ def decay_rate(net, X, lr, rtol=None) -> float:
     --------
     >>> import numpy as np, fasthess as fh
     >>> from fasthess.dynamics import decay_rate
-    >>> net = fh.TwoLayerNet.random(3, 2, seed=0)
-    >>> X = fh.gaussian_inputs(50, 3, seed=1)
+    >>> net = fh.TwoLayerNet.random(3, 2, rng=0)
+    >>> X = fh.gaussian_inputs(50, 3, rng=1)
     >>> lam = np.linalg.eigvalsh(fh.hessian(net, X))
     >>> rate = decay_rate(net, X, lr=1 / lam[-1])
     >>> bool(np.isclose(rate, 2 * np.log(1 - lam[0] / lam[-1])))

@@ -13,69 +13,97 @@ from .products import vjp
 __all__ = ["loss", "gradient"]
 
 
-def loss(student, X, teacher):
-    """The loss of ``student`` against ``teacher`` on the inputs X.
+def loss(net, X, teacher=None):
+    """Compute the training loss of ``net`` against ``teacher`` on the inputs X.
+
+    L = 1/(2P) sum_mu ||net(x_mu) - teacher(x_mu)||^2, accumulated in float64.
 
     Parameters
     ----------
-    student : TwoLayerNet
-        The network whose loss is measured.
-    X : array, shape (P, n_in), or fasthess.POPULATION
-        Inputs, one sample per row (the population: only at the optimum, where L = 0).
-    teacher : TwoLayerNet
-        The target function; same (n_in, n_hidden, n_out) as the student.
+    net : TwoLayerNet
+        The student, whose loss is measured.
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
+        Inputs, one sample per row (integers are upcast to float64); the population
+        only at the optimum, where the loss is 0.
+    teacher : TwoLayerNet or None, default None
+        The target function, same (n_in, n_hidden, n_out) as ``net``; None (or
+        ``net`` itself) is the optimum, where the loss is 0.
 
     Returns
     -------
     float
-        L = 1/(2P) sum_mu ||student(x_mu) - teacher(x_mu)||^2, accumulated in float64.
+        The loss, computed in the student's dtype and summed in float64.
+
+    Raises
+    ------
+    TypeError
+        A network passed where X goes (the order is ``(net, X, teacher=...)``).
+
+    See Also
+    --------
+    gradient : Its gradient with respect to the student's parameters.
 
     Examples
     --------
     >>> import fasthess as fh
-    >>> t = fh.TwoLayerNet.random(3, 2, seed=0); X = fh.gaussian_inputs(10, 3, seed=1)
-    >>> fh.loss(t, X, t)
+    >>> t = fh.TwoLayerNet.random(3, 2, rng=0); X = fh.gaussian_inputs(10, 3, rng=1)
+    >>> fh.loss(t, X, teacher=t)
     0.0
+    >>> s = fh.perturb(t, 0.1, rng=2)
+    >>> bool(fh.loss(s, X, teacher=t) > 0)
+    True
     """
-    point = check_point(student, X, teacher, net_name="student", what="fasthess.loss")
+    point = check_point(net, X, teacher, what="fasthess.loss")
     if point.at_optimum:
         return 0.0
     with np.errstate(over="ignore", invalid="ignore"):
-        r = student.astype(point.dtype).outputs(point.X) - point.teacher.astype(
+        r = net.astype(point.dtype).outputs(point.X) - point.teacher.astype(
             point.dtype).outputs(point.X)
     return float(0.5 * np.sum(r.astype(np.float64) ** 2) / point.X.shape[0])
 
 
-def gradient(student, X, teacher):
-    """The gradient of :func:`loss` with respect to the student's parameters.
+def gradient(net, X, teacher=None):
+    """Compute the gradient of :func:`loss` with respect to the student's parameters.
+
+    dL/dtheta = J^T r / P (THEORY.md a), r the residuals net(x) - teacher(x).
 
     Parameters
     ----------
-    student : TwoLayerNet
-        The point where the gradient is taken.
-    X : array, shape (P, n_in)
-        Inputs, one sample per row.
-    teacher : TwoLayerNet
-        The target function.
+    net : TwoLayerNet
+        The student, the point where the gradient is taken.
+    X : array_like, shape (P, n_in)
+        Inputs, one sample per row (integers are upcast to float64).
+    teacher : TwoLayerNet or None, default None
+        The target function; None (or ``net`` itself) is the optimum, where the
+        gradient is 0.
 
     Returns
     -------
     ndarray, shape (D,)
-        dL/dtheta = J^T r / P in theta order (w1 row-major, then w2 row-major), in
-        the student's dtype; zeros at the optimum.
+        In theta order (w1 row-major, then w2 row-major), in the student's dtype.
+
+    Raises
+    ------
+    ValueError
+        If the gradient overflows the working dtype.
+
+    See Also
+    --------
+    loss : The loss itself.
+    jacobian : J, whose transpose maps the residuals to the gradient.
 
     Examples
     --------
     >>> import numpy as np, fasthess as fh
-    >>> t = fh.TwoLayerNet.random(3, 2, seed=0); X = fh.gaussian_inputs(10, 3, seed=1)
-    >>> s = fh.perturb(t, 0.1, seed=2)
-    >>> g = fh.gradient(s, X, t)
-    >>> g.shape, bool(np.all(fh.gradient(t, X, t) == 0))
+    >>> t = fh.TwoLayerNet.random(3, 2, rng=0); X = fh.gaussian_inputs(10, 3, rng=1)
+    >>> s = fh.perturb(t, 0.1, rng=2)
+    >>> g = fh.gradient(s, X, teacher=t)
+    >>> g.shape, bool(np.all(fh.gradient(t, X, teacher=t) == 0))
     ((8,), True)
     """
-    point = check_point(student, X, teacher, net_name="student", what="fasthess.gradient")
+    point = check_point(net, X, teacher, what="fasthess.gradient")
     if point.at_optimum:
-        return np.zeros(student.n_params, dtype=point.dtype)
+        return np.zeros(net.n_params, dtype=point.dtype)
     f = features(point, second_order=False)
     with np.errstate(over="ignore", invalid="ignore"):
         g = vjp(f, f.residual[:, :, None])[:, 0] / f.n_samples  # J^T r / P

@@ -55,6 +55,14 @@ class HessianOperatorBase(LinearOperator):
     def _adjoint(self):
         return self  # H is symmetric
 
+    def __repr__(self):
+        # SciPy's "<15x15 HessianOperator with dtype=float64>" does not say where H is taken
+        n_samples = getattr(self, "n_samples", None)
+        samples = "" if n_samples is None else f"P={n_samples}, "
+        return (f"{type(self).__name__}(D={self.shape[0]}, {samples}"
+                f"at_optimum={self.at_optimum}, activation={self.net.activation.name!r}, "
+                f"dtype={self.dtype})")
+
 
 class HessianOperator(HessianOperatorBase):
     """H of a sampled point as a LinearOperator; a product costs O(P*D) per column.
@@ -130,7 +138,7 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     Examples
     --------
     >>> import numpy as np, fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 3, seed=0); X = fh.gaussian_inputs(40, 4, seed=1)
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(40, 4, rng=1)
     >>> op = fh.hessian_operator(net, X)
     >>> v = np.ones(net.n_params)
     >>> bool(np.allclose(op @ v, fh.hessian(net, X) @ v))

@@ -164,7 +164,7 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
     >>> coefs.G                      # E[h_j h_k] = W1 W1^T
     array([[1., 0.],
            [0., 1.]])
-    >>> population_coefficients(fh.TwoLayerNet.random(3, 4, seed=0)).method
+    >>> population_coefficients(fh.TwoLayerNet.random(3, 4, rng=0)).method
     'closed form (erf)'
     """
     net = _check_net(net)
@@ -377,7 +377,7 @@ def dense_bytes(net, dtype=np.float64) -> int:
     --------
     >>> import fasthess as fh
     >>> from fasthess.population import dense_bytes
-    >>> dense_bytes(fh.TwoLayerNet.random(10, 10, seed=0))    # D = 110
+    >>> dense_bytes(fh.TwoLayerNet.random(10, 10, rng=0))    # D = 110
     96800
     """
     n = _check_net(net).n_params
@@ -403,7 +403,7 @@ def assemble_dense(coefs, net, out) -> np.ndarray:
     --------
     >>> import numpy as np, fasthess as fh
     >>> from fasthess.population import assemble_dense, population_coefficients
-    >>> net = fh.TwoLayerNet.random(3, 2, seed=0)
+    >>> net = fh.TwoLayerNet.random(3, 2, rng=0)
     >>> H = assemble_dense(population_coefficients(net), net, np.empty((8, 8)))
     >>> bool(np.array_equal(H, H.T)), bool(np.linalg.eigvalsh(H).min() > 0)
     (True, True)
@@ -453,7 +453,7 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     >>> import numpy as np, fasthess as fh
     >>> from fasthess.population import (assemble_dense, hessian_matmat,
     ...                                  population_coefficients)
-    >>> net = fh.TwoLayerNet.random(4, 3, n_out=2, seed=0)
+    >>> net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0)
     >>> coefs = population_coefficients(net)
     >>> H = assemble_dense(coefs, net, np.empty((18, 18)))
     >>> V = np.random.default_rng(1).standard_normal((18, 5))

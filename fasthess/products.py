@@ -1,16 +1,22 @@
 """Jacobian products without forming J: J V, J^T U, and H V = J^T J V / P (+ residual).
 
-Also the explicit Jacobian J (P No x D), for the routes that need it ("svd").
+Also the explicit Jacobian J (P No x D), for the routes that need it ("svd"), and
+the public Jacobian: :func:`jacobian` (the matrix) and :func:`jacobian_operator`
+(J as a LinearOperator), each validated once.
 Rows of J are (mu, k), mu-major; columns follow theta = [w1 row-major, w2 row-major]
-(THEORY.md a). Every function here takes validated :class:`~fasthess._features.Features`.
+(THEORY.md a). The internal functions take validated :class:`~fasthess._features.Features`.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
-from ._features import Features
+from ._features import Features, check_point, features
+from ._resources import check_fits
+from .data import is_population
 
-__all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products"]
+__all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products", "jacobian",
+           "jacobian_operator", "JacobianOperator"]
 
 
 def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,3 +83,218 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
                               optimize=True).reshape(-1, m)
     out /= n_samples
     return out
+
+
+# ---------------------------------------------------------------------- public Jacobian
+_NO_POPULATION_JACOBIAN = (
+    "X: fasthess.POPULATION (P -> infinity) has no finite Jacobian (it would have "
+    "infinitely many rows); pass sampled inputs X of shape (n_samples, n_in), or use "
+    "fasthess.hessian_operator for the population Hessian E[J^T J]")
+
+
+def _jacobian_point(net, X, dtype, copy):
+    """Validate (net, X, dtype) once for the public Jacobian (no teacher: J does not need one)."""
+    if is_population(X):
+        raise ValueError(_NO_POPULATION_JACOBIAN)
+    return check_point(net, X, None, dtype, copy=copy, population=False)
+
+
+def _check_finite_jacobian(values, dtype) -> None:
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"X: Jacobian entries w2 g'(w1 x) x overflow {np.dtype(dtype)}; "
+                         "rescale X or the weights, or use float64")
+
+
+def jacobian(net, X, dtype=None) -> np.ndarray:
+    """Compute the Jacobian J of the network outputs on X with respect to theta.
+
+    ``J[(mu, k), :] = d y_k(x_mu) / d theta``: rows are (sample, output) pairs,
+    sample-major (row ``mu * n_out + k``), columns follow theta =
+    ``concat(w1.ravel(), w2.ravel())``, as in every fasthess Hessian. At the
+    optimum ``H = J^T J / P`` (THEORY.md a). Formed explicitly: 8 P No D bytes;
+    for products only, :func:`jacobian_operator` never forms it.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The network (J does not depend on a teacher).
+    X : array_like, shape (P, n_in)
+        Inputs, one sample per row (integers are upcast to float64).
+        :data:`fasthess.POPULATION` is refused: a population has no finite Jacobian.
+    dtype : float32 or float64, optional
+        Working and output precision; default the network's dtype.
+
+    Returns
+    -------
+    ndarray, shape (P * n_out, D)
+        The Jacobian, rows (mu, k) mu-major.
+
+    Raises
+    ------
+    ValueError
+        For ``X = fasthess.POPULATION``, or entries that overflow the dtype.
+    MemoryError
+        Before allocating, when J does not fit in memory.
+
+    See Also
+    --------
+    jacobian_operator : J v and J^T u without forming J.
+    ntk : The Gram matrix J J^T / P.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0); X = fh.gaussian_inputs(5, 4, rng=1)
+    >>> J = fh.jacobian(net, X)
+    >>> J.shape                        # (P * n_out, D) = (5 * 2, 3 * 4 + 2 * 3)
+    (10, 18)
+    >>> bool(np.allclose(J.T @ J / 5, fh.hessian(net, X)))
+    True
+    """
+    point = _jacobian_point(net, X, dtype, copy=False)
+    n_rows = point.X.shape[0] * net.n_out
+    check_fits(n_rows * net.n_params * point.dtype.itemsize,
+               f"the Jacobian ({n_rows} x {net.n_params}, {point.dtype})",
+               "use fasthess.jacobian_operator(net, X) for the products J v and J^T u")
+    J = jacobian_from_features(features(point, second_order=False))
+    _check_finite_jacobian(J, point.dtype)
+    return J
+
+
+class JacobianOperator(LinearOperator):
+    """The Jacobian J (P No x D) of a network on fixed inputs, as a LinearOperator.
+
+    Built by :func:`jacobian_operator`. ``op @ v`` (``matvec``, ``matmat``) is
+    J v; ``op.T @ u`` (``rmatvec``, ``rmatmat``, ``.T``, ``.H``) is J^T u: both
+    come from SciPy through ``_matmat`` and ``_adjoint``. J is never formed:
+    memory O(P (Ni + Nh)), each product O(P D) per column. J is real, so a
+    complex operand gives the complex product. Attributes ``net`` and
+    ``n_samples`` describe it.
+
+    Parameters
+    ----------
+    f : Features
+        The validated per-sample factors (made by :func:`jacobian_operator`).
+    net : TwoLayerNet
+        The network.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> op = fh.jacobian_operator(fh.TwoLayerNet.random(4, 3, rng=0),
+    ...                           fh.gaussian_inputs(6, 4, rng=1))
+    >>> op
+    JacobianOperator(P=6, n_out=1, D=15, activation='erf', dtype=float64)
+    """
+
+    def __init__(self, f: Features, net):
+        self._features = f
+        self.net = net
+        super().__init__(dtype=f.X.dtype, shape=(f.n_samples * net.n_out, net.n_params))
+
+    @property
+    def n_samples(self) -> int:
+        """P, the number of samples (the operator has P * n_out rows).
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> fh.jacobian_operator(fh.TwoLayerNet.random(4, 3, rng=0),
+        ...                      fh.gaussian_inputs(6, 4, rng=1)).n_samples
+        6
+        """
+        return self._features.n_samples
+
+    def _matmat(self, V):
+        return _real_linear_map(lambda W: jvp(self._features, W)[0].reshape(self.shape[0], -1),
+                                V, self.dtype)
+
+    def _adjoint(self):
+        return _JacobianTranspose(self)
+
+    def __repr__(self):
+        return (f"JacobianOperator(P={self.n_samples}, n_out={self.net.n_out}, "
+                f"D={self.shape[1]}, activation={self.net.activation.name!r}, "
+                f"dtype={self.dtype})")
+
+
+class _JacobianTranspose(LinearOperator):
+    """J^T (D x P No) of a :class:`JacobianOperator`; its adjoint is the operator itself."""
+
+    def __init__(self, jac: JacobianOperator):
+        self._jac = jac
+        super().__init__(dtype=jac.dtype, shape=(jac.shape[1], jac.shape[0]))
+
+    def _matmat(self, U):
+        f, n_out = self._jac._features, self._jac.net.n_out
+        return _real_linear_map(
+            lambda W: vjp(f, W.reshape(f.n_samples, n_out, -1)), U, self.dtype)
+
+    def _adjoint(self):
+        return self._jac
+
+    def __repr__(self):
+        return f"<transpose of {self._jac!r}>"
+
+
+def _real_linear_map(apply, V, dtype):
+    """``apply`` (a real linear map of (n, m) blocks) on V; complex V part by part."""
+    V = np.asarray(V)
+    if V.dtype.kind == "c":
+        # the map is real: real and imaginary parts are mapped separately
+        return (apply(np.ascontiguousarray(V.real, dtype=dtype))
+                + 1j * apply(np.ascontiguousarray(V.imag, dtype=dtype)))
+    if V.dtype.kind not in "biuf":
+        raise TypeError(f"V must hold numbers, got dtype {V.dtype}")
+    return apply(np.ascontiguousarray(V, dtype=dtype))
+
+
+def jacobian_operator(net, X, dtype=None) -> JacobianOperator:
+    """Return the Jacobian as a matrix-free :class:`scipy.sparse.linalg.LinearOperator`.
+
+    ``op.matvec(v)`` = J v (length P * n_out, rows (mu, k) mu-major) and
+    ``op.rmatvec(u)`` = J^T u (length D), the Jacobian-vector and vector-Jacobian
+    products of jax and curvlinops, without forming J (see :func:`jacobian` for
+    its layout). X is copied: the operator answers for the data it was built from.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The network.
+    X : array_like, shape (P, n_in)
+        Inputs, one sample per row (integers are upcast to float64).
+        :data:`fasthess.POPULATION` is refused: a population has no finite Jacobian.
+    dtype : float32 or float64, optional
+        Working precision; default the network's dtype.
+
+    Returns
+    -------
+    JacobianOperator
+        A (P * n_out, D) LinearOperator; ``.T`` is J^T. Memory O(P (Ni + Nh)),
+        each product O(P D) per column; complex operands give the complex product.
+
+    Raises
+    ------
+    ValueError
+        For ``X = fasthess.POPULATION``, or factors that overflow the dtype.
+
+    See Also
+    --------
+    jacobian : The explicit matrix.
+    hessian_operator : H as a LinearOperator.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0); X = fh.gaussian_inputs(5, 4, rng=1)
+    >>> op = fh.jacobian_operator(net, X)
+    >>> op.shape
+    (10, 18)
+    >>> v = np.ones(18); u = np.ones(10)
+    >>> J = fh.jacobian(net, X)
+    >>> bool(np.allclose(op @ v, J @ v) and np.allclose(op.rmatvec(u), J.T @ u))
+    True
+    """
+    point = _jacobian_point(net, X, dtype, copy=True)
+    f = features(point, second_order=False)
+    return JacobianOperator(f, net)

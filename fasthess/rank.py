@@ -13,7 +13,9 @@ __all__ = ["numerical_rank", "RankResult"]
 
 @dataclass(frozen=True, eq=False)
 class RankResult:
-    """A numerical rank with its tolerance and the gap that supports it.
+    """The result of :func:`numerical_rank`: a rank, its tolerance and the gap that supports it.
+
+    ``int(r)`` and ``operator.index(r)`` give the rank; ``r == 7`` compares the rank.
 
     Attributes
     ----------
@@ -22,19 +24,50 @@ class RankResult:
     tolerance : float
         ``rtol * max|lambda|``.
     rtol : float
+        The relative tolerance used.
     gap_decades : float
         log10(smallest kept |lambda| / largest dropped |lambda|): how many decades
         separate "nonzero" from "zero". ``inf`` when nothing is dropped or every dropped
         eigenvalue is exactly 0; ``nan`` when nothing is kept (all eigenvalues are 0).
         Trust a rank only with a wide gap (> 8 decades, THEORY.md c).
+    n_eigenvalues : int or None
+        How many eigenvalues were examined (None if unknown).
 
-    ``int(r)`` and ``operator.index(r)`` give the rank; ``r == 7`` compares the rank.
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> r = fh.numerical_rank([1e-17, 0.5, 2.0])
+    >>> r
+    RankResult(rank=2 of 3, tolerance=1.33e-15, gap=16.7 decades)
+    >>> int(r), r == 2, r.gap_summary
+    (2, True, 'gap 16.7 decades')
+    >>> fh.numerical_rank([0.5, 2.0]).gap_summary
+    'full rank: no gap'
     """
 
     rank: int
     tolerance: float
     rtol: float
     gap_decades: float
+    n_eigenvalues: int | None = None
+
+    @property
+    def gap_summary(self) -> str:
+        """The gap in words, e.g. ``'gap 12.3 decades'`` or ``'full rank: no gap'``.
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> fh.numerical_rank([0.0, 0.0, 1.0]).gap_summary
+        'the dropped eigenvalues are exactly 0: no gap'
+        """
+        if math.isnan(self.gap_decades):
+            return "all eigenvalues are 0: no gap"
+        if math.isinf(self.gap_decades):
+            if self.n_eigenvalues is None or self.rank == self.n_eigenvalues:
+                return "full rank: no gap"
+            return "the dropped eigenvalues are exactly 0: no gap"
+        return f"gap {self.gap_decades:.1f} decades"
 
     def __int__(self):
         return self.rank
@@ -53,18 +86,25 @@ class RankResult:
     def __hash__(self):
         return hash(self.rank)
 
+    def __repr__(self):
+        of = "" if self.n_eigenvalues is None else f" of {self.n_eigenvalues}"
+        gap = (f"gap={self.gap_decades:.1f} decades" if math.isfinite(self.gap_decades)
+               else self.gap_summary)
+        return f"RankResult(rank={self.rank}{of}, tolerance={self.tolerance:.3g}, {gap})"
+
 
 def numerical_rank(eigenvalues, rtol=None) -> RankResult:
-    """Number of eigenvalues that are nonzero to working precision, with the gap.
+    """Count the eigenvalues that are nonzero to working precision, with the gap.
 
     Like :func:`numpy.linalg.matrix_rank`: an eigenvalue counts when
     ``|lambda| > tolerance = rtol * max|lambda|``.
 
     Parameters
     ----------
-    eigenvalues : array (n,) or Spectrum
-    rtol : float >= 0 or None
-        Default n * eps of the eigenvalues' dtype (n = D for a full spectrum). For a
+    eigenvalues : array_like, shape (n,), or Spectrum
+        The spectrum, e.g. from :func:`fasthess.eigenvalues`.
+    rtol : float, optional
+        Relative tolerance, >= 0. Default n * eps of the eigenvalues' dtype (n = D for a full spectrum). For a
         :class:`Spectrum` from method "svd" the default is (n * eps)^2: there the
         error is eps * s_max on each singular value s, i.e. eps^2 * lambda_max on the
         eigenvalue scale (the matrix_rank rule applied to J).
@@ -92,8 +132,8 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
     Examples
     --------
     >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 5, activation="linear", seed=0)
-    >>> r = fh.numerical_rank(fh.eigenvalues(net, fh.gaussian_inputs(100, 4, seed=1)))
+    >>> net = fh.TwoLayerNet.random(4, 5, activation="linear", rng=0)
+    >>> r = fh.numerical_rank(fh.eigenvalues(net, fh.gaussian_inputs(100, 4, rng=1)))
     >>> int(r), bool(r.gap_decades > 8)       # No * Ni = 4 of D = 25
     (4, True)
     """
@@ -121,4 +161,4 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
     else:
         small, big = float(a[kept].min()), float(a[~kept].max())
         gap = math.inf if big == 0.0 else math.log10(small / big)
-    return RankResult(rank, tol, rtol, gap)
+    return RankResult(rank, tol, rtol, gap, n)

@@ -17,7 +17,7 @@ __all__ = ["spectral_density", "SpectralDensity", "lanczos_block"]
 
 @dataclass(frozen=True, eq=False)
 class SpectralDensity:
-    """Stochastic Lanczos quadrature estimate of the eigenvalue density of H.
+    """The result of :func:`spectral_density`: an SLQ estimate of the density of H.
 
     Attributes
     ----------
@@ -37,7 +37,18 @@ class SpectralDensity:
         its Krylov space became invariant early).
     sigma : float
         Standard deviation of the Gaussian smoothing.
-    n_probes, n_steps : int
+    n_probes : int
+        Number of probes.
+    n_steps : int
+        Lanczos steps per probe (at most D).
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(30, 4, rng=1)
+    >>> sd = fh.spectral_density(net, X, n_probes=3, n_steps=5, rng=0)
+    >>> round(float(sd.weights.sum()), 12), sd.nodes.shape, sd.n_steps
+    (1.0, (15,), 5)
     """
 
     grid: np.ndarray
@@ -49,10 +60,16 @@ class SpectralDensity:
     n_probes: int
     n_steps: int
 
+    def __repr__(self):
+        # the arrays are summarised: the grid alone has thousands of points
+        return (f"SpectralDensity(n_probes={self.n_probes}, n_steps={self.n_steps}, "
+                f"nodes={self.nodes.size}, sigma={self.sigma:.4g}, "
+                f"grid=[{self.grid[0]:.4g}, {self.grid[-1]:.4g}] ({self.grid.size} points))")
 
-def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, grid=None,
+
+def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, grid=None,
                      sigma=None, operator=None) -> SpectralDensity:
-    """Eigenvalue density of H by stochastic Lanczos quadrature, matrix-free.
+    """Estimate the eigenvalue density of H by stochastic Lanczos quadrature, matrix-free.
 
     For each Rademacher probe z (|z|^2 = D), ``n_steps`` Lanczos steps with full
     reorthogonalisation on H and z / sqrt(D) give a tridiagonal T; its eigenvalues
@@ -64,15 +81,23 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
 
     Parameters
     ----------
-    net, X, teacher
-        As in :func:`eigenvalues` (any point).
-    n_probes : int >= 1
-    n_steps : int >= 1
-        Lanczos steps per probe (capped at D). A probe stops early when its Krylov
-        space is invariant.
-    seed : int, numpy Generator or None
-        For the probes (None means 0).
-    grid : array or None
+    net : TwoLayerNet
+        The student, the point where H is taken.
+    X : array_like, shape (P, n_in)
+        Inputs (integers are upcast to float64); not used (may be None) with
+        ``operator``.
+    teacher : TwoLayerNet or None, default None
+        None (or ``net``) for the optimum; otherwise the full Hessian.
+    n_probes : int, default 20
+        Number of Rademacher probes, >= 1.
+    n_steps : int, default 60
+        Lanczos steps per probe, >= 1 (capped at D). A probe stops early when its
+        Krylov space is invariant.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the probes (SPEC 7): None draws fresh entropy (a different
+        estimate on every call), an int seeds a new Generator (the same probes
+        every time), a Generator is used as is.
+    grid : array_like, optional
         Where to evaluate the density. Default: from min(nodes) - 6 sigma to
         max(nodes) + 6 sigma, spacing sigma / 5.
     sigma : float or None
@@ -83,7 +108,7 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
         ``fasthess.distributed.hessian_operator(net, X, client=...)`` to run them on
         a Dask cluster. ``X`` is then not used (it may be None), ``teacher`` must be
         None (or ``net``), and the Lanczos vectors take the operator's dtype. Same
-        seed, same probes: the result differs from the local one only by the
+        int ``rng``, same probes: the result differs from the local one only by the
         round-off of the products.
 
     Returns
@@ -92,13 +117,19 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
         ``.grid``, ``.density``, flattened ``.nodes`` / ``.weights`` (sum 1) /
         ``.probe``, ``.sigma``.
 
+    See Also
+    --------
+    eigenvalues : The exact spectrum, when D x D fits.
+
     Examples
     --------
     >>> import numpy as np, fasthess as fh
-    >>> net = fh.TwoLayerNet.random(6, 5, seed=0); X = fh.gaussian_inputs(80, 6, seed=1)
-    >>> sd = fh.spectral_density(net, X, n_probes=4, n_steps=20)
+    >>> net = fh.TwoLayerNet.random(6, 5, rng=0); X = fh.gaussian_inputs(80, 6, rng=1)
+    >>> sd = fh.spectral_density(net, X, n_probes=4, n_steps=20, rng=0)
     >>> round(float(np.trapezoid(sd.density, sd.grid)), 6)
     1.0
+    >>> sd                                                  # doctest: +ELLIPSIS
+    SpectralDensity(n_probes=4, n_steps=20, nodes=80, sigma=..., grid=[...] (... points))
     """
     n_probes = check_int(n_probes, "n_probes", minimum=1)
     n_steps = check_int(n_steps, "n_steps", minimum=1)
@@ -106,7 +137,7 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
         sigma = check_real(sigma, "sigma", positive=True)
     if grid is not None:
         grid = check_float_array(grid, "grid", ndim=1).astype(np.float64)
-    rng = check_rng(seed)
+    generator = check_rng(rng)
     op = products_operator(net, X, teacher, operator)
     matmat, dt = op.matmat, np.dtype(op.dtype)
     d = net.n_params
@@ -121,7 +152,7 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, seed=None, g
     nodes, weights, probe = [], [], []
     for start in range(0, n_probes, batch):
         b = min(batch, n_probes - start)
-        Z = rademacher(rng, (d, b), dt)
+        Z = rademacher(generator, (d, b), dt)
         alphas, betas, lengths = lanczos_block(matmat, Z / math.sqrt(d), m)
         for p in range(b):
             theta, tau = _gauss_rule(alphas[:lengths[p], p], betas[:lengths[p] - 1, p])

@@ -25,13 +25,14 @@ import numpy as np
 from . import _config
 from ._features import MATRIX_FREE_HINT, check_point, dense_bytes, features
 from ._resources import check_fits
-from ._validation import check_bool, check_choice, check_int, check_real, check_rng
+from ._validation import (check_bool, check_choice, check_float_array, check_int,
+                          check_real, check_rng)
 from .assembly import assemble_hessian, assemble_ntk, ntk_overhead, ntk_size
 from .operators import products_operator
 from .products import jacobian_from_features
 from .rank import numerical_rank
 
-__all__ = ["eigenvalues", "Spectrum", "METHODS", "eigsh", "smallest_nonzero"]
+__all__ = ["eigenvalues", "Spectrum", "METHODS", "WHICH", "eigsh", "smallest_nonzero"]
 
 #: Routes accepted by :func:`eigenvalues` (``"auto"`` picks one of the others).
 METHODS = ("auto", "dense", "ntk", "linear", "svd")
@@ -179,7 +180,7 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
     Examples
     --------
     >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 3, seed=0); X = fh.gaussian_inputs(6, 4, seed=1)
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(6, 4, rng=1)
     >>> s = fh.eigenvalues(net, X)           # P*No = 6 < D = 15: the NTK side
     >>> s.method, len(s)
     ('ntk', 15)
@@ -267,28 +268,55 @@ def _singular_values(J):
 
 
 # ---------------------------------------------------------------------- a few eigenvalues
-_WHICH = ("LA", "SA", "LM")
+#: ``which`` values of :func:`eigsh`: those of :func:`scipy.sparse.linalg.eigsh`.
+WHICH = ("LM", "SM", "LA", "SA", "BE")
 
 
-def eigsh(net, X, k=6, which="LA", teacher=None, tol=0, return_eigenvectors=False,
-          seed=None, operator=None):
-    """A few extreme eigenvalues, matrix-free (ARPACK on :func:`fasthess.hessian_operator`).
+def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
+          return_eigenvectors=True, teacher=None, rng=None, operator=None):
+    """Find k eigenvalues and eigenvectors of the Hessian, matrix-free (ARPACK).
 
-    Memory O(P (Ni + Nh) + D k); each product costs O(P D).
+    :func:`scipy.sparse.linalg.eigsh` on :func:`fasthess.hessian_operator`, with
+    SciPy's names and defaults for ``k``, ``which``, ``v0``, ``ncv``, ``maxiter``,
+    ``tol`` and ``return_eigenvectors`` (see
+    https://docs.scipy.org/doc/scipy/reference/generated/scipy.sparse.linalg.eigsh.html).
+    The Hessian is never formed: memory O(P (Ni + Nh) + D ncv), each product
+    O(P D). SciPy's ``M``, ``sigma``, ``Minv``, ``OPinv`` and ``mode`` (generalised
+    and shift-invert problems) need solves with H and are not offered.
 
     Parameters
     ----------
-    net, X, teacher
-        As in :func:`eigenvalues`; away from the optimum the full Hessian is used.
-    k : int
-        How many, 1 <= k < D.
-    which : {"LA", "SA", "LM"}
-        Largest algebraic, smallest algebraic, largest magnitude.
-    tol : float
-        ARPACK relative accuracy; 0 means machine precision.
-    return_eigenvectors : bool
-    seed : int, numpy Generator or None
-        Seeds the starting vector v0 (None means 0), so results are reproducible.
+    net : TwoLayerNet
+        The student, the point where H is taken.
+    X : array_like, shape (P, n_in)
+        Inputs (integers are upcast to float64); not used (may be None) with
+        ``operator``.
+    k : int, default 6
+        How many eigenpairs, 1 <= k < D.
+    which : {"LM", "SM", "LA", "SA", "BE"}, default "LM"
+        As in SciPy: largest / smallest magnitude, largest / smallest algebraic,
+        or half from each end. At the optimum H is positive semi-definite, so
+        "LM" and "LA" select the same eigenvalues. "SM" converges slowly when H
+        is singular (every optimum with fewer effective parameters than D).
+    v0 : array_like, shape (D,), optional
+        Starting vector of the iteration. Default: drawn from ``rng`` (standard
+        normal), so an int ``rng`` makes the result reproducible.
+    ncv : int, optional
+        Number of Lanczos vectors, k < ncv <= D; SciPy's default
+        min(D, max(2 k + 1, 20)).
+    maxiter : int, optional
+        Maximum number of Arnoldi update iterations, >= 1; SciPy's default 10 D.
+    tol : float, default 0
+        Relative accuracy of the eigenvalues; 0 means machine precision.
+    return_eigenvectors : bool, default True
+        Return the eigenvectors too, as SciPy does.
+    teacher : TwoLayerNet or None, default None
+        None (or ``net``) for the optimum; otherwise the full Hessian with its
+        residual term.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the default ``v0`` (SPEC 7): None draws fresh entropy, an int
+        seeds a new Generator, a Generator is used as is. Not used when ``v0`` is
+        given.
     operator : scipy.sparse.linalg.LinearOperator, optional
         The Hessian of ``net`` as a (D, D) operator to use instead of building
         :func:`fasthess.hessian_operator` here; pass
@@ -298,44 +326,76 @@ def eigsh(net, X, k=6, which="LA", teacher=None, tol=0, return_eigenvectors=Fals
 
     Returns
     -------
-    ndarray (k,) ascending, or (values, vectors) with vectors (D, k) in the same order.
+    w : ndarray, shape (k,)
+        The eigenvalues, ascending (as SciPy returns them).
+    v : ndarray, shape (D, k)
+        The unit eigenvectors, ``v[:, i]`` that of ``w[i]``; only when
+        ``return_eigenvectors`` is True.
 
     Raises
     ------
     ValueError
-        ``k`` not in [1, D), an unknown ``which``, or an ``operator`` not of shape
-        (D, D) or not real (float32/float64).
+        ``k`` not in [1, D), an unknown ``which``, ``ncv`` not in (k, D], ``v0``
+        not of length D or zero, or an ``operator`` not of shape (D, D) or not
+        real (float32/float64).
     TypeError
-        ``operator`` not a LinearOperator.
+        ``operator`` not a LinearOperator, or an argument of the wrong type.
+    scipy.sparse.linalg.ArpackNoConvergence
+        When ARPACK does not converge within ``maxiter`` (as in SciPy; the
+        exception carries the converged eigenpairs).
+
+    See Also
+    --------
+    eigenvalues : All D eigenvalues by an exact dense route.
+    smallest_nonzero : The nonzero eigenvalues closest to zero.
 
     Examples
     --------
-    >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(5, 4, seed=0); X = fh.gaussian_inputs(60, 5, seed=1)
-    >>> top = fh.eigsh(net, X, k=2)
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(5, 4, rng=0); X = fh.gaussian_inputs(60, 5, rng=1)
+    >>> w, v = fh.eigsh(net, X, k=2, rng=0)
+    >>> w.shape, v.shape
+    ((2,), (24, 2))
     >>> full = fh.eigenvalues(net, X, method="dense")
-    >>> bool(abs(top[-1] - full[-1]) < 1e-10 * full[-1])
+    >>> bool(abs(w[-1] - full[-1]) < 1e-10 * full[-1])
     True
+    >>> H = fh.hessian(net, X)
+    >>> bool(np.allclose(H @ v, v * w, atol=1e-8 * w[-1]))
+    True
+    >>> fh.eigsh(net, X, k=2, which="LA", return_eigenvectors=False, rng=0).shape
+    (2,)
     """
     import scipy.sparse.linalg
 
     k = check_int(k, "k", minimum=1)
-    check_choice(which, "which", _WHICH)
+    check_choice(which, "which", WHICH)
     tol = check_real(tol, "tol", nonnegative=True)
     return_eigenvectors = check_bool(return_eigenvectors, "return_eigenvectors")
-    rng = check_rng(seed)
+    if maxiter is not None:
+        maxiter = check_int(maxiter, "maxiter", minimum=1)
     op = products_operator(net, X, teacher, operator)
     d = net.n_params
     if k >= d:
         raise ValueError(f"k must be < D = {d} for the iterative solver, got k = {k}; "
                          f"for all eigenvalues use fasthess.eigenvalues(net, X)")
-    v0 = rng.standard_normal(d).astype(op.dtype)
-    vals, vecs = scipy.sparse.linalg.eigsh(op, k=k, which=which, tol=tol, v0=v0,
-                                           return_eigenvectors=True)
+    if ncv is not None:
+        ncv = check_int(ncv, "ncv", minimum=k + 1, maximum=d)
+    if v0 is None:
+        v0 = check_rng(rng).standard_normal(d).astype(op.dtype)
+    else:
+        v0 = check_float_array(v0, "v0", ndim=1, dtype=op.dtype)
+        if v0.size != d:
+            raise ValueError(f"v0 must have length D = {d} (net.n_params), got {v0.size}")
+        if not np.any(v0):
+            raise ValueError("v0 is the zero vector; ARPACK needs a nonzero starting vector "
+                             "(or leave v0=None to draw one from rng)")
+    result = scipy.sparse.linalg.eigsh(op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter,
+                                       tol=tol, return_eigenvectors=return_eigenvectors)
+    if not return_eigenvectors:
+        return np.sort(result)
+    vals, vecs = result
     order = np.argsort(vals)
-    if return_eigenvectors:
-        return vals[order], vecs[:, order]
-    return vals[order]
+    return vals[order], vecs[:, order]
 
 
 def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto"):
@@ -377,8 +437,8 @@ def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto"):
     Examples
     --------
     >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 4, activation="quadratic", seed=0)
-    >>> X = fh.gaussian_inputs(100, 4, seed=1)
+    >>> net = fh.TwoLayerNet.random(4, 4, activation="quadratic", rng=0)
+    >>> X = fh.gaussian_inputs(100, 4, rng=1)
     >>> fh.smallest_nonzero(net, X, k=2).shape    # rank 14 of D = 20: 6 zeros skipped
     (2,)
     """

@@ -428,9 +428,9 @@ class _Problem:
         data_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
         self.net = TwoLayerNet.random(config["n_in"], config["n_hidden"], config["n_out"],
                                       activation=_build_activation(config["activation"]),
-                                      seed=teacher_rng)
+                                      rng=teacher_rng)
         self.n_samples = resolve_n_samples(config["n_samples"], self.net.n_params)
-        self.X = gaussian_inputs(self.n_samples, config["n_in"], seed=data_rng)
+        self.X = gaussian_inputs(self.n_samples, config["n_in"], rng=data_rng)
         self._eigenvalues = None
 
     def seed_for(self, name: str) -> int:
@@ -475,7 +475,7 @@ def _measure_density(p: _Problem):
 
     c = p.config
     r = spectral_density(p.net, p.X, n_probes=c["n_probes"], n_steps=c["n_steps"],
-                         seed=p.seed_for("density"))
+                         rng=p.seed_for("density"))
     return {}, {"density_grid": r.grid, "density": r.density, "density_nodes": r.nodes,
                 "density_weights": r.weights}
 
@@ -484,8 +484,8 @@ def _measure_dynamics(p: _Problem):
     from .dynamics import gradient_descent, perturb
 
     c = p.config
-    student = perturb(p.net, c["perturbation"], seed=p.seed_for("dynamics"))
-    r = gradient_descent(student, p.net, p.X, c["lr"], c["steps"])
+    student = perturb(p.net, c["perturbation"], rng=p.seed_for("dynamics"))
+    r = gradient_descent(student, p.X, c["lr"], c["steps"], teacher=p.net)
     return ({"diverged": bool(r.diverged), "final_loss": float(r.loss[-1])},
             {"dynamics_loss": r.loss, "dynamics_steps": r.steps})
 

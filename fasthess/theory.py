@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import _config
-from ._validation import check_int, check_real
+from ._validation import check_int, check_real, check_rng
 from .activations import get_activation
 from .network import TwoLayerNet
 
@@ -223,7 +223,7 @@ def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) ->
             return min(rank, cap)
 
     if n_params <= _config.FALLBACK_MAX_PARAMS:
-        return exact_rank(act, n_in, n_hidden, n_out, n_samples, seed=_config.FALLBACK_SEED)
+        return exact_rank(act, n_in, n_hidden, n_out, n_samples, rng=_config.FALLBACK_SEED)
     if 0 in powers:
         raise ValueError(
             f"activation: {act.name!r} has a constant term, for which there is no closed "
@@ -251,7 +251,7 @@ def _to_field(c, prime):
     return value
 
 
-def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, seed=None) -> int:
+def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, rng=None) -> int:
     """Generic rank of the Jacobian, computed exactly over the finite field F_p.
 
     All weights and inputs are drawn uniformly from F_p, p = 2^31 - 1, and the
@@ -276,8 +276,10 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, seed=None) -
         (P = min(D, B) + 2, where B bounds the rank; P generic points separate
         any space of functions of dimension <= P). A larger P cannot change the
         rank and is computed as min(D, B) + 2.
-    seed : int, numpy Generator or None
-        For the random field elements.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the random field elements (SPEC 7): None draws fresh entropy,
+        an int seeds a new Generator, a Generator is used as is. The rank is the
+        generic one with probability >= 1 - 2e-5 whatever the draw.
 
     Returns
     -------
@@ -294,9 +296,9 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, seed=None) -
     --------
     >>> from fasthess import Polynomial
     >>> from fasthess.theory import exact_rank
-    >>> exact_rank(Polynomial([0, 0, 1]), 4, 2, seed=0)   # r Ni - r(r-1)/2, r = 2
+    >>> exact_rank(Polynomial([0, 0, 1]), 4, 2, rng=0)   # r Ni - r(r-1)/2, r = 2
     7
-    >>> exact_rank("linear", 6, 2, n_out=3, seed=0)      # 18 - (3-2)(6-2)
+    >>> exact_rank("linear", 6, 2, n_out=3, rng=0)      # 18 - (3-2)(6-2)
     14
     """
     from ._kernels.modp import PRIME, jacobian_rank_modp
@@ -323,7 +325,7 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, seed=None) -
     n_samples = bound + 2 if n_samples is None else min(n_samples, bound + 2)
     max_rank = min(bound, n_samples * n_out)
 
-    rng = np.random.default_rng(seed)
+    rng = check_rng(rng)
     w1 = rng.integers(0, PRIME, size=(n_hidden, n_in), dtype=np.int64)
     w2 = rng.integers(0, PRIME, size=(n_out, n_hidden), dtype=np.int64)
     X = rng.integers(0, PRIME, size=(n_samples, n_in), dtype=np.int64)

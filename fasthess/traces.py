@@ -16,14 +16,19 @@ __all__ = ["trace"]
 _TRACE_METHODS = ("exact", "hutchinson")
 
 
-def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
+def trace(net, X, teacher=None, method="exact", n_probes=100, rng=None,
           return_stderr=False, operator=None):
-    """Trace of the Hessian, without forming it.
+    """Compute the trace of the Hessian without forming it.
 
     Parameters
     ----------
-    net, X, teacher
-        As in :func:`eigenvalues` (any point).
+    net : TwoLayerNet
+        The student, the point where H is taken.
+    X : array_like, shape (P, n_in)
+        Inputs (integers are upcast to float64); not used (may be None) with
+        ``operator``.
+    teacher : TwoLayerNet or None, default None
+        None (or ``net``) for the optimum; otherwise the full Hessian.
     method : {"exact", "hutchinson"}
         "exact": the closed-form diagonal (THEORY.md a), O(P (Ni + No Nh)):
 
@@ -32,11 +37,13 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
 
         (the G'' term is the residual part, absent at the optimum).
         "hutchinson": mean of z^T H z over Rademacher probes z, matrix-free.
-    n_probes : int >= 2
-        Hutchinson probes.
-    seed : int, numpy Generator or None
-        For the probes (None means 0).
-    return_stderr : bool
+    n_probes : int, default 100
+        Hutchinson probes, >= 2.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the Hutchinson probes (SPEC 7): None draws fresh entropy, an int
+        seeds a new Generator (the same estimate every time), a Generator is used
+        as is. Not used by "exact".
+    return_stderr : bool, default False
         Also return the standard error (0.0 for "exact").
     operator : scipy.sparse.linalg.LinearOperator, optional
         Only with method "hutchinson": the Hessian of ``net`` as a (D, D) operator
@@ -46,7 +53,8 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
 
     Returns
     -------
-    float, or (float, float) with the standard error.
+    float or tuple of float
+        The trace, or (trace, standard error) with ``return_stderr``.
 
     Raises
     ------
@@ -57,8 +65,11 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
     Examples
     --------
     >>> import numpy as np, fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 3, seed=0); X = fh.gaussian_inputs(30, 4, seed=1)
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(30, 4, rng=1)
     >>> bool(np.isclose(fh.trace(net, X), np.trace(fh.hessian(net, X))))
+    True
+    >>> est, err = fh.trace(net, X, method="hutchinson", rng=0, return_stderr=True)
+    >>> bool(abs(est - fh.trace(net, X)) < 5 * err)
     True
     """
     check_choice(method, "method", _TRACE_METHODS)
@@ -82,14 +93,14 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, seed=None,
         value = float((xx @ coef).sum() + net.n_out * np.sum(f.A * f.A)) / f.n_samples
         return (value, 0.0) if return_stderr else value
     n_probes = check_int(n_probes, "n_probes", minimum=2)
-    rng = check_rng(seed)
+    generator = check_rng(rng)
     op = products_operator(net, X, teacher, operator)
     matmat, dt = op.matmat, np.dtype(op.dtype)
     d = net.n_params
     samples = np.empty(n_probes)
     for s in range(0, n_probes, _config.HUTCHINSON_BATCH):
         b = min(_config.HUTCHINSON_BATCH, n_probes - s)
-        Z = rademacher(rng, (d, b), dt)
+        Z = rademacher(generator, (d, b), dt)
         samples[s:s + b] = np.einsum("dp,dp->p", Z, matmat(Z))
     value = float(samples.mean())
     stderr = float(samples.std(ddof=1) / math.sqrt(n_probes))

@@ -47,8 +47,8 @@ def test_core_works_with_dask_blocked(tmp_path):
         import fasthess as fh
         from fasthess import sweeps
         from fasthess.distributed import hessian_operator
-        net = fh.TwoLayerNet.random(3, 2, seed=0)
-        X = fh.gaussian_inputs(10, 3, seed=1)
+        net = fh.TwoLayerNet.random(3, 2, rng=0)
+        X = fh.gaussian_inputs(10, 3, rng=1)
         assert fh.hessian(net, X).shape == (8, 8)
         rec = sweeps.run_config({{"activation": "erf", "n": 2}}, "rank")
         assert rec["status"] == "ok", rec["traceback"]
@@ -84,9 +84,9 @@ def client():
 @pytest.mark.parametrize("at_optimum", [True, False], ids=["optimum", "off_optimum"])
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_agrees_with_local_operator(client, activation, n_shards, at_optimum, n_out):
-    teacher = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, seed=1)
+    teacher = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, rng=1)
     net = teacher if at_optimum else perturbed(teacher, 0.3, seed=2)
-    X = fh.gaussian_inputs(53, 5, seed=3)  # 53 is prime: shards of unequal size
+    X = fh.gaussian_inputs(53, 5, rng=3)  # 53 is prime: shards of unequal size
     local = fh.hessian_operator(net, X, teacher=teacher)
     with hessian_operator(net, X, client=client, n_shards=n_shards, teacher=teacher) as op:
         assert isinstance(op, scipy.sparse.linalg.LinearOperator)
@@ -101,8 +101,8 @@ def test_agrees_with_local_operator(client, activation, n_shards, at_optimum, n_
 
 
 def test_products_are_deterministic(client):
-    net = fh.TwoLayerNet.random(6, 5, seed=0)
-    X = fh.gaussian_inputs(97, 6, seed=1)
+    net = fh.TwoLayerNet.random(6, 5, rng=0)
+    X = fh.gaussian_inputs(97, 6, rng=1)
     v = np.random.default_rng(2).standard_normal(net.n_params)
     with hessian_operator(net, X, client=client, n_shards=5) as op:
         first = op @ v
@@ -114,16 +114,16 @@ def test_large_vectors_are_scattered(client, monkeypatch):
     from fasthess import _config
 
     monkeypatch.setattr(_config, "SCATTER_BYTES", 0)  # every block takes the scatter path
-    net = fh.TwoLayerNet.random(4, 3, seed=0)
-    X = fh.gaussian_inputs(30, 4, seed=1)
+    net = fh.TwoLayerNet.random(4, 3, rng=0)
+    X = fh.gaussian_inputs(30, 4, rng=1)
     V = np.random.default_rng(2).standard_normal((net.n_params, 2))
     with hessian_operator(net, X, client=client, n_shards=2) as op:
         assert rel_err(op @ V, fh.hessian_operator(net, X) @ V) < RTOL_EXACT
 
 
 def test_eigsh_on_the_distributed_operator(client):
-    net = fh.TwoLayerNet.random(6, 5, activation="tanh", seed=0)
-    X = fh.gaussian_inputs(2 * net.n_params, 6, seed=1)
+    net = fh.TwoLayerNet.random(6, 5, activation="tanh", rng=0)
+    X = fh.gaussian_inputs(2 * net.n_params, 6, rng=1)
     full = np.linalg.eigvalsh(fh.hessian(net, X))
     v0 = np.random.default_rng(0).standard_normal(net.n_params)
     with hessian_operator(net, X, client=client) as op:
@@ -132,35 +132,35 @@ def test_eigsh_on_the_distributed_operator(client):
 
 
 def test_spectrum_routines_take_the_distributed_operator(client):
-    net = fh.TwoLayerNet.random(6, 5, activation="tanh", seed=0)
-    X = fh.gaussian_inputs(2 * net.n_params, 6, seed=1)
+    net = fh.TwoLayerNet.random(6, 5, activation="tanh", rng=0)
+    X = fh.gaussian_inputs(2 * net.n_params, 6, rng=1)
     full = np.linalg.eigvalsh(fh.hessian(net, X))
-    local = fh.spectral_density(net, X, n_probes=4, n_steps=15, seed=2)
+    local = fh.spectral_density(net, X, n_probes=4, n_steps=15, rng=2)
     with hessian_operator(net, X, client=client, n_shards=3) as op:
-        top = fh.eigsh(net, X, k=3, operator=op)
-        sd = fh.spectral_density(net, X, n_probes=4, n_steps=15, seed=2, operator=op)
-        hutchinson = fh.trace(net, X, method="hutchinson", n_probes=8, seed=3, operator=op)
+        top, _ = fh.eigsh(net, X, k=3, operator=op, rng=0)
+        sd = fh.spectral_density(net, X, n_probes=4, n_steps=15, rng=2, operator=op)
+        hutchinson = fh.trace(net, X, method="hutchinson", n_probes=8, rng=3, operator=op)
     np.testing.assert_allclose(top, full[-3:], rtol=1e-10)
     # same seed, same probes: only the shards' summation order differs from the local run
     np.testing.assert_array_equal(sd.probe, local.probe)
     assert rel_err(sd.nodes, local.nodes) < 1e-10
     assert np.max(np.abs(sd.weights - local.weights)) < 1e-10
     assert rel_err(sd.density, local.density) < 1e-8
-    local_trace = fh.trace(net, X, method="hutchinson", n_probes=8, seed=3)
+    local_trace = fh.trace(net, X, method="hutchinson", n_probes=8, rng=3)
     assert rel_err(hutchinson, local_trace) < 1e-10
 
 
 def test_default_client_is_used(client):
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = fh.gaussian_inputs(9, 3, seed=1)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = fh.gaussian_inputs(9, 3, rng=1)
     with hessian_operator(net, X) as op:  # the fixture's client is the default one
         assert op.client is client
         assert rel_err(op @ np.ones(8), fh.hessian(net, X) @ np.ones(8)) < RTOL_EXACT
 
 
 def test_closed_operator_refuses_products(client):
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
-    op = hessian_operator(net, fh.gaussian_inputs(9, 3, seed=1), client=client)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
+    op = hessian_operator(net, fh.gaussian_inputs(9, 3, rng=1), client=client)
     assert isinstance(op, DistributedHessianOperator)
     op.close()
     with pytest.raises(ValueError, match="closed"):
@@ -172,17 +172,17 @@ def test_closed_operator_refuses_products(client):
     ({"n_shards": 10}, ValueError, "n_shards must be <= the number of samples P = 9"),
     ({"n_shards": 2.0}, TypeError, "n_shards must be an integer"),
     ({"client": "tcp://127.0.0.1:8786"}, TypeError, "client must be a distributed.Client"),
-    ({"teacher": fh.TwoLayerNet.random(3, 3, seed=0)}, ValueError, "teacher has shape"),
+    ({"teacher": fh.TwoLayerNet.random(3, 3, rng=0)}, ValueError, "teacher has shape"),
 ])
 def test_bad_arguments(client, kwargs, error, match):
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
     kwargs.setdefault("client", client)
     with pytest.raises(error, match=match):
-        hessian_operator(net, fh.gaussian_inputs(9, 3, seed=1), **kwargs)
+        hessian_operator(net, fh.gaussian_inputs(9, 3, rng=1), **kwargs)
 
 
 def test_bad_inputs_raise_before_anything_is_scattered(client):
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
     with pytest.raises(ValueError, match="X must have shape"):
         hessian_operator(net, np.ones((9, 4)), client=client)
 
@@ -192,6 +192,6 @@ def test_no_client_running(monkeypatch):
         raise ValueError("No clients found")
 
     monkeypatch.setattr(distributed, "get_client", no_client)
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
     with pytest.raises(ValueError, match="client: no Dask client is running"):
-        hessian_operator(net, fh.gaussian_inputs(9, 3, seed=1))
+        hessian_operator(net, fh.gaussian_inputs(9, 3, rng=1))

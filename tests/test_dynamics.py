@@ -45,8 +45,8 @@ def rel_err(a, b):
 
 
 def setup_case(activation, n_in, n_hidden, n_out, seed):
-    teacher = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation=activation, seed=seed)
-    X = fh.gaussian_inputs(N_SAMPLES, n_in, seed=100 + seed)
+    teacher = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation=activation, rng=seed)
+    X = fh.gaussian_inputs(N_SAMPLES, n_in, rng=100 + seed)
     lam = np.linalg.eigvalsh(fh.hessian(teacher, X))
     return teacher, X, lam
 
@@ -84,11 +84,11 @@ def numpy_gd(student, teacher, X, lr, steps):
 @pytest.mark.parametrize("activation", ["linear", "quadratic", "erf", "tanh", "relu"])
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_first_step_is_theta_minus_lr_gradient(activation, n_out):
-    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=0)
-    student = perturb(teacher, 0.1, seed=1)
-    X = fh.gaussian_inputs(30, 4, seed=2)
+    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, rng=0)
+    student = perturb(teacher, 0.1, rng=1)
+    X = fh.gaussian_inputs(30, 4, rng=2)
     theta0 = student.parameters()
-    res = gradient_descent(student, teacher, X, lr=0.3, steps=1)
+    res = gradient_descent(student, X, lr=0.3, steps=1, teacher=teacher)
     expected = theta0 - 0.3 * fh.gradient(student, X, teacher)
     assert rel_err(res.student.parameters(), expected) < RTOL_EXACT
     assert np.array_equal(student.parameters(), theta0), "the student must not be modified"
@@ -98,10 +98,10 @@ def test_first_step_is_theta_minus_lr_gradient(activation, n_out):
 
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_loss_record_is_the_loss_of_the_students_it_passed(n_out):
-    teacher = fh.TwoLayerNet.random(3, 4, n_out=n_out, activation="erf", seed=3)
-    student = perturb(teacher, 0.2, seed=4)
-    X = fh.gaussian_inputs(25, 3, seed=5)
-    res = gradient_descent(student, teacher, X, lr=0.5, steps=7, record_every=3)
+    teacher = fh.TwoLayerNet.random(3, 4, n_out=n_out, activation="erf", rng=3)
+    student = perturb(teacher, 0.2, rng=4)
+    X = fh.gaussian_inputs(25, 3, rng=5)
+    res = gradient_descent(student, X, lr=0.5, steps=7, record_every=3, teacher=teacher)
     assert list(res.steps) == [0, 3, 6, 7]
     for t, L in zip(res.steps, res.loss):
         ref = numpy_gd(student, teacher, X, 0.5, int(t))
@@ -119,30 +119,31 @@ def test_loss_record_is_the_loss_of_the_students_it_passed(n_out):
     (3, 10, [0, 3]),
 ])
 def test_record_every_semantics(steps, record_every, expected):
-    teacher = fh.TwoLayerNet.random(2, 2, seed=0)
-    X = fh.gaussian_inputs(10, 2, seed=1)
-    res = gradient_descent(perturb(teacher, 0.1, seed=2), teacher, X, 0.1, steps, record_every)
+    teacher = fh.TwoLayerNet.random(2, 2, rng=0)
+    X = fh.gaussian_inputs(10, 2, rng=1)
+    res = gradient_descent(perturb(teacher, 0.1, rng=2), X, 0.1, steps, record_every,
+                           teacher=teacher)
     assert list(res.steps) == expected
     assert res.loss.shape == (len(expected),)
     assert not res.diverged and res.diverged_at is None
 
 
 def test_student_at_the_optimum_stays_there():
-    teacher = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = fh.gaussian_inputs(10, 3, seed=1)
-    res = gradient_descent(teacher, teacher, X, 0.5, 5)
+    teacher = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = fh.gaussian_inputs(10, 3, rng=1)
+    res = gradient_descent(teacher, X, 0.5, 5, teacher=teacher)
     assert np.all(res.loss == 0.0) and not res.diverged
     assert np.array_equal(res.student.parameters(), teacher.parameters())
 
 
 def test_custom_activation_matches_builtin(custom_tanh):
     custom = custom_tanh
-    teacher = fh.TwoLayerNet.random(3, 2, n_out=2, activation="tanh", seed=0)
-    student = perturb(teacher, 0.1, seed=1)
-    X = fh.gaussian_inputs(20, 3, seed=2)
-    ref = gradient_descent(student, teacher, X, 0.4, 20, record_every=4)
+    teacher = fh.TwoLayerNet.random(3, 2, n_out=2, activation="tanh", rng=0)
+    student = perturb(teacher, 0.1, rng=1)
+    X = fh.gaussian_inputs(20, 3, rng=2)
+    ref = gradient_descent(student, X, 0.4, 20, record_every=4, teacher=teacher)
     student_c = fh.TwoLayerNet(student.w1, student.w2, custom)
-    res = gradient_descent(student_c, teacher, X, 0.4, 20, record_every=4)
+    res = gradient_descent(student_c, X, 0.4, 20, record_every=4, teacher=teacher)
     assert res.student.activation is custom
     assert np.array_equal(res.steps, ref.steps)
     assert rel_err(res.loss, ref.loss) < RTOL_EXACT
@@ -150,12 +151,12 @@ def test_custom_activation_matches_builtin(custom_tanh):
 
 
 def test_float32_follows_float64():
-    teacher = fh.TwoLayerNet.random(3, 3, n_out=2, activation="erf", seed=0)
-    student = perturb(teacher, 0.1, seed=1)
-    X = fh.gaussian_inputs(40, 3, seed=2)
-    ref = gradient_descent(student, teacher, X, 0.5, 30, record_every=10)
-    res = gradient_descent(student.astype(np.float32), teacher.astype(np.float32),
-                           X.astype(np.float32), 0.5, 30, record_every=10)
+    teacher = fh.TwoLayerNet.random(3, 3, n_out=2, activation="erf", rng=0)
+    student = perturb(teacher, 0.1, rng=1)
+    X = fh.gaussian_inputs(40, 3, rng=2)
+    ref = gradient_descent(student, X, 0.5, 30, record_every=10, teacher=teacher)
+    res = gradient_descent(student.astype(np.float32), X.astype(np.float32), 0.5, 30,
+                           record_every=10, teacher=teacher.astype(np.float32))
     assert res.student.dtype == np.float32
     assert res.loss.dtype == np.float64
     assert rel_err(res.loss, ref.loss) < 1e-5  # 24-bit mantissa over 30 steps (seen 1e-7)
@@ -170,8 +171,8 @@ def test_whole_curve_matches_quadratic_model_full_rank(case, n_out, scale):
     teacher, X, lam = setup_case(name, n_in, n_hidden, n_out, seed)
     lr = 1.0 / lam[-1]
     steps = int(40 / abs(decay_rate(teacher, X, lr)))
-    student = perturb(teacher, scale, seed=seed + 1)
-    res = gradient_descent(student, teacher, X, lr, steps)
+    student = perturb(teacher, scale, rng=seed + 1)
+    res = gradient_descent(student, X, lr, steps, teacher=teacher)
     pred = predicted_loss(teacher, X, student, lr, steps)
     idx = window(res)
     assert idx.size > steps // 2, "the run should cover most of the decay"
@@ -187,7 +188,7 @@ def test_late_slope_matches_decay_rate(case, n_out):
     lr = 1.0 / lam[-1]
     rate = decay_rate(teacher, X, lr)
     steps = int(40 / abs(rate))
-    res = gradient_descent(perturb(teacher, 1e-4, seed=seed + 1), teacher, X, lr, steps)
+    res = gradient_descent(perturb(teacher, 1e-4, rng=seed + 1), X, lr, steps, teacher=teacher)
     assert not res.diverged
     assert late_slope(res) == pytest.approx(rate, rel=RTOL_SLOPE)
 
@@ -208,7 +209,7 @@ def test_slope_with_zero_modes(activation, n_in, n_hidden):
     nonzero = lam[lam > tol]
     assert rate == pytest.approx(2 * np.log(1 - lr * nonzero[0]), rel=1e-12)
     steps = min(int(40 / abs(rate)), 20000)
-    res = gradient_descent(perturb(teacher, 1e-4, seed=2), teacher, X, lr, steps)
+    res = gradient_descent(perturb(teacher, 1e-4, rng=2), X, lr, steps, teacher=teacher)
     assert late_slope(res) == pytest.approx(rate, rel=RTOL_SLOPE)
 
 
@@ -234,8 +235,8 @@ def test_decay_rate_is_positive_above_the_stability_edge():
 @pytest.mark.parametrize("lr_factor", [2.5, 1e4])
 def test_divergence_is_reported_with_finite_records(lr_factor):
     teacher, X, lam = setup_case("erf", 2, 2, 1, seed=6)
-    student = perturb(teacher, 1e-4, seed=7)
-    res = gradient_descent(student, teacher, X, lr_factor / lam[-1], 2000, record_every=7)
+    student = perturb(teacher, 1e-4, rng=7)
+    res = gradient_descent(student, X, lr_factor / lam[-1], 2000, record_every=7, teacher=teacher)
     assert res.diverged and res.diverged_at is not None
     assert 0 < res.diverged_at < 2000
     assert np.all(np.isfinite(res.loss)) and np.all(np.isfinite(res.student.parameters()))
@@ -248,26 +249,26 @@ def test_divergence_is_reported_with_finite_records(lr_factor):
 
 def test_stable_just_below_the_edge():
     teacher, X, lam = setup_case("erf", 2, 2, 1, seed=6)
-    res = gradient_descent(perturb(teacher, 1e-4, seed=7), teacher, X, 1.9 / lam[-1], 500)
+    res = gradient_descent(perturb(teacher, 1e-4, rng=7), X, 1.9 / lam[-1], 500, teacher=teacher)
     assert not res.diverged and res.loss[-1] < res.loss[0]
 
 
 # ---------------------------------------------------------------------- perturb, predicted_loss
 def test_perturb():
-    net = fh.TwoLayerNet.random(4, 3, n_out=2, seed=0)
-    a = perturb(net, 0.5, seed=1)
-    b = perturb(net, 0.5, seed=1)
+    net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0)
+    a = perturb(net, 0.5, rng=1)
+    b = perturb(net, 0.5, rng=1)
     assert np.array_equal(a.parameters(), b.parameters())
     assert a.shape == net.shape and a.activation == net.activation
     z = (a.parameters() - net.parameters()) / 0.5
     assert np.allclose(z, np.random.default_rng(1).standard_normal(net.n_params), rtol=1e-12)
     assert np.array_equal(perturb(net, 0.0).parameters(), net.parameters())
-    assert perturb(net.astype(np.float32), 0.1, seed=0).dtype == np.float32
+    assert perturb(net.astype(np.float32), 0.1, rng=0).dtype == np.float32
 
 
 def test_predicted_loss_start_and_inputs():
     teacher, X, _ = setup_case("erf", 2, 2, 1, seed=6)
-    student = perturb(teacher, 1e-3, seed=1)
+    student = perturb(teacher, 1e-3, rng=1)
     delta = student.parameters() - teacher.parameters()
     H = fh.hessian(teacher, X)
     L = predicted_loss(teacher, X, delta, lr=0.5, steps=10)
@@ -278,7 +279,7 @@ def test_predicted_loss_start_and_inputs():
     with pytest.raises(ValueError, match="delta0"):
         predicted_loss(teacher, X, delta[:-1], lr=0.5, steps=10)
     with pytest.raises(ValueError, match="delta0"):
-        predicted_loss(teacher, X, fh.TwoLayerNet.random(3, 2, seed=0), lr=0.5, steps=10)
+        predicted_loss(teacher, X, fh.TwoLayerNet.random(3, 2, rng=0), lr=0.5, steps=10)
     with pytest.raises(ValueError, match="lr"):
         predicted_loss(teacher, X, delta, lr=0.0, steps=10)
     with pytest.raises(ValueError, match="steps"):
@@ -288,8 +289,8 @@ def test_predicted_loss_start_and_inputs():
 # ---------------------------------------------------------------------- bad input
 @pytest.fixture
 def pair():
-    teacher = fh.TwoLayerNet.random(3, 2, seed=0)
-    return teacher, perturb(teacher, 0.1, seed=1), fh.gaussian_inputs(10, 3, seed=2)
+    teacher = fh.TwoLayerNet.random(3, 2, rng=0)
+    return teacher, perturb(teacher, 0.1, rng=1), fh.gaussian_inputs(10, 3, rng=2)
 
 
 @pytest.mark.parametrize("kwargs, error, name", [
@@ -306,23 +307,24 @@ def test_bad_scalars(pair, kwargs, error, name):
     args = dict(lr=0.1, steps=5)
     args.update(kwargs)
     with pytest.raises(error, match=name):
-        gradient_descent(student, teacher, X, **args)
+        gradient_descent(student, X, **args, teacher=teacher)
 
 
 def test_bad_networks_and_inputs(pair):
     teacher, student, X = pair
     with pytest.raises(ValueError, match="teacher"):
-        gradient_descent(fh.TwoLayerNet.random(3, 4, seed=0), teacher, X, 0.1, 5)
+        gradient_descent(fh.TwoLayerNet.random(3, 4, rng=0), X, 0.1, 5, teacher=teacher)
     with pytest.raises(ValueError, match="teacher"):
-        gradient_descent(student, fh.TwoLayerNet.random(3, 2, n_out=2, seed=0), X, 0.1, 5)
-    with pytest.raises(TypeError, match="student"):
-        gradient_descent(student.parameters(), teacher, X, 0.1, 5)
-    with pytest.raises(TypeError, match="teacher"):
-        gradient_descent(student, None, X, 0.1, 5)
+        gradient_descent(student, X, 0.1, 5,
+                         teacher=fh.TwoLayerNet.random(3, 2, n_out=2, rng=0))
+    with pytest.raises(TypeError, match="net must be a fasthess.TwoLayerNet"):
+        gradient_descent(student.parameters(), X, 0.1, 5, teacher=teacher)
+    with pytest.raises(TypeError, match="teacher must be a fasthess.TwoLayerNet or None"):
+        gradient_descent(student, X, 0.1, 5, teacher="the teacher")
     with pytest.raises(ValueError, match="X"):
-        gradient_descent(student, teacher, fh.gaussian_inputs(10, 4, seed=0), 0.1, 5)
+        gradient_descent(student, fh.gaussian_inputs(10, 4, rng=0), 0.1, 5, teacher=teacher)
     with pytest.raises(ValueError, match="X"):
-        gradient_descent(student, teacher, X[0], 0.1, 5)
+        gradient_descent(student, X[0], 0.1, 5, teacher=teacher)
     with pytest.raises(ValueError, match="scale"):
         perturb(teacher, -0.1)
     with pytest.raises(TypeError, match="net"):

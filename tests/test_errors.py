@@ -9,12 +9,12 @@ import fasthess as fh
 
 @pytest.fixture
 def net():
-    return fh.TwoLayerNet.random(3, 2, n_out=2, activation="erf", seed=0)
+    return fh.TwoLayerNet.random(3, 2, n_out=2, activation="erf", rng=0)
 
 
 @pytest.fixture
 def X():
-    return fh.gaussian_inputs(10, 3, seed=1)
+    return fh.gaussian_inputs(10, 3, rng=1)
 
 
 def test_wrong_weight_shapes():
@@ -76,7 +76,7 @@ def test_mismatched_n_in(net):
 
 
 def test_teacher_shape_mismatch(net, X):
-    other = fh.TwoLayerNet.random(3, 4, n_out=2, seed=2)
+    other = fh.TwoLayerNet.random(3, 4, n_out=2, rng=2)
     for f in (fh.hessian, fh.hessian_blocks, fh.hessian_operator):
         with pytest.raises(ValueError, match=r"teacher has shape .* must match"):
             f(net, X, teacher=other)
@@ -116,8 +116,8 @@ def test_from_parameters_length(net):
 
 
 def test_dense_hessian_too_large_refused_before_allocating():
-    big = fh.TwoLayerNet.random(3000, 3000, seed=0)  # D = 9.003e6: 648 TB dense
-    X = fh.gaussian_inputs(2, 3000, seed=1)
+    big = fh.TwoLayerNet.random(3000, 3000, rng=0)  # D = 9.003e6: 648 TB dense
+    X = fh.gaussian_inputs(2, 3000, rng=1)
     with pytest.raises(MemoryError) as info:
         fh.hessian(big, X)
     msg = str(info.value)
@@ -133,8 +133,8 @@ def test_dense_hessian_too_large_refused_before_allocating():
 
 def test_ntk_too_large_refused(monkeypatch):
     monkeypatch.setenv("FASTHESS_MEMORY_LIMIT", "1000000")
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = fh.gaussian_inputs(1000, 3, seed=1)  # K is 8 MB
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = fh.gaussian_inputs(1000, 3, rng=1)  # K is 8 MB
     # K (8 MB) plus the X X^T and A A^T factors (8 MB each)
     with pytest.raises(MemoryError, match="NTK Gram matrix .* 24,000,000 bytes"):
         fh.ntk(net, X)
@@ -167,7 +167,7 @@ def test_thread_and_memory_settings_validated(monkeypatch):
             fh.set_num_threads(bad)
     monkeypatch.setenv("FASTHESS_MEMORY_LIMIT", "1GB")
     with pytest.raises(ValueError, match="FASTHESS_MEMORY_LIMIT must be a number of bytes"):
-        fh.hessian(fh.TwoLayerNet.random(2, 2, seed=0), fh.gaussian_inputs(3, 2))
+        fh.hessian(fh.TwoLayerNet.random(2, 2, rng=0), fh.gaussian_inputs(3, 2))
     import subprocess
     import sys
 

@@ -19,8 +19,8 @@ every_activation = pytest.mark.parametrize("activation", ACTIVATIONS_AND_CUSTOM,
 @every_activation
 @pytest.mark.parametrize("n_out", [1, 3])
 def test_hessian_at_optimum_matches_twin(activation, n_out):
-    net = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=1)
-    X = fh.gaussian_inputs(23, 4, seed=2)
+    net = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, rng=1)
+    X = fh.gaussian_inputs(23, 4, rng=2)
     H = fh.hessian(net, X)
     assert H.shape == (net.n_params, net.n_params)
     assert rel_err(H, ref.hessian(net, X)) < RTOL_EXACT
@@ -29,9 +29,9 @@ def test_hessian_at_optimum_matches_twin(activation, n_out):
 @every_activation
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_off_optimum_hessian_matches_twin_and_second_differences(activation, n_out):
-    teacher = fh.TwoLayerNet.random(3, 2, n_out=n_out, activation=activation, seed=3)
+    teacher = fh.TwoLayerNet.random(3, 2, n_out=n_out, activation=activation, rng=3)
     student = perturbed(teacher, 0.3, seed=4)
-    X = fh.gaussian_inputs(9, 3, seed=5)
+    X = fh.gaussian_inputs(9, 3, rng=5)
     # relu's loss is piecewise: keep every pre-activation far from a kink the stencil could cross
     assert np.min(np.abs(X @ student.w1.T)) > 1e-3
     H = fh.hessian(student, X, teacher=teacher)
@@ -45,9 +45,9 @@ def test_off_optimum_hessian_matches_twin_and_second_differences(activation, n_o
 
 def test_residual_term_linear_network_is_only_cross_block():
     # For g(z) = z, g'' = 0 so R11 = 0, but R12 != 0 off the optimum.
-    teacher = fh.TwoLayerNet.random(3, 2, activation="linear", seed=0)
+    teacher = fh.TwoLayerNet.random(3, 2, activation="linear", rng=0)
     student = perturbed(teacher, 0.5, seed=1)
-    X = fh.gaussian_inputs(30, 3, seed=2)
+    X = fh.gaussian_inputs(30, 3, rng=2)
     b = fh.hessian_blocks(student, X, teacher=teacher)
     gn = ref.hessian_at_optimum(student, X)
     d1 = 6
@@ -59,9 +59,9 @@ def test_residual_term_linear_network_is_only_cross_block():
 @every_activation
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_loss_and_gradient_match_twin_and_central_differences(activation, n_out):
-    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=6)
+    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, rng=6)
     student = perturbed(teacher, 0.2, seed=7)
-    X = fh.gaussian_inputs(15, 4, seed=8)
+    X = fh.gaussian_inputs(15, 4, rng=8)
     g = fh.gradient(student, X, teacher)
     assert g.shape == (student.n_params,)
     twin = ref.gradient(student, X, teacher)
@@ -73,8 +73,8 @@ def test_loss_and_gradient_match_twin_and_central_differences(activation, n_out)
 
 
 def test_loss_and_gradient_vanish_at_optimum(activation):
-    net = fh.TwoLayerNet.random(3, 4, n_out=2, activation=activation, seed=0)
-    X = fh.gaussian_inputs(10, 3, seed=1)
+    net = fh.TwoLayerNet.random(3, 4, n_out=2, activation=activation, rng=0)
+    X = fh.gaussian_inputs(10, 3, rng=1)
     assert fh.loss(net, X, net) == 0.0
     assert not np.any(fh.gradient(net, X, net))
     # an equal but distinct teacher object is the optimum too
@@ -84,8 +84,8 @@ def test_loss_and_gradient_vanish_at_optimum(activation):
 
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_hessian_symmetric_psd_at_optimum(activation, n_out):
-    net = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, seed=9)
-    X = fh.gaussian_inputs(40, 5, seed=10)
+    net = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, rng=9)
+    X = fh.gaussian_inputs(40, 5, rng=10)
     H = fh.hessian(net, X)
     np.testing.assert_array_equal(H, H.T)
     ev = ref.eigenvalues(net, X)
@@ -96,9 +96,9 @@ def test_hessian_symmetric_psd_at_optimum(activation, n_out):
 @every_activation
 @pytest.mark.parametrize("n_out", [1, 3])
 def test_blocks_match_twin_and_assemble_to_hessian(activation, n_out):
-    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=11)
+    teacher = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, rng=11)
     student = perturbed(teacher, 0.1, seed=12)
-    X = fh.gaussian_inputs(20, 4, seed=13)
+    X = fh.gaussian_inputs(20, 4, rng=13)
     for t in (None, teacher):
         b = fh.hessian_blocks(student, X, teacher=t)
         expected = ref.hessian_blocks(student, X, t)
@@ -112,8 +112,8 @@ def test_blocks_match_twin_and_assemble_to_hessian(activation, n_out):
 
 
 def test_w2w2_block_is_kronecker_of_activation_gram():
-    net = fh.TwoLayerNet.random(3, 4, n_out=3, activation="tanh", seed=0)
-    X = fh.gaussian_inputs(17, 3, seed=1)
+    net = fh.TwoLayerNet.random(3, 4, n_out=3, activation="tanh", rng=0)
+    X = fh.gaussian_inputs(17, 3, rng=1)
     A, _, _ = ref.activation_values(net, X)
     expected = np.kron(np.eye(3), A.T @ A / 17)
     assert rel_err(fh.hessian_blocks(net, X).w2w2, expected) < RTOL_EXACT
@@ -123,9 +123,9 @@ def test_w2w2_block_is_kronecker_of_activation_gram():
 @pytest.mark.parametrize("teacher_offset", [None, 0.2])
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_float32_matches_float64_twin(activation, n_out, teacher_offset):
-    net = fh.TwoLayerNet.random(6, 5, n_out=n_out, activation=activation, seed=14)
+    net = fh.TwoLayerNet.random(6, 5, n_out=n_out, activation=activation, rng=14)
     teacher = None if teacher_offset is None else perturbed(net, teacher_offset, seed=15)
-    X = fh.gaussian_inputs(200, 6, seed=16)
+    X = fh.gaussian_inputs(200, 6, rng=16)
     H32 = fh.hessian(net, X, teacher=teacher, dtype=np.float32)
     assert H32.dtype == np.float32
     # the twin sees the float32-rounded weights and data the float32 run starts from
@@ -145,9 +145,9 @@ def test_float32_matches_float64_twin(activation, n_out, teacher_offset):
 @pytest.mark.parametrize("max_chunk", [1, 7, 64])
 def test_chunked_assembly_matches_twin(monkeypatch, max_chunk):
     """Many sample chunks (and the separate-buffer path for chunk < 64) give the same H."""
-    net = fh.TwoLayerNet.random(7, 9, n_out=2, activation="erf", seed=17)
+    net = fh.TwoLayerNet.random(7, 9, n_out=2, activation="erf", rng=17)
     teacher = perturbed(net, 0.1, seed=18)
-    X = fh.gaussian_inputs(301, 7, seed=19)
+    X = fh.gaussian_inputs(301, 7, rng=19)
     expected = ref.hessian(net, X, teacher)
     assert rel_err(expected, ref.hessian_at_optimum(net, X)) > 1e-3  # off-optimum for real
     monkeypatch.setattr(fasthess._config, "MAX_CHUNK_SAMPLES", max_chunk)
@@ -159,8 +159,8 @@ def test_chunked_assembly_matches_twin(monkeypatch, max_chunk):
 @pytest.mark.parametrize("n_in,n_hidden", [(1, 1), (1, 6), (6, 1), (2, 9), (9, 2), (5, 5)])
 def test_in_place_workspace_for_extreme_shapes(n_in, n_hidden):
     """S is carved out of H's own rows; shapes where it barely fits must still be exact."""
-    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=2, activation="tanh", seed=3)
-    X = fh.gaussian_inputs(50, n_in, seed=4)
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=2, activation="tanh", rng=3)
+    X = fh.gaussian_inputs(50, n_in, rng=4)
     assert rel_err(fh.hessian(net, X), ref.hessian_at_optimum(net, X)) < RTOL_EXACT
     assert rel_err(fh.hessian_blocks(net, X).full(), ref.hessian_at_optimum(net, X)) < RTOL_EXACT
 
@@ -168,9 +168,9 @@ def test_in_place_workspace_for_extreme_shapes(n_in, n_hidden):
 @every_activation
 @pytest.mark.parametrize("n_out", [1, 2])
 def test_operator_products_match_twin(activation, n_out):
-    teacher = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, seed=20)
+    teacher = fh.TwoLayerNet.random(5, 4, n_out=n_out, activation=activation, rng=20)
     student = perturbed(teacher, 0.2, seed=21)
-    X = fh.gaussian_inputs(31, 5, seed=22)
+    X = fh.gaussian_inputs(31, 5, rng=22)
     rng = np.random.default_rng(23)
     for t in (None, teacher):
         H = ref.hessian(student, X, t)
@@ -189,8 +189,8 @@ def test_jacobian_and_its_products_match_twin(activation, n_out):
     from fasthess._features import check_point, features
     from fasthess.products import jacobian_from_features, jvp, vjp
 
-    net = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, seed=40)
-    X = fh.gaussian_inputs(11, 4, seed=41)
+    net = fh.TwoLayerNet.random(4, 3, n_out=n_out, activation=activation, rng=40)
+    X = fh.gaussian_inputs(11, 4, rng=41)
     J = ref.jacobian(net, X)
     f = features(check_point(net, X))
     assert J.shape == (11 * n_out, net.n_params)
@@ -206,8 +206,8 @@ def test_jacobian_and_its_products_match_twin(activation, n_out):
 @every_activation
 @pytest.mark.parametrize("n_out", [1, 3])
 def test_ntk_matches_twin_and_shares_nonzero_spectrum(activation, n_out):
-    net = fh.TwoLayerNet.random(4, 5, n_out=n_out, activation=activation, seed=24)
-    X = fh.gaussian_inputs(6, 4, seed=25)
+    net = fh.TwoLayerNet.random(4, 5, n_out=n_out, activation=activation, rng=24)
+    X = fh.gaussian_inputs(6, 4, rng=25)
     K = fh.ntk(net, X)
     assert K.shape == (6 * n_out, 6 * n_out)
     assert rel_err(K, ref.ntk(net, X)) < RTOL_EXACT
@@ -221,9 +221,9 @@ def test_ntk_matches_twin_and_shares_nonzero_spectrum(activation, n_out):
 
 @pytest.mark.parametrize("n_in,n_hidden,n_out", [(3, 3, 1), (4, 6, 1), (3, 5, 2), (2, 4, 3)])
 def test_linear_network_rank_is_n_out_times_n_in(n_in, n_hidden, n_out):
-    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="linear", seed=26)
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="linear", rng=26)
     D = net.n_params
-    X = fh.gaussian_inputs(2 * D + 20, n_in, seed=27)
+    X = fh.gaussian_inputs(2 * D + 20, n_in, rng=27)
     ev = np.linalg.eigvalsh(fh.hessian(net, X))[::-1]
     rank = n_out * n_in
     # a gap of many decades separates the rank from the zero modes
@@ -236,8 +236,8 @@ def test_linear_network_rank_is_n_out_times_n_in(n_in, n_hidden, n_out):
        n_samples=st.integers(1, 12), seed=st.integers(0, 2**31 - 1),
        act=st.sampled_from(["linear", "quadratic", "erf", "tanh", "relu"]))
 def test_property_hessian_equals_jacobian_gram(n_in, n_hidden, n_out, n_samples, seed, act):
-    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation=act, seed=seed)
-    X = fh.gaussian_inputs(n_samples, n_in, seed=seed + 1)
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation=act, rng=seed)
+    X = fh.gaussian_inputs(n_samples, n_in, rng=seed + 1)
     H = fh.hessian(net, X)
     expected = ref.hessian(net, X)
     if np.max(np.abs(expected)) == 0:  # e.g. relu with every unit off on these samples
@@ -250,8 +250,8 @@ def test_property_hessian_equals_jacobian_gram(n_in, n_hidden, n_out, n_samples,
 @given(seed=st.integers(0, 2**31 - 1), act=st.sampled_from(["quadratic", "erf", "tanh"]))
 def test_property_hidden_unit_permutation_permutes_hessian(seed, act):
     """Relabelling hidden units permutes theta and so H: a symmetry the kernels must respect."""
-    net = fh.TwoLayerNet.random(3, 4, n_out=2, activation=act, seed=seed)
-    X = fh.gaussian_inputs(11, 3, seed=seed + 1)
+    net = fh.TwoLayerNet.random(3, 4, n_out=2, activation=act, rng=seed)
+    X = fh.gaussian_inputs(11, 3, rng=seed + 1)
     perm = np.random.default_rng(seed).permutation(4)
     permuted = fh.TwoLayerNet(net.w1[perm], net.w2[:, perm], act)
     idx = np.arange(net.n_params)
@@ -267,8 +267,8 @@ def test_property_hidden_unit_permutation_permutes_hessian(seed, act):
 def test_property_relu_rescaling_is_a_zero_mode(seed, c):
     """For relu, (w_j, b_j) -> (c w_j, b_j / c) leaves the function unchanged: the
     tangent (w_j, -b_j) is in the kernel of H at the optimum."""
-    net = fh.TwoLayerNet.random(3, 3, n_out=2, activation="relu", seed=seed)
-    X = fh.gaussian_inputs(25, 3, seed=seed + 1)
+    net = fh.TwoLayerNet.random(3, 3, n_out=2, activation="relu", rng=seed)
+    X = fh.gaussian_inputs(25, 3, rng=seed + 1)
     H = fh.hessian(net, X)
     v1 = np.zeros((3, 3))
     v2 = np.zeros((2, 3))
@@ -283,9 +283,9 @@ def test_property_relu_rescaling_is_a_zero_mode(seed, c):
 
 def test_custom_activation_matches_builtin(custom_tanh):
     custom = custom_tanh
-    builtin = fh.TwoLayerNet.random(3, 4, n_out=2, activation="tanh", seed=0)
+    builtin = fh.TwoLayerNet.random(3, 4, n_out=2, activation="tanh", rng=0)
     net = fh.TwoLayerNet(builtin.w1, builtin.w2, custom)
-    X = fh.gaussian_inputs(13, 3, seed=1)
+    X = fh.gaussian_inputs(13, 3, rng=1)
     teacher = perturbed(builtin, 0.1, seed=2)
     assert rel_err(fh.hessian(net, X), fh.hessian(builtin, X)) < RTOL_EXACT
     assert rel_err(fh.hessian(net, X, teacher=teacher),
@@ -299,9 +299,9 @@ def test_thread_count_does_not_change_results():
     the Hessian is the same bit for bit with 1 thread or all of them."""
     import numba
 
-    net = fh.TwoLayerNet.random(9, 11, n_out=2, activation="erf", seed=30)
+    net = fh.TwoLayerNet.random(9, 11, n_out=2, activation="erf", rng=30)
     teacher = perturbed(net, 0.1, seed=31)
-    X = fh.gaussian_inputs(700, 9, seed=32)
+    X = fh.gaussian_inputs(700, 9, rng=32)
     H_all = fh.hessian(net, X, teacher=teacher)
     before = numba.get_num_threads()
     with fh.threads(1):
@@ -349,7 +349,7 @@ def test_equivalent_activations_are_equal_and_recognised_as_the_optimum():
     assert fh.Polynomial([0, 1, 1]) == fh.activations.get_activation("quadratic")
     assert hash(fh.Polynomial([0, 1, 1])) == hash(fh.Quadratic(1.0))
     assert fh.Polynomial([0, 1, 2]) != fh.activations.get_activation("quadratic")
-    net = fh.TwoLayerNet.random(3, 4, activation="linear", seed=0)
+    net = fh.TwoLayerNet.random(3, 4, activation="linear", rng=0)
     twin = fh.TwoLayerNet(net.w1, net.w2, fh.Polynomial([0, 1]))
-    X = fh.gaussian_inputs(20, 3, seed=1)
+    X = fh.gaussian_inputs(20, 3, rng=1)
     assert fh.eigenvalues(net, X, teacher=twin).method == "linear"

@@ -15,20 +15,20 @@ from .conftest import (ACTIVATION_AND_CUSTOM_IDS, ACTIVATIONS_AND_CUSTOM, RTOL_A
 
 
 def test_random_shapes_defaults_and_seed():
-    net = fh.TwoLayerNet.random(50, 40, n_out=3, activation="erf", seed=0)
+    net = fh.TwoLayerNet.random(50, 40, n_out=3, activation="erf", rng=0)
     assert net.w1.shape == (40, 50) and net.w2.shape == (3, 40)
     assert net.n_params == 40 * 50 + 3 * 40 and net.shape == (50, 40, 3)
     # default scales 1/sqrt(n_in), 1/sqrt(n_hidden) (2000 and 120 draws)
     assert np.std(net.w1) == pytest.approx(1 / math.sqrt(50), rel=0.08)
     assert np.std(net.w2) == pytest.approx(1 / math.sqrt(40), rel=0.25)
-    again = fh.TwoLayerNet.random(50, 40, n_out=3, activation="erf", seed=0)
+    again = fh.TwoLayerNet.random(50, 40, n_out=3, activation="erf", rng=0)
     np.testing.assert_array_equal(net.w1, again.w1)
-    custom = fh.TwoLayerNet.random(50, 40, w1_std=2.0, w2_std=0.5, seed=1)
+    custom = fh.TwoLayerNet.random(50, 40, w1_std=2.0, w2_std=0.5, rng=1)
     assert np.std(custom.w1) == pytest.approx(2.0, rel=0.08)
 
 
 def test_parameters_roundtrip_and_order():
-    net = fh.TwoLayerNet.random(3, 2, n_out=2, seed=0)
+    net = fh.TwoLayerNet.random(3, 2, n_out=2, rng=0)
     theta = net.parameters()
     np.testing.assert_array_equal(theta[:6], net.w1.ravel())
     np.testing.assert_array_equal(theta[6:], net.w2.ravel())
@@ -42,8 +42,8 @@ def test_parameters_roundtrip_and_order():
 @pytest.mark.parametrize("activation", ACTIVATIONS_AND_CUSTOM, ids=ACTIVATION_AND_CUSTOM_IDS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_forward_matches_twin(activation, dtype):
-    net = fh.TwoLayerNet.random(4, 3, n_out=2, activation=activation, seed=0, dtype=dtype)
-    X = fh.gaussian_inputs(7, 4, seed=1, dtype=dtype)
+    net = fh.TwoLayerNet.random(4, 3, n_out=2, activation=activation, rng=0, dtype=dtype)
+    X = fh.gaussian_inputs(7, 4, rng=1, dtype=dtype)
     y = net.forward(X)
     assert y.shape == (7, 2) and y.dtype == dtype
     tol = RTOL_EXACT if dtype == np.float64 else RTOL_FLOAT32
@@ -154,9 +154,9 @@ def test_polynomial_of_high_degree_evaluates_exactly():
 
 
 def test_gaussian_inputs():
-    X = fh.gaussian_inputs(4000, 3, seed=0)
+    X = fh.gaussian_inputs(4000, 3, rng=0)
     assert X.shape == (4000, 3) and X.dtype == np.float64
     assert abs(X.mean()) < 0.05 and X.std() == pytest.approx(1, rel=0.03)
-    assert fh.gaussian_inputs(3, 2, seed=0, dtype=np.float32).dtype == np.float32
-    np.testing.assert_array_equal(fh.gaussian_inputs(5, 2, seed=3),
-                                  fh.gaussian_inputs(5, 2, seed=3))
+    assert fh.gaussian_inputs(3, 2, rng=0, dtype=np.float32).dtype == np.float32
+    np.testing.assert_array_equal(fh.gaussian_inputs(5, 2, rng=3),
+                                  fh.gaussian_inputs(5, 2, rng=3))

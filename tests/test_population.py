@@ -207,7 +207,7 @@ def dense(net, dtype=np.float64):
 
 def make_net(key, n_in, n_hidden, n_out, seed=0):
     return fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation=_activation(key),
-                                 seed=seed)
+                                 rng=seed)
 
 
 # ----------------------------------------------------------------------- dense vs references
@@ -382,7 +382,7 @@ MC_RATIO_BAND = (0.4, 2.0)
 def test_monte_carlo_converges_like_inverse_sqrt(key):
     net = make_net(key, 4, 3, 2, seed=18)
     H_inf, _ = dense(net)
-    X = fh.gaussian_inputs(MC_SIZES[-1], 4, seed=19)
+    X = fh.gaussian_inputs(MC_SIZES[-1], 4, rng=19)
     errors = [np.linalg.norm(fh.hessian(net, X[:p]) - H_inf) / np.linalg.norm(H_inf)
               for p in MC_SIZES]
     slope = np.polyfit(np.log(MC_SIZES), np.log(errors), 1)[0]
@@ -456,7 +456,7 @@ def test_custom_equals_builtin_tanh():
 
 def test_non_smooth_custom_activation_refused(monkeypatch):
     monkeypatch.setattr(pop, "QUAD_MAX_NODES", 128)
-    net = fh.TwoLayerNet.random(3, 2, activation=_custom("abs"), seed=24)
+    net = fh.TwoLayerNet.random(3, 2, activation=_custom("abs"), rng=24)
     with pytest.raises(ValueError, match="'abs'.*did not converge"):
         population_coefficients(net)
 
@@ -515,6 +515,6 @@ def test_overflowing_activation_refused():
                               numba.njit(lambda z: 4 * z**3 * math.exp(z**4)),
                               numba.njit(lambda z: (12 * z**2 + 16 * z**6) * math.exp(z**4)),
                               name="expsq")
-    net = fh.TwoLayerNet.random(3, 2, activation=exp, seed=27)
+    net = fh.TwoLayerNet.random(3, 2, activation=exp, rng=27)
     with pytest.raises(ValueError, match="'expsq'.*not all finite"):
         population_coefficients(net)

@@ -25,9 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("shape", [(6, 2, 4), (5, 1, 3), (8, 3, 5)])
 def test_linear_route_when_n_out_times_n_in_exceeds_d(shape):
     n_in, n_hidden, n_out = shape
-    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="linear", seed=0)
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="linear", rng=0)
     assert n_out * n_in > net.n_params
-    X = fh.gaussian_inputs(50, n_in, seed=1)
+    X = fh.gaussian_inputs(50, n_in, rng=1)
     expected = np.linalg.eigvalsh(ref.hessian_at_optimum(net, X))
     spec = fh.eigenvalues(net, X)
     assert spec.method == "linear" and len(spec) == net.n_params
@@ -45,7 +45,7 @@ def test_network_owns_read_only_copies_of_its_weights():
     w2 = np.random.default_rng(1).standard_normal((1, 3))
     net = fh.TwoLayerNet(w1, w2, "erf")
     assert net.w1 is not w1 and not np.shares_memory(net.w1, w1)
-    X = fh.gaussian_inputs(20, 4, seed=2)
+    X = fh.gaussian_inputs(20, 4, rng=2)
     before = fh.hessian(net, X)
     w1 *= 2.0
     w2[:] = 0.0
@@ -55,8 +55,8 @@ def test_network_owns_read_only_copies_of_its_weights():
 
 
 def test_operator_answers_for_the_data_it_was_built_from():
-    net = fh.TwoLayerNet.random(4, 3, seed=0)
-    X = fh.gaussian_inputs(30, 4, seed=1)
+    net = fh.TwoLayerNet.random(4, 3, rng=0)
+    X = fh.gaussian_inputs(30, 4, rng=1)
     H = ref.hessian_at_optimum(net, X)
     op = fh.hessian_operator(net, X)
     X *= 2.0
@@ -67,9 +67,9 @@ def test_operator_answers_for_the_data_it_was_built_from():
 # ---------------------------------------------------------------------- 3. complex vectors
 @pytest.mark.parametrize("teacher_scale", [None, 0.2])
 def test_complex_operands_give_the_complex_product(teacher_scale):
-    net = fh.TwoLayerNet.random(4, 3, n_out=2, seed=0)
-    X = fh.gaussian_inputs(25, 4, seed=1)
-    teacher = None if teacher_scale is None else perturb(net, teacher_scale, seed=3)
+    net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0)
+    X = fh.gaussian_inputs(25, 4, rng=1)
+    teacher = None if teacher_scale is None else perturb(net, teacher_scale, rng=3)
     H = fh.hessian(net, X, teacher=teacher)
     rng = np.random.default_rng(2)
     v = rng.standard_normal(net.n_params) + 1j * rng.standard_normal(net.n_params)
@@ -85,9 +85,9 @@ def test_complex_operands_give_the_complex_product(teacher_scale):
 # ---------------------------------------------------------------------- 4. huge inputs
 @pytest.mark.parametrize("activation", ["erf", "tanh"])
 def test_huge_inputs_are_refused_naming_x_and_the_scale(activation):
-    net = fh.TwoLayerNet.random(3, 2, activation=activation, seed=0)
-    X = fh.gaussian_inputs(10, 3, seed=1) * 1e160
-    student = perturb(net, 0.1, seed=2)
+    net = fh.TwoLayerNet.random(3, 2, activation=activation, rng=0)
+    X = fh.gaussian_inputs(10, 3, rng=1) * 1e160
+    student = perturb(net, 0.1, rng=2)
     calls = [lambda: fh.hessian(net, X), lambda: fh.hessian_blocks(net, X),
              lambda: fh.ntk(net, X), lambda: fh.trace(net, X), lambda: fh.eigenvalues(net, X),
              lambda: fh.hessian(student, X, teacher=net),
@@ -99,17 +99,17 @@ def test_huge_inputs_are_refused_naming_x_and_the_scale(activation):
 
 
 def test_huge_inputs_float32():
-    net = fh.TwoLayerNet.random(3, 2, seed=0, dtype=np.float32)
-    X = fh.gaussian_inputs(10, 3, seed=1, dtype=np.float32) * np.float32(1e20)
+    net = fh.TwoLayerNet.random(3, 2, rng=0, dtype=np.float32)
+    X = fh.gaussian_inputs(10, 3, rng=1, dtype=np.float32) * np.float32(1e20)
     with pytest.raises(ValueError, match=r"X: entries up to .*e\+20 overflow float32"):
         fh.hessian(net, X)
 
 
 def test_loss_and_gradient_of_saturated_units_are_right_answers():
     # erf saturates: the loss and gradient exist and are exact, so they are returned
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = fh.gaussian_inputs(10, 3, seed=1) * 1e160
-    student = perturb(net, 0.1, seed=2)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = fh.gaussian_inputs(10, 3, rng=1) * 1e160
+    student = perturb(net, 0.1, rng=2)
     with np.errstate(over="ignore"):  # the twin squares h ~ 1e160 inside exp(-h^2 / 2)
         want_loss, want_grad = ref.loss(student, X, net), ref.gradient(student, X, net)
     assert fh.loss(student, X, net) == pytest.approx(want_loss, rel=1e-14)
@@ -120,30 +120,30 @@ def test_loss_and_gradient_of_saturated_units_are_right_answers():
 
 # ---------------------------------------------------------------------- 5. sizes
 def test_step_counts_are_checked_before_allocating():
-    teacher = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = fh.gaussian_inputs(20, 3, seed=1)
-    student = perturb(teacher, 1e-3, seed=2)
+    teacher = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = fh.gaussian_inputs(20, 3, rng=1)
+    student = perturb(teacher, 1e-3, rng=2)
     with pytest.raises(MemoryError, match=r"steps = 1000000000000 .* bytes"):
-        gradient_descent(student, teacher, X, 0.1, 10**12)
+        gradient_descent(student, X, 0.1, 10**12, teacher=teacher)
     with pytest.raises(MemoryError, match=r"steps = 10000000000 .* bytes"):
         predicted_loss(teacher, X, np.zeros(teacher.n_params), 0.1, 10**10)
     with pytest.raises(ValueError, match="steps must be <="):
-        gradient_descent(student, teacher, X, 0.1, 2**63)
+        gradient_descent(student, X, 0.1, 2**63, teacher=teacher)
     # a long run that records sparsely fits
-    res = gradient_descent(student, teacher, X, 0.1, 10**4, record_every=10**4)
+    res = gradient_descent(student, X, 0.1, 10**4, record_every=10**4, teacher=teacher)
     assert list(res.steps) == [0, 10**4]
 
 
 # ---------------------------------------------------------------------- 6. types
 @pytest.mark.parametrize("value", ["0.1", True, b"1", None, [0.1]])
 def test_numbers_given_as_strings_or_bools_are_refused(value):
-    teacher = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = fh.gaussian_inputs(20, 3, seed=1)
-    student = perturb(teacher, 1e-3, seed=2)
+    teacher = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = fh.gaussian_inputs(20, 3, rng=1)
+    student = perturb(teacher, 1e-3, rng=2)
     calls = {
-        "lr": lambda: gradient_descent(student, teacher, X, value, 5),
-        "divergence_factor": lambda: gradient_descent(student, teacher, X, 0.1, 5,
-                                                      divergence_factor=value),
+        "lr": lambda: gradient_descent(student, X, value, 5, teacher=teacher),
+        "divergence_factor": lambda: gradient_descent(student, X, 0.1, 5,
+                                                      divergence_factor=value, teacher=teacher),
         "scale": lambda: perturb(teacher, value),
         "w1_std": lambda: fh.TwoLayerNet.random(3, 2, w1_std=value),
         "rtol": lambda: fh.numerical_rank([1.0, 2.0], rtol=value),
@@ -157,8 +157,8 @@ def test_numbers_given_as_strings_or_bools_are_refused(value):
 
 
 def test_return_eigenvectors_must_be_a_bool():
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = fh.gaussian_inputs(20, 3, seed=1)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = fh.gaussian_inputs(20, 3, rng=1)
     with pytest.raises(TypeError, match="return_eigenvectors must be True or False"):
         fh.eigsh(net, X, k=1, return_eigenvectors="no")
 
@@ -166,28 +166,28 @@ def test_return_eigenvectors_must_be_a_bool():
 @pytest.mark.parametrize("limit", ["inf", "1e400", "Infinity"])
 def test_memory_limit_infinite_means_no_cap(monkeypatch, limit):
     monkeypatch.setenv("FASTHESS_MEMORY_LIMIT", limit)
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
-    assert fh.hessian(net, fh.gaussian_inputs(10, 3, seed=1)).shape == (8, 8)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
+    assert fh.hessian(net, fh.gaussian_inputs(10, 3, rng=1)).shape == (8, 8)
 
 
 @pytest.mark.parametrize("limit", ["nan", "-5", "lots"])
 def test_memory_limit_invalid_is_named(monkeypatch, limit):
     monkeypatch.setenv("FASTHESS_MEMORY_LIMIT", limit)
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
     with pytest.raises(ValueError, match="FASTHESS_MEMORY_LIMIT must be a number of bytes"):
-        fh.hessian(net, fh.gaussian_inputs(10, 3, seed=1))
+        fh.hessian(net, fh.gaussian_inputs(10, 3, rng=1))
 
 
 def test_perturbation_overflow_names_scale():
-    net = fh.TwoLayerNet.random(10, 10, seed=0)  # 110 draws: some |z| > 1.8 overflows
+    net = fh.TwoLayerNet.random(10, 10, rng=0)  # 110 draws: some |z| > 1.8 overflows
     with pytest.raises(ValueError, match="scale = 1e\\+308 is too large"):
-        perturb(net, 1e308, seed=1)
-    assert np.all(np.isfinite(perturb(net, 1e300, seed=1).parameters()))
+        perturb(net, 1e308, rng=1)
+    assert np.all(np.isfinite(perturb(net, 1e300, rng=1).parameters()))
 
 
 def test_masked_arrays_are_refused():
-    net = fh.TwoLayerNet.random(3, 2, seed=0)
-    X = np.ma.masked_array(fh.gaussian_inputs(10, 3, seed=1), mask=False)
+    net = fh.TwoLayerNet.random(3, 2, rng=0)
+    X = np.ma.masked_array(fh.gaussian_inputs(10, 3, rng=1), mask=False)
     with pytest.raises(TypeError, match="X is a masked array"):
         fh.hessian(net, X)
     with pytest.raises(TypeError, match="w1 is a masked array"):
@@ -196,21 +196,21 @@ def test_masked_arrays_are_refused():
 
 # ---------------------------------------------------------------------- 10. escaping GD
 def test_gd_that_leaves_the_quadratic_regime_is_reported():
-    teacher = fh.TwoLayerNet.random(4, 3, activation="erf", seed=0)
-    X = fh.gaussian_inputs(60, 4, seed=1)
+    teacher = fh.TwoLayerNet.random(4, 3, activation="erf", rng=0)
+    X = fh.gaussian_inputs(60, 4, rng=1)
     lam = np.linalg.eigvalsh(ref.hessian_at_optimum(teacher, X))
-    student = perturb(teacher, 1e-3, seed=2)
+    student = perturb(teacher, 1e-3, rng=2)
     lr = 3.0 / lam[-1]
     with pytest.warns(RuntimeWarning, match="unstable"):
         assert decay_rate(teacher, X, lr) > 0
-    res = gradient_descent(student, teacher, X, lr, 400)
+    res = gradient_descent(student, X, lr, 400, teacher=teacher)
     assert not res.diverged  # erf is bounded: the loss wanders instead of blowing up
     assert res.escaped and res.escaped_at is not None
     assert res.loss[res.escaped_at] > 2 * res.loss[0]
     assert np.all(res.loss[:res.escaped_at] <= 2 * res.loss[0])
     assert "escaped" in repr(res)
     # a stable step stays in the quadratic regime
-    calm = gradient_descent(student, teacher, X, 0.5 / lam[-1], 400)
+    calm = gradient_descent(student, X, 0.5 / lam[-1], 400, teacher=teacher)
     assert not calm.escaped and calm.escaped_at is None and calm.loss[-1] < calm.loss[0]
 
 
@@ -219,8 +219,8 @@ _THREADS_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, fasthess as fh
     out = {}
     for act in ("erf", "quadratic"):
-        net = fh.TwoLayerNet.random(24, 24, n_out=2, activation=act, seed=0)
-        X = fh.gaussian_inputs(2 * net.n_params, 24, seed=1)
+        net = fh.TwoLayerNet.random(24, 24, n_out=2, activation=act, rng=0)
+        X = fh.gaussian_inputs(2 * net.n_params, 24, rng=1)
         out[act + "_H"] = fh.hessian(net, X)
         out[act + "_ev"] = fh.eigenvalues(net, X, method="dense").eigenvalues
         out[act + "_op"] = fh.hessian_operator(net, X) @ np.ones(net.n_params)

@@ -118,7 +118,7 @@ def test_effective_parameters_equals_exact_rank_on_grid(name):
     powers = {"linear": (1,), "quadratic": (1, 2)}.get(name) or act.powers
     for ni, nh, no in GRID:
         pred = effective_parameters(act, ni, nh, no)
-        exact = exact_rank(act, ni, nh, no, seed=ni * 100 + nh * 10 + no)
+        exact = exact_rank(act, ni, nh, no, rng=ni * 100 + nh * 10 + no)
         assert pred == exact, (name, ni, nh, no, pred, exact)
         generic = reference_generic_rank(powers, ni, nh, no)
         defect = (ni, nh, no) in SPORADIC_DEFECTS.get(powers, ())
@@ -135,7 +135,7 @@ def test_finite_data_cap(name):
         rank_inf = effective_parameters(act, ni, nh, no)
         for p in sorted({1, 2, int(rng.integers(1, d + 1)), max(1, (d - 1) // no)}):
             pred = effective_parameters(act, ni, nh, no, n_samples=p)
-            exact = exact_rank(act, ni, nh, no, n_samples=p, seed=p)
+            exact = exact_rank(act, ni, nh, no, n_samples=p, rng=p)
             assert pred == exact == min(rank_inf, output_cap(p, nh, no)), (name, ni, nh, no, p)
             assert exact <= min(d, p * no)
             n_binding += exact < rank_inf
@@ -150,7 +150,7 @@ def test_sporadic_defects_are_one_below_the_generic_formula():
         for ni, nh, no in sorted(configs):
             generic = reference_generic_rank(powers, ni, nh, no)
             # the maximum over seeds: a finite-field rank can only fall short
-            exact = max(exact_rank(act, ni, nh, no, seed=s) for s in (1, 2))
+            exact = max(exact_rank(act, ni, nh, no, rng=s) for s in (1, 2))
             assert exact == generic - 1, (powers, ni, nh, no, exact, generic)
             assert effective_parameters(act, ni, nh, no) == exact
 
@@ -161,7 +161,7 @@ def test_exact_rank_never_exceeds_d_or_p_no():
         for _ in range(40):
             ni, nh, no = (int(v) for v in rng.integers(1, 7, size=3))
             p = int(rng.integers(1, 30))
-            r = exact_rank(act, ni, nh, no, n_samples=p, seed=int(rng.integers(1 << 30)))
+            r = exact_rank(act, ni, nh, no, n_samples=p, rng=int(rng.integers(1 << 30)))
             assert 0 < r <= min(nh * (ni + no), p * no)
 
 
@@ -175,7 +175,7 @@ def test_exact_rank_matches_float_svd_rank_for_z2(ni, nh, no):
     J = float_jacobian(w1, w2, X, Polynomial([0, 0, 1]))
     rank, gap = svd_rank(J)
     assert gap > MIN_RANK_GAP_DECADES, f"float rank {rank} of J is unclear: gap {gap:.1f} decades"
-    assert rank == exact_rank(Polynomial([0, 0, 1]), ni, nh, no, seed=3)
+    assert rank == exact_rank(Polynomial([0, 0, 1]), ni, nh, no, rng=3)
 
 
 def test_erf_finite_data_cap_with_more_outputs_than_hidden_units():
@@ -206,7 +206,7 @@ def test_constant_term_falls_back_to_exact_rank():
     for ni in range(2, 6):
         for nh in range(2, 6):
             r = effective_parameters(act, ni, nh)
-            assert r == exact_rank(act, ni, nh, seed=7)
+            assert r == exact_rank(act, ni, nh, rng=7)
             # THEORY.md c: the rank of z + z^2, plus the constant output when Nh > Ni
             assert r == effective_parameters("quadratic", ni, nh) + (nh > ni)
 
@@ -274,14 +274,14 @@ def test_theory_dispatches_on_metadata_not_names(name):
     for ni, nh, no in EQUIVALENCE_GRID:
         for n_samples in (None, 1, 3, 2 * nh + 1):
             want = effective_parameters(base, ni, nh, no, n_samples=n_samples)
-            exact = (exact_rank(base, ni, nh, no, n_samples=n_samples, seed=ni + nh + no)
+            exact = (exact_rank(base, ni, nh, no, n_samples=n_samples, rng=ni + nh + no)
                      if polynomial else None)
             for act in others:
                 assert effective_parameters(act, ni, nh, no, n_samples=n_samples) == want, \
                     (act, ni, nh, no, n_samples)
                 if polynomial:
                     assert exact_rank(act, ni, nh, no, n_samples=n_samples,
-                                      seed=ni + nh + no) == exact, (act, ni, nh, no, n_samples)
+                                      rng=ni + nh + no) == exact, (act, ni, nh, no, n_samples)
     for act in [base, *others]:
         if not polynomial:
             with pytest.raises(ValueError, match="exact_rank needs a polynomial activation"):
@@ -334,7 +334,7 @@ def test_declared_metadata_rank_matches_float_rank(act, ni, nh, no):
 
 def test_theory_reads_its_limits_from_config(monkeypatch):
     act = Polynomial([0.5, 1, 1])   # a constant term: the exact-rank fallback
-    assert effective_parameters(act, 3, 3) == exact_rank(act, 3, 3, seed=_config.FALLBACK_SEED)
+    assert effective_parameters(act, 3, 3) == exact_rank(act, 3, 3, rng=_config.FALLBACK_SEED)
     monkeypatch.setattr(_config, "FALLBACK_MAX_PARAMS", 5)
     with pytest.raises(ValueError, match=r"fallback \(D <= 5\)"):
         effective_parameters(act, 3, 3)
@@ -351,14 +351,14 @@ def test_theory_reads_its_limits_from_config(monkeypatch):
 
 def test_exact_rank_samples_beyond_the_bound_are_not_drawn():
     # 10**9 samples would be 10**9 x Ni int64; the rank is that of bound + 2 samples
-    assert (exact_rank("quadratic", 3, 3, n_samples=10**9, seed=1)
-            == exact_rank("quadratic", 3, 3, seed=1) == 9)
+    assert (exact_rank("quadratic", 3, 3, n_samples=10**9, rng=1)
+            == exact_rank("quadratic", 3, 3, rng=1) == 9)
 
 
 def test_small_coefficient_is_not_rounded_away():
     # limit_denominator(10**6) maps 1e-9 to 0; the quadratic term must survive
-    r = exact_rank(Polynomial([0, 1, 1e-9]), 4, 4, seed=0)
-    assert r == exact_rank("quadratic", 4, 4, seed=0) > exact_rank("linear", 4, 4, seed=0)
+    r = exact_rank(Polynomial([0, 1, 1e-9]), 4, 4, rng=0)
+    assert r == exact_rank("quadratic", 4, 4, rng=0) > exact_rank("linear", 4, 4, rng=0)
 
 
 def test_unverified_sizes_warn_and_return_the_upper_bound():

@@ -21,8 +21,8 @@ N = 30
 
 @pytest.fixture(scope="module")
 def problem():
-    net = fh.TwoLayerNet.random(N, N, activation="erf", seed=0)
-    X = fh.gaussian_inputs(2 * net.n_params, N, seed=1)
+    net = fh.TwoLayerNet.random(N, N, activation="erf", rng=0)
+    X = fh.gaussian_inputs(2 * net.n_params, N, rng=1)
     return net, X
 
 
