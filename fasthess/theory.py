@@ -307,6 +307,7 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, rng=None) ->
 
     act = get_activation(activation)
     n_in, n_hidden, n_out, n_samples = _check_sizes(n_in, n_hidden, n_out, n_samples)
+    generator = check_rng(rng)
     if not act.is_polynomial:
         raise ValueError(
             f"activation: exact_rank needs a polynomial activation, got {act.name!r}; "
@@ -327,10 +328,9 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, rng=None) ->
     n_samples = bound + 2 if n_samples is None else min(n_samples, bound + 2)
     max_rank = min(bound, n_samples * n_out)
 
-    rng = check_rng(rng)
-    w1 = rng.integers(0, PRIME, size=(n_hidden, n_in), dtype=np.int64)
-    w2 = rng.integers(0, PRIME, size=(n_out, n_hidden), dtype=np.int64)
-    X = rng.integers(0, PRIME, size=(n_samples, n_in), dtype=np.int64)
+    w1 = generator.integers(0, PRIME, size=(n_hidden, n_in), dtype=np.int64)
+    w2 = generator.integers(0, PRIME, size=(n_out, n_hidden), dtype=np.int64)
+    X = generator.integers(0, PRIME, size=(n_samples, n_in), dtype=np.int64)
     return int(jacobian_rank_modp(w1, w2, X, coeffs, dcoeffs, max_rank))
 
 
