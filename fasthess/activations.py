@@ -23,9 +23,10 @@ __all__ = [
 
 
 class Activation:
-    """Base class. Subclasses set the attributes below.
+    """The base class of activations: g, g', g'' for the kernels and metadata for theory.
 
-    Besides g, g', g'' (for the kernels), an activation carries the metadata that
+    Subclasses set the attributes below. Besides g, g', g'' (for the kernels), an
+    activation carries the metadata that
     :mod:`fasthess.theory` reads to predict the rank of the Hessian (THEORY.md c).
     Theory never looks at the name: a :class:`Polynomial` equal to ``"quadratic"``
     gets the same answers as ``"quadratic"``.
@@ -51,6 +52,17 @@ class Activation:
         for odd g), so that the Hessian at a generic optimum with enough data
         has full rank D. A property of the function that cannot be derived from
         the others; declared for erf and tanh (verified, THEORY.md c).
+
+    See Also
+    --------
+    Polynomial, Quadratic, CustomActivation : The activation objects.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> erf = fh.TwoLayerNet.random(3, 2, activation="erf", rng=0).activation
+    >>> isinstance(erf, fh.Activation), erf.is_polynomial, erf.no_continuous_symmetry
+    (True, False, True)
     """
 
     name: str = "activation"
@@ -58,21 +70,45 @@ class Activation:
     is_polynomial: bool = False
     homogeneous_degree: float | None = None
     no_continuous_symmetry: bool = False
+    # set by the polynomial activations (Polynomial, a CustomActivation declaring one)
+    _coeffs: np.ndarray = np.zeros(0)
+    _powers: tuple[int, ...] = ()
 
     @property
     def coeffs(self) -> np.ndarray:
-        """Polynomial coefficients, coeffs[m] multiplying z**m (empty if not polynomial)."""
-        return np.zeros(0)
+        """Polynomial coefficients, coeffs[m] multiplying z**m (empty if not polynomial).
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> fh.Quadratic(0.5).coeffs
+        array([0. , 1. , 0.5])
+        """
+        return self._coeffs
 
     @property
     def degree(self) -> int | None:
-        """Polynomial degree, or None for a non-polynomial activation."""
-        return None
+        """Polynomial degree, or None for a non-polynomial activation.
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> fh.Polynomial([0.3, 1, 0.5]).degree, fh.Quadratic(0.5).degree
+        (2, 2)
+        """
+        return self._coeffs.size - 1 if self._coeffs.size else None
 
     @property
     def powers(self) -> tuple[int, ...]:
-        """The powers of z with a nonzero coefficient (polynomials only)."""
-        return ()
+        """The powers of z with a nonzero coefficient (polynomials only; else empty).
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> fh.Polynomial([0, 1, 0, 2]).powers
+        (1, 3)
+        """
+        return self._powers
 
     def evaluate(self, z):
         """(g, g', g'') of an array, through the same kernel the Hessian uses.
@@ -100,14 +136,25 @@ class Activation:
         return out
 
     def apply(self, pre, out_g, out_d1, out_d2):
-        """Write g, g', g'' of the 2-d array ``pre`` into the three outputs (same shape, dtype).
+        """Write g, g', g'' of the 2-d array ``pre`` into the three outputs.
+
+        The compiled kernel the Hessian routes use; nothing is validated.
 
         Parameters
         ----------
         pre : ndarray, shape (P, Nh), float32 or float64, C-contiguous
             Pre-activations.
         out_g, out_d1, out_d2 : ndarray, like ``pre``
-            Overwritten with g(pre), g'(pre), g''(pre).
+            Overwritten with g(pre), g'(pre), g''(pre); same shape and dtype as ``pre``.
+
+        Examples
+        --------
+        >>> import numpy as np, fasthess as fh
+        >>> pre = np.array([[0.0, 2.0]])
+        >>> g, d1, d2 = np.empty_like(pre), np.empty_like(pre), np.empty_like(pre)
+        >>> fh.Quadratic(1.0).apply(pre, g, d1, d2)
+        >>> g, d1, d2
+        (array([[0., 6.]]), array([[1., 5.]]), array([[2., 2.]]))
         """
         from ._kernels.activation import apply_activation
 
@@ -125,6 +172,12 @@ class Activation:
         -------
         ndarray
             A writable copy of ``coeffs`` in ``dtype``; ``[0]`` for a non-polynomial.
+
+        Examples
+        --------
+        >>> import numpy as np, fasthess as fh
+        >>> fh.Quadratic(0.5).kernel_coeffs(np.float32)
+        array([0. , 1. , 0.5], dtype=float32)
         """
         coeffs = self.coeffs
         if coeffs.size == 0:
@@ -162,7 +215,8 @@ class Polynomial(Activation):
     Parameters
     ----------
     coeffs : sequence of float
-        coeffs[m] multiplies z**m; trailing zeros are dropped, not all may be zero.
+        The coefficients: coeffs[m] multiplies z**m. Trailing zeros are dropped;
+        not all may be zero.
     name : str, optional
         Default: the polynomial written out, e.g. ``"0.3+z+0.5z^2"``.
 
@@ -196,18 +250,6 @@ class Polynomial(Activation):
         self.code = LINEAR if (p == (1,) and self._coeffs[1] == 1.0) else POLYNOMIAL
         self.name = name if name is not None else _poly_name(self._coeffs)
 
-    @property
-    def coeffs(self):
-        return self._coeffs
-
-    @property
-    def degree(self):
-        return len(self._coeffs) - 1
-
-    @property
-    def powers(self):
-        return self._powers
-
 
 class Quadratic(Polynomial):
     """The quadratic g(z) = z + eps z^2 (the paper's activation; eps = 1 by default).
@@ -236,7 +278,7 @@ class CustomActivation(Activation):
     Parameters
     ----------
     g, dg, d2g : Numba-jitted functions of one float
-        g and its first two derivatives.
+        The function g and its first two derivatives.
     name : str
         For messages and reprs.
     polynomial_coeffs : sequence of float, optional
@@ -306,6 +348,7 @@ class CustomActivation(Activation):
             self._poly = Polynomial(polynomial_coeffs)
             _check_declared(g, "polynomial_coeffs", polynomial_coeffs,
                             lambda z: np.polynomial.polynomial.polyval(z, self._poly.coeffs))
+            self._coeffs, self._powers = self._poly.coeffs, self._poly.powers
             self.is_polynomial = True
             self.homogeneous_degree = self._poly.homogeneous_degree
         if homogeneous_degree is not None:
@@ -315,19 +358,31 @@ class CustomActivation(Activation):
                             lambda z: _HOMOGENEITY_FACTOR**d * g.py_func(z / _HOMOGENEITY_FACTOR))
         self.no_continuous_symmetry = bool(no_continuous_symmetry)
 
-    @property
-    def coeffs(self):
-        return self._poly.coeffs if self._poly is not None else np.zeros(0)
-
-    @property
-    def degree(self):
-        return self._poly.degree if self._poly is not None else None
-
-    @property
-    def powers(self):
-        return self._poly.powers if self._poly is not None else ()
-
     def apply(self, pre, out_g, out_d1, out_d2):
+        """Write g, g', g'' of the 2-d array ``pre`` into the three outputs.
+
+        The user's functions run in a kernel compiled on the first call for this
+        activation object (not cached on disk); nothing is validated.
+
+        Parameters
+        ----------
+        pre : ndarray, shape (P, Nh), float32 or float64, C-contiguous
+            Pre-activations.
+        out_g, out_d1, out_d2 : ndarray, like ``pre``
+            Overwritten with g(pre), g'(pre), g''(pre); same shape and dtype as ``pre``.
+
+        Examples
+        --------
+        >>> import numba, numpy as np, fasthess as fh
+        >>> cube = fh.CustomActivation(numba.njit(lambda z: z ** 3),
+        ...                            numba.njit(lambda z: 3 * z ** 2),
+        ...                            numba.njit(lambda z: 6 * z), name="cube")
+        >>> pre = np.array([[2.0]])
+        >>> g, d1, d2 = np.empty_like(pre), np.empty_like(pre), np.empty_like(pre)
+        >>> cube.apply(pre, g, d1, d2)
+        >>> float(g[0, 0]), float(d1[0, 0]), float(d2[0, 0])
+        (8.0, 12.0, 12.0)
+        """
         if self._applier is None:
             from ._kernels.activation import make_custom_applier
 

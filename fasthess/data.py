@@ -69,7 +69,7 @@ def gaussian_inputs(n_samples, n_in, rng=None, dtype=np.float64):
 
     See Also
     --------
-    POPULATION : the distribution itself, P -> infinity.
+    POPULATION : The distribution itself, P -> infinity.
 
     Examples
     --------

@@ -41,6 +41,32 @@ class DistributedHessianOperator(HessianOperatorBase):
     ``teacher``, ``n_samples``, ``at_optimum``, ``n_shards``, ``shard_sizes`` and
     ``client`` describe it. :meth:`close` (or leaving a ``with`` block) frees the
     shards on the workers.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The client whose workers hold the shards.
+    shard_features : list of distributed.Future
+        Each shard's per-sample factors, in the memory of its worker.
+    shard_sizes : sequence of int
+        The number of samples of each shard, in shard order.
+    net : TwoLayerNet
+        The student, the point where H is taken.
+    teacher : TwoLayerNet or None
+        None at the optimum.
+    dtype : float32 or float64
+        The working precision.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> from distributed import Client
+    >>> from fasthess.distributed import hessian_operator
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(40, 4, rng=1)
+    >>> with Client(n_workers=1, processes=False, dashboard_address=":0") as client:
+    ...     with hessian_operator(net, X, client=client, n_shards=3) as op:
+    ...         print(op)
+    DistributedHessianOperator(D=15, P=40, 3 shards, at_optimum=True, activation='erf', dtype=float64)
     """
 
     def __init__(self, client, shard_features, shard_sizes, net, teacher, dtype):
@@ -51,10 +77,36 @@ class DistributedHessianOperator(HessianOperatorBase):
 
     @property
     def n_samples(self) -> int:
+        """P, the number of samples over all shards.
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> from distributed import Client
+        >>> from fasthess.distributed import hessian_operator
+        >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(40, 4, rng=1)
+        >>> with Client(n_workers=1, processes=False, dashboard_address=":0") as client:
+        ...     with hessian_operator(net, X, client=client, n_shards=3) as op:
+        ...         op.n_samples, op.shard_sizes
+        (40, (14, 13, 13))
+        """
         return sum(self.shard_sizes)
 
     @property
     def n_shards(self) -> int:
+        """The number of sample shards (one task per shard and product).
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> from distributed import Client
+        >>> from fasthess.distributed import hessian_operator
+        >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(40, 4, rng=1)
+        >>> with Client(n_workers=1, processes=False, dashboard_address=":0") as client:
+        ...     with hessian_operator(net, X, client=client, n_shards=3) as op:
+        ...         op.n_shards
+        3
+        """
         return len(self.shard_sizes)
 
     def _products(self, V):
@@ -77,7 +129,22 @@ class DistributedHessianOperator(HessianOperatorBase):
         return out
 
     def close(self) -> None:
-        """Release the shards' features held on the workers."""
+        """Release the shards' features held on the workers.
+
+        Leaving a ``with`` block calls it; later products raise ``ValueError``.
+
+        Examples
+        --------
+        >>> import numpy as np, fasthess as fh
+        >>> from distributed import Client
+        >>> from fasthess.distributed import hessian_operator
+        >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(40, 4, rng=1)
+        >>> with Client(n_workers=1, processes=False, dashboard_address=":0") as client:
+        ...     op = hessian_operator(net, X, client=client)
+        ...     op.close()
+        ...     print(op)
+        DistributedHessianOperator(D=15, P=40, closed, at_optimum=True, activation='erf', dtype=float64)
+        """
         features_, self._features = self._features, []
         for f in features_:
             f.release()
@@ -105,7 +172,7 @@ def _default_client(distributed):
 
 
 def hessian_operator(net, X, client=None, n_shards=None, teacher=None, dtype=None):
-    """The Hessian as a LinearOperator computed shard by shard on a Dask cluster.
+    """Return the Hessian as a LinearOperator computed shard by shard on a Dask cluster.
 
     Same Hessian as :func:`fasthess.hessian_operator` (at or away from the optimum);
     the samples are split into ``n_shards`` contiguous blocks of rows, scattered to
@@ -115,7 +182,8 @@ def hessian_operator(net, X, client=None, n_shards=None, teacher=None, dtype=Non
     ----------
     net : TwoLayerNet
         The student (the point at which H is taken).
-    X : array (P, n_in)
+    X : array_like, shape (P, n_in)
+        Inputs, one sample per row (integers are upcast to float64).
     client : distributed.Client, optional
         Default: the current client (``distributed.get_client()``).
     n_shards : int, optional

@@ -35,7 +35,7 @@ _MAX_STEPS = 2**62
 
 @dataclass(frozen=True)
 class GDResult:
-    """The record of a :func:`gradient_descent` run.
+    """The result of :func:`gradient_descent`: the loss record and the final student.
 
     Attributes
     ----------
@@ -62,6 +62,17 @@ class GDResult:
         ``diverged`` (e.g. erf, whose loss is bounded).
     escaped_at : int or None
         The first step whose loss exceeded that threshold; None if it never did.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> teacher = fh.TwoLayerNet.random(3, 2, rng=0); X = fh.gaussian_inputs(40, 3, rng=1)
+    >>> res = fh.gradient_descent(fh.perturb(teacher, 0.01, rng=2), X, 0.5, 50,
+    ...                           teacher=teacher)
+    >>> res                                             # doctest: +ELLIPSIS
+    GDResult(50 steps, lr=0.5, loss ... -> ..., stayed near the optimum)
+    >>> int(res.steps[-1]), res.student.shape, res.diverged
+    (50, (3, 2, 1), False)
     """
 
     loss: np.ndarray
@@ -433,7 +444,8 @@ def decay_rate(net, X, lr, rtol=None) -> float:
     Returns
     -------
     float
-        d log L / dt at late times; -inf if every nonzero mode is removed in one step.
+        The slope d log L / dt at late times; -inf if every nonzero mode is removed
+        in one step.
 
     Raises
     ------

@@ -104,10 +104,11 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
     eigenvalues : array_like, shape (n,), or Spectrum
         The spectrum, e.g. from :func:`fasthess.eigenvalues`.
     rtol : float, optional
-        Relative tolerance, >= 0. Default n * eps of the eigenvalues' dtype (n = D for a full spectrum). For a
-        :class:`Spectrum` from method "svd" the default is (n * eps)^2: there the
-        error is eps * s_max on each singular value s, i.e. eps^2 * lambda_max on the
-        eigenvalue scale (the matrix_rank rule applied to J).
+        Relative tolerance, >= 0. Default n * eps of the eigenvalues' dtype (n = D
+        for a full spectrum). For a :class:`Spectrum` from method "svd" the default
+        is (n * eps)^2: there the error is eps * s_max on each singular value s,
+        i.e. eps^2 * lambda_max on the eigenvalue scale (the matrix_rank rule
+        applied to J).
 
     Returns
     -------

@@ -40,7 +40,7 @@ METHODS = ("auto", "dense", "ntk", "linear", "svd")
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays has no single truth value
 class Spectrum:
-    """All D eigenvalues of the Hessian, ascending, and how they were obtained.
+    """The result of :func:`eigenvalues`: all D eigenvalues of H, ascending, and their route.
 
     Array-like: ``np.asarray(s)``, ``len(s)`` and ``s[i]`` act on ``eigenvalues``.
 
@@ -54,6 +54,14 @@ class Spectrum:
     assembly_seconds, solve_seconds : float
         Wall time building the matrix (H, K or J) and decomposing it. The "linear"
         route builds its small reduced matrix inside the solve.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(30, 4, rng=1)
+    >>> s = fh.eigenvalues(net, X, method="dense")
+    >>> len(s), s.method, bool(np.all(np.diff(np.asarray(s)) >= 0))
+    (15, 'dense', True)
     """
 
     eigenvalues: np.ndarray
@@ -132,17 +140,18 @@ def _choose_route(net, n_samples, at_optimum, method):
 
 
 def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
-    """All D eigenvalues of the Hessian, ascending, by the cheapest exact route.
+    """Compute all D eigenvalues of the Hessian, ascending, by the cheapest exact route.
 
     Parameters
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array (P, n_in), or fasthess.POPULATION
-        Inputs; ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I),
-        at the optimum): the "dense" route on the population Hessian, or the closed form
-        of a linear network (THEORY.md b with C = I).
-    teacher : TwoLayerNet or None
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
+        Inputs, one sample per row (integers are upcast to float64).
+        ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I), at the
+        optimum): the "dense" route on the population Hessian, or the closed form of a
+        linear network (THEORY.md b with C = I).
+    teacher : TwoLayerNet or None, default None
         None (or equal to ``net``): the optimum. Otherwise only "dense" applies.
     method : {"auto", "dense", "ntk", "linear", "svd"}
         * "dense": H assembled, ``scipy.linalg.eigh(eigvals_only=True)``. Any point.
@@ -399,7 +408,7 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
 
 
 def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto"):
-    """The k nonzero eigenvalues of H closest to zero.
+    """Find the k nonzero eigenvalues of H closest to zero.
 
     "Nonzero" means ``|lambda| > tolerance`` with the tolerance of :func:`numerical_rank`
     (default rtol = D * eps of the working dtype, tolerance = rtol * max|lambda|; for
@@ -414,19 +423,23 @@ def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto"):
 
     Parameters
     ----------
-    net, X, teacher
-        As in :func:`eigenvalues`.
-    k : int
+    net : TwoLayerNet
+        The student, the point where H is taken.
+    X : array_like, shape (P, n_in)
+        Inputs, one sample per row (integers are upcast to float64).
+    k : int, default 1
         How many, >= 1.
-    rtol : float or None
-        As in :func:`numerical_rank`.
-    method : str
+    teacher : TwoLayerNet or None, default None
+        None (or ``net``) for the optimum; otherwise the full Hessian ("dense").
+    rtol : float, optional
+        The zero tolerance relative to max|lambda|, as in :func:`numerical_rank`.
+    method : {"auto", "dense", "ntk", "linear", "svd"}, default "auto"
         A route of :func:`eigenvalues`; "svd" resolves genuine eigenvalues below
         1e-16 of the largest (erf, tanh, cubic polynomials: THEORY.md c).
 
     Returns
     -------
-    ndarray (k,)
+    ndarray, shape (k,)
         Ordered by |lambda| ascending (ascending at the optimum, where H >= 0).
 
     Raises

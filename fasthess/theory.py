@@ -111,7 +111,7 @@ def _linear_rank(n_in, n_hidden, n_out, n_samples):
 
 
 def effective_parameters(activation, n_in, n_hidden, n_out=1, n_samples=None) -> int:
-    """Predicted rank of the Hessian at a generic optimum (effective parameters).
+    """Predict the rank of the Hessian at a generic optimum (effective parameters).
 
     At the optimum H = J^T J / P, so rank(H) = rank(J): the dimension of the
     space of functions the network can represent near the teacher (THEORY.md c).
@@ -252,7 +252,7 @@ def _to_field(c, prime):
 
 
 def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, rng=None) -> int:
-    """Generic rank of the Jacobian, computed exactly over the finite field F_p.
+    """Compute the generic rank of the Jacobian exactly, over the finite field F_p.
 
     All weights and inputs are drawn uniformly from F_p, p = 2^31 - 1, and the
     rank of J (rows (mu, k), columns theta = [w1 row-major, w2 row-major]) is
@@ -284,6 +284,8 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, rng=None) ->
     Returns
     -------
     int
+        The rank of J over F_p: the generic rank of the Jacobian (and of H at the
+        optimum), with the probability above.
 
     Raises
     ------
@@ -305,6 +307,7 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, rng=None) ->
 
     act = get_activation(activation)
     n_in, n_hidden, n_out, n_samples = _check_sizes(n_in, n_hidden, n_out, n_samples)
+    generator = check_rng(rng)
     if not act.is_polynomial:
         raise ValueError(
             f"activation: exact_rank needs a polynomial activation, got {act.name!r}; "
@@ -325,10 +328,9 @@ def exact_rank(activation, n_in, n_hidden, n_out=1, n_samples=None, rng=None) ->
     n_samples = bound + 2 if n_samples is None else min(n_samples, bound + 2)
     max_rank = min(bound, n_samples * n_out)
 
-    rng = check_rng(rng)
-    w1 = rng.integers(0, PRIME, size=(n_hidden, n_in), dtype=np.int64)
-    w2 = rng.integers(0, PRIME, size=(n_out, n_hidden), dtype=np.int64)
-    X = rng.integers(0, PRIME, size=(n_samples, n_in), dtype=np.int64)
+    w1 = generator.integers(0, PRIME, size=(n_hidden, n_in), dtype=np.int64)
+    w2 = generator.integers(0, PRIME, size=(n_out, n_hidden), dtype=np.int64)
+    X = generator.integers(0, PRIME, size=(n_samples, n_in), dtype=np.int64)
     return int(jacobian_rank_modp(w1, w2, X, coeffs, dcoeffs, max_rank))
 
 
@@ -505,7 +507,7 @@ class _GramLaw:
 
 
 def marchenko_pastur_pdf(x, q):
-    """Continuous part of the Marchenko-Pastur law with ratio q (unit variance).
+    """Evaluate the continuous part of the Marchenko-Pastur law with ratio q (unit variance).
 
     rho_q(x) = sqrt((x_+ - x)(x - x_-)) / (2 pi q x) on [x_-, x_+],
     x_pm = (1 pm sqrt q)^2, zero outside. Its mass is min(1, 1/q): for q > 1
@@ -522,7 +524,8 @@ def marchenko_pastur_pdf(x, q):
 
     Returns
     -------
-    ndarray (float for scalar x)
+    ndarray or float
+        The density rho_q(x), of x's shape (a float for a scalar x).
 
     Examples
     --------
@@ -537,7 +540,7 @@ def marchenko_pastur_pdf(x, q):
 
 
 def scaled_chi2_pdf(t, n_hidden, w2_std=None):
-    """Density of t = |a|^2 for a ~ N(0, w2_std^2 I_Nh): chi2.pdf(t / s^2; Nh) / s^2.
+    """Evaluate the density of t = |a|^2 for a ~ N(0, w2_std^2 I_Nh): chi2.pdf(t / s^2; Nh) / s^2.
 
     Parameters
     ----------
@@ -546,11 +549,12 @@ def scaled_chi2_pdf(t, n_hidden, w2_std=None):
     n_hidden : int
         Nh >= 1, the degrees of freedom.
     w2_std : float, optional
-        s; default 1 / sqrt(Nh), so that t has mean 1 and variance 2 / Nh.
+        The scale s; default 1 / sqrt(Nh), so that t has mean 1 and variance 2 / Nh.
 
     Returns
     -------
-    ndarray (float for scalar t)
+    ndarray or float
+        The density at t, of t's shape (a float for a scalar t).
 
     Examples
     --------
@@ -607,7 +611,7 @@ def _linear_eval(lam, n_in, n_hidden, n_out, w1_std, w2_std, which):
 
 
 def linear_density(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
-    """Large-size pooled density of the nonzero Hessian eigenvalues of linear teachers.
+    """Evaluate the large-size pooled density of the nonzero Hessian eigenvalues (linear nets).
 
     At the optimum with P -> infinity the eigenvalues of one teacher are
     lambda_a(W2 W2^T) + lambda_b(W1^T W1), a <= No, b <= Ni (THEORY.md b), with
@@ -636,12 +640,13 @@ def linear_density(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
     n_in, n_hidden, n_out : int
         Ni, Nh, No >= 1 of the teachers.
     w1_std, w2_std : float, optional
-        s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh). The mean is (s1^2 + s2^2) Nh
-        (1 + Nh/Ni by default) when there are no exact zeros.
+        The scales s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh). The mean is
+        (s1^2 + s2^2) Nh (1 + Nh/Ni by default) when there are no exact zeros.
 
     Returns
     -------
-    ndarray (float for scalar x)
+    ndarray or float
+        The density at x, of x's shape (a float for a scalar x).
 
     Notes
     -----
@@ -665,7 +670,7 @@ def linear_density(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
 
 
 def linear_cdf(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
-    """Cumulative distribution of the law of :func:`linear_density`.
+    """Evaluate the cumulative distribution of the law of :func:`linear_density`.
 
     Same model, parameters and accuracy; the chi-square, 2 x 2 Wishart and MP
     CDFs enter the same quadrature. 0 for x <= 0, rising to 1.
@@ -677,11 +682,12 @@ def linear_cdf(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
     n_in, n_hidden, n_out : int
         Ni, Nh, No >= 1 of the teachers.
     w1_std, w2_std : float, optional
-        s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh).
+        The scales s1, s2; defaults 1 / sqrt(Ni), 1 / sqrt(Nh).
 
     Returns
     -------
-    ndarray (float for scalar x)
+    ndarray or float
+        P(lambda <= x), of x's shape (a float for a scalar x).
 
     Examples
     --------
@@ -693,7 +699,7 @@ def linear_cdf(x, n_in, n_hidden, n_out=1, w1_std=None, w2_std=None):
 
 
 def linear_spectrum_exact(w1, w2, X=None):
-    """All No*Ni eigenvalues of the reduced linear-network Hessian at the optimum.
+    """Compute all No*Ni eigenvalues of the reduced linear-network Hessian at the optimum.
 
     For g(z) = z, H = M^T (I_No (x) C) M with M M^T = S = (W2 W2^T) (x) I_Ni +
     I_No (x) (W1^T W1) and C = X^T X / P, so the nonzero eigenvalues of H are
@@ -706,8 +712,9 @@ def linear_spectrum_exact(w1, w2, X=None):
         First-layer weights, float32 or float64 (computed in float64).
     w2 : array, shape (n_out, n_hidden)
         Second-layer weights; a 1-d array is one output.
-    X : array, shape (n_samples, n_in), optional
-        Data; None means P -> infinity with C = I, where the eigenvalues are
+    X : array_like, shape (n_samples, n_in), optional
+        Data (integers are upcast to float64); None means P -> infinity with C = I,
+        where the eigenvalues are
         lambda_a(W2 W2^T) + lambda_b(W1^T W1) exactly.
 
     Returns

@@ -16,6 +16,9 @@ RTOL_EXACT = 1e-12
 RTOL_FD_HESSIAN = 2e-6
 # Central differences of the loss for the gradient, eps = 1e-6: ~1e-9 relative.
 RTOL_FD_GRADIENT = 1e-7
+# Central differences of the outputs for the Jacobian, eps = 1e-6: truncation
+# ~eps^2 |y'''|, cancellation ~1e-16 |y| / eps: ~1e-10 relative to the largest entry.
+RTOL_FD_JACOBIAN = 1e-7
 # float32 results against the float64 twins (24-bit mantissa accumulated over P samples):
 # measured <= 4e-7; the library promises 1e-4, the tests hold it to 1e-5.
 RTOL_FLOAT32 = 1e-5

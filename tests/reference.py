@@ -17,8 +17,9 @@ dtype, straight from the definitions of THEORY.md a:
 * gradient descent as a plain loop of those gradients, and the quadratic-model
   loss curve and decay rate of THEORY.md d from the twin Hessian's eigenpairs.
 
-The finite differences of the loss at the end are a second, formula-free check
-of these twins (tests/test_hessian.py compares the two).
+The finite differences of the loss and of the outputs at the end are a second,
+formula-free check of these twins (tests/test_hessian.py and tests/test_api.py
+compare the two).
 """
 from __future__ import annotations
 
@@ -240,6 +241,28 @@ def loss_of_parameters(theta, like, X, Y_target):
     A, _, _ = activation_closed_form(like.activation, np.asarray(X, dtype=np.float64) @ w1.T)
     r = A @ w2.T - Y_target
     return 0.5 * np.sum(r ** 2) / np.shape(X)[0]
+
+
+def outputs_of_parameters(theta, like, X):
+    """y (P, No) for a network shaped like ``like`` with parameters theta, in float64."""
+    n1 = np.size(like.w1)
+    w1 = theta[:n1].reshape(np.shape(like.w1))
+    w2 = theta[n1:].reshape(np.shape(like.w2))
+    A, _, _ = activation_closed_form(like.activation, np.asarray(X, dtype=np.float64) @ w1.T)
+    return A @ w2.T
+
+
+def fd_jacobian(net, X, eps=1e-6):
+    """Central differences of the outputs: J (P*No x D), rows (mu, k) mu-major."""
+    theta = parameters(net)
+    columns = []
+    for a in range(theta.size):
+        e = np.zeros_like(theta)
+        e[a] = eps
+        dy = (outputs_of_parameters(theta + e, net, X)
+              - outputs_of_parameters(theta - e, net, X)) / (2 * eps)
+        columns.append(dy.ravel())  # (P, No) in C order: row mu * No + k
+    return np.stack(columns, axis=1)
 
 
 def fd_gradient(student, X, teacher, eps=1e-6):
