@@ -70,8 +70,11 @@ def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
     With the population, only the optimum is implemented (teacher None or the student).
     """
     check_net(net, net_name)
-    teacher = check_teacher(net, teacher)
     dt = check_dtype(dtype if dtype is not None else net.dtype)
+    # X before the teacher: a call in the old order (student, teacher, X) is named as such
+    if not is_population(X):
+        X = net.check_inputs(X, dtype=dt, copy=copy)
+    teacher = check_teacher(net, teacher)
     if is_population(X):
         if not population:
             raise ValueError(
@@ -83,8 +86,7 @@ def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
                 "only (teacher=None, or a teacher equal to the student): the population "
                 "residual term away from it is not; pass samples (fasthess.gaussian_inputs) "
                 "for an off-optimum Hessian")
-        return Point(net, X, teacher, dt)
-    return Point(net, net.check_inputs(X, dtype=dt, copy=copy), teacher, dt)
+    return Point(net, X, teacher, dt)
 
 
 @dataclass

@@ -83,13 +83,14 @@ def _drop_unneeded(f: Features) -> None:
 
 
 def hessian(net, X, teacher=None, dtype=None):
-    """The dense D x D Hessian of the loss, assembled by Numba kernels and BLAS.
+    """Assemble the dense D x D Hessian of the loss with Numba kernels and BLAS.
 
     Parameters
     ----------
     net : TwoLayerNet
         The student (the point at which H is taken).
-    X : array (P, n_in)
+    X : array_like, shape (P, n_in)
+        Inputs, one sample per row (integers and booleans are upcast to float64).
     teacher : TwoLayerNet or None
         None (or ``net`` itself): the optimum, H = J^T J / P exactly. Otherwise the
         full Hessian, Gauss-Newton plus the residual (second-derivative) term.
@@ -99,7 +100,8 @@ def hessian(net, X, teacher=None, dtype=None):
 
     Returns
     -------
-    ndarray (D, D), symmetric.
+    ndarray, shape (D, D)
+        H, symmetric, in theta order (w1 row-major, then w2 row-major).
 
     Raises
     ------
@@ -137,7 +139,43 @@ def assemble_hessian(point: Point) -> np.ndarray:
 
 
 def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
-    """The blocks w1w1, w1w2, w2w2 of :func:`hessian` as separate arrays."""
+    """Assemble the blocks w1w1, w1w2, w2w2 of :func:`hessian` as separate arrays.
+
+    The w1w2 and w2w2 blocks are small (D1 x D2, D2 x D2 with D1 = Nh*Ni,
+    D2 = No*Nh); only w1w1 (D1 x D1) is refused when it does not fit.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The student (the point at which H is taken).
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
+        Inputs, one sample per row (integers and booleans are upcast to float64); the
+        population (x ~ N(0, I), P -> infinity, at the optimum) splits H_inf.
+    teacher : TwoLayerNet or None
+        None (or ``net`` itself): the optimum. Otherwise the full Hessian's blocks.
+    dtype : float64 or float32, optional
+        Working and output precision; default the network's dtype.
+
+    Returns
+    -------
+    HessianBlocks
+        ``.w1w1``, ``.w1w2``, ``.w2w2``; ``.full()`` assembles H.
+
+    Raises
+    ------
+    MemoryError
+        Before allocating, if the w1w1 block does not fit in available memory.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(20, 4, rng=1)
+    >>> b = fh.hessian_blocks(net, X)
+    >>> b.w1w1.shape, b.w1w2.shape, b.w2w2.shape
+    ((12, 12), (12, 3), (3, 3))
+    >>> bool(np.allclose(b.full(), fh.hessian(net, X)))
+    True
+    """
     point = check_point(net, X, teacher, dtype, what="fasthess.hessian_blocks")
     if point.population:
         # the tiles are written into one D x D matrix, then split
@@ -317,11 +355,45 @@ def _small_blocks(f: Features, scratch: np.ndarray | None = None):
 
 
 def ntk(net, X, dtype=None) -> np.ndarray:
-    """Empirical NTK Gram K = J J^T / P, shape (P*No, P*No), rows (mu, k) mu-major.
+    """Assemble the empirical NTK Gram matrix K = J J^T / P.
 
     Closed form (THEORY.md a): K = [(A A^T) (x) I_No + (U U^T) o (X X^T (x) 1)] / P with
     U[(mu,k)] = G'[mu] * w2[k]; the Jacobian is never formed. Its nonzero
     eigenvalues are those of the Hessian at the optimum.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The network (the NTK does not depend on a teacher).
+    X : array_like, shape (P, n_in)
+        Inputs, one sample per row (integers and booleans are upcast to float64).
+    dtype : float64 or float32, optional
+        Working and output precision; default the network's dtype.
+
+    Returns
+    -------
+    ndarray, shape (P * n_out, P * n_out)
+        K, symmetric positive semi-definite, rows and columns (mu, k) mu-major.
+
+    Raises
+    ------
+    MemoryError
+        Before allocating, if K does not fit in available memory.
+
+    See Also
+    --------
+    jacobian : J itself.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0); X = fh.gaussian_inputs(5, 4, rng=1)
+    >>> K = fh.ntk(net, X)
+    >>> K.shape
+    (10, 10)
+    >>> J = fh.jacobian(net, X)
+    >>> bool(np.allclose(K, J @ J.T / 5))
+    True
     """
     point = check_point(net, X, None, dtype, population=False,
                         what="fasthess.ntk (the P*n_out x P*n_out Gram matrix of the samples)")

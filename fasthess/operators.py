@@ -25,6 +25,23 @@ class HessianOperatorBase(LinearOperator):
 
     Subclasses implement ``_products(V)``. ``matvec``, ``matmat``, ``@``, ``rmatvec``
     and ``.T`` / ``.H`` all come from SciPy through ``_matmat`` and ``_adjoint``.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The student, the point where H is taken.
+    teacher : TwoLayerNet or None
+        None at the optimum.
+    dtype : float32 or float64
+        The dtype of the products.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> op = fh.hessian_operator(fh.TwoLayerNet.random(4, 3, rng=0),
+    ...                          fh.gaussian_inputs(20, 4, rng=1))
+    >>> isinstance(op, fh.HessianOperatorBase), op.shape
+    (True, (15, 15))
     """
 
     def __init__(self, net, teacher, dtype):
@@ -35,6 +52,17 @@ class HessianOperatorBase(LinearOperator):
 
     @property
     def at_optimum(self) -> bool:
+        """Whether H is taken at the optimum (no teacher, or the student itself).
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(20, 4, rng=1)
+        >>> fh.hessian_operator(net, X).at_optimum
+        True
+        >>> fh.hessian_operator(net, X, teacher=fh.perturb(net, 0.1, rng=2)).at_optimum
+        False
+        """
         return self.teacher is None
 
     def _products(self, V: np.ndarray) -> np.ndarray:
@@ -70,6 +98,22 @@ class HessianOperator(HessianOperatorBase):
     Built by :func:`hessian_operator`, which copies X: the operator answers for the
     data it was built from, whatever the caller does with its array afterwards.
     Attributes ``net``, ``teacher``, ``n_samples`` and ``at_optimum`` describe it.
+
+    Parameters
+    ----------
+    f : Features
+        The validated per-sample factors (made by :func:`hessian_operator`).
+    net : TwoLayerNet
+        The student, the point where H is taken.
+    teacher : TwoLayerNet or None
+        None at the optimum.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> fh.hessian_operator(fh.TwoLayerNet.random(4, 3, rng=0),
+    ...                     fh.gaussian_inputs(20, 4, rng=1))
+    HessianOperator(D=15, P=20, at_optimum=True, activation='erf', dtype=float64)
     """
 
     def __init__(self, f: Features, net, teacher):
@@ -78,6 +122,15 @@ class HessianOperator(HessianOperatorBase):
 
     @property
     def n_samples(self) -> int:
+        """P, the number of samples the operator was built from.
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> fh.hessian_operator(fh.TwoLayerNet.random(4, 3, rng=0),
+        ...                     fh.gaussian_inputs(20, 4, rng=1)).n_samples
+        20
+        """
         return self._features.n_samples
 
     def _products(self, V):
@@ -119,8 +172,9 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     ----------
     net : TwoLayerNet
         The student (the point at which H is taken).
-    X : array, shape (P, n_in), or fasthess.POPULATION
-        Inputs; copied, so later changes to the caller's array do not reach the operator.
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
+        Inputs, one sample per row (integers and booleans are upcast to float64);
+        copied, so later changes to the caller's array do not reach the operator.
         ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the optimum): products
         in O(Nh^2 (Ni + No)) per column, no samples.
     teacher : TwoLayerNet or None

@@ -39,18 +39,8 @@ MODULES = {"fasthess": fh, "fasthess.theory": theory, "fasthess.distributed": di
 # Docstrings in modules other engineers own; their fixes are with those owners (strict
 # xfail: the test fails as soon as one is fixed, so the entry is then removed here).
 OWNED_ELSEWHERE = {
-    "fasthess.hessian": "assembly.py",
-    "fasthess.hessian_blocks": "assembly.py",
-    "fasthess.ntk": "assembly.py",
-    "fasthess.HessianOperator": "operators.py",
-    "fasthess.HessianOperator.n_samples": "operators.py",
-    "fasthess.HessianOperatorBase": "operators.py",
-    "fasthess.HessianOperatorBase.at_optimum": "operators.py",
     "fasthess.sweep": "sweeps",
     "fasthess.load_sweep": "sweeps",
-    "fasthess.set_num_threads": "_resources.py",
-    "fasthess.get_num_threads": "_resources.py",
-    "fasthess.threads": "_resources.py",
 }
 
 
