@@ -409,7 +409,9 @@ def test_rank_equals_effective_parameters(key, n_in, n_hidden, n_out):
     predicted = effective_parameters(_activation(key), n_in, n_hidden, n_out, n_samples=None)
     assert result.rank == predicted
     if predicted < net.n_params:
-        assert result.gap_decades >= 8, result
+        # zero modes come out at ~1e-16 lambda_max (eigh's backward error); the smallest
+        # genuine eigenvalues are >= 1e-8 lambda_max here (measured gaps 8.3-15.5 decades)
+        assert result.gap_decades >= 6, result
     else:  # full rank: the smallest eigenvalue sits far above round-off
         assert ev[0] >= 1e-9 * ev[-1], ev[0] / ev[-1]
 
