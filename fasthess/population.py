@@ -25,7 +25,9 @@ How the coefficients are computed, per activation:
 
 g''' is never evaluated (Stein's lemma turns it into g''; see the kernels module).
 The functions here are the internal API behind ``fasthess.POPULATION``: they do not
-validate the network beyond its type, and assume the optimum (teacher = student).
+validate the network beyond its type. The Hessian functions assume the optimum
+(teacher = student); :func:`population_loss` and :func:`population_gradient` take
+any teacher of the same shape and activation.
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ __all__ = [
     "hessian_matmat",
     "population_trace",
     "dense_bytes",
+    "population_loss",
+    "population_gradient",
     "refuse_off_optimum",
 ]
 
@@ -169,26 +173,14 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
     """
     net = _check_net(net)
     dt = check_dtype(dtype)
-    from ._kernels.population import pair_geometry, scatter_pairs
-
-    w1 = np.ascontiguousarray(net.w1, dtype=np.float64)
     w2 = np.ascontiguousarray(net.w2, dtype=np.float64)
-    n_hidden = w1.shape[0]
-    norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
-    gram = w1 @ w1.T
-    pj, pk = _upper_pairs(n_hidden)
-    cosines = np.empty(pj.size)
-    sines = np.empty(pj.size)
-    pair_geometry(w1, gram, norms, pj, pk, REFINE_COS, cosines, sines)
-    values, method, nodes, change = _pair_values(net.activation, pj, pk, norms, cosines, sines)
-
-    mats = np.zeros((5, n_hidden, n_hidden))
-    scatter_pairs(pj, pk, values, mats)
-    a, G, cmat, m11, m12 = mats
+    pairs = _pair_matrices(net.activation, net.w1)
+    a, G, cmat, m11, m12 = pairs.mats
     Q = w2.T @ w2
     Q = 0.5 * (Q + Q.T)  # exactly symmetric (BLAS may round the two triangles apart)
-    indptr, indices, par_cos, par_sin = _parallel_pairs(net.activation, pj, pk, norms,
-                                                        cosines, sines, n_hidden)
+    indptr, indices, par_cos, par_sin = _parallel_pairs(
+        net.activation, pairs.pj, pairs.pk, pairs.norms, pairs.cosines, pairs.sines,
+        net.n_hidden)
 
     def cast(x):
         return np.ascontiguousarray(x, dtype=dt)
@@ -196,9 +188,42 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
     return PopulationCoefficients(
         shape=net.shape, Q=cast(Q), a=cast(a), c=cast(cmat), G=cast(G), m11=cast(m11),
         m12=cast(m12), qa=cast(Q * a), qm11=cast(Q * m11), qm12=cast(Q * m12),
-        qm22=cast(Q * m11.T), norms=cast(norms), par_indptr=indptr, par_indices=indices,
-        par_cos=cast(par_cos), par_sin=cast(par_sin), method=method,
-        quadrature_nodes=nodes, quadrature_change=change)
+        qm22=cast(Q * m11.T), norms=cast(pairs.norms), par_indptr=indptr,
+        par_indices=indices, par_cos=cast(par_cos), par_sin=cast(par_sin),
+        method=pairs.method, quadrature_nodes=pairs.nodes, quadrature_change=pairs.change)
+
+
+@dataclass
+class _Pairs:
+    """All-pairs coefficients of the rows of a weight matrix (float64)."""
+
+    mats: np.ndarray  # (5, n, n): a, G, c, m11, m12
+    norms: np.ndarray
+    pj: np.ndarray
+    pk: np.ndarray
+    cosines: np.ndarray
+    sines: np.ndarray
+    method: str
+    nodes: int | None
+    change: float | None
+
+
+def _pair_matrices(act, w1) -> _Pairs:
+    """The Nh x Nh coefficient matrices of every pair of rows of w1 (any number of rows)."""
+    from ._kernels.population import pair_geometry, scatter_pairs
+
+    w1 = np.ascontiguousarray(w1, dtype=np.float64)
+    n_rows = w1.shape[0]
+    norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
+    gram = w1 @ w1.T
+    pj, pk = _upper_pairs(n_rows)
+    cosines = np.empty(pj.size)
+    sines = np.empty(pj.size)
+    pair_geometry(w1, gram, norms, pj, pk, REFINE_COS, cosines, sines)
+    values, method, nodes, change = _pair_values(act, pj, pk, norms, cosines, sines)
+    mats = np.zeros((5, n_rows, n_rows))
+    scatter_pairs(pj, pk, values, mats)
+    return _Pairs(mats, norms, pj, pk, cosines, sines, method, nodes, change)
 
 
 def _check_net(net) -> TwoLayerNet:
@@ -585,8 +610,105 @@ def population_trace(coefs, net) -> float:
 
 
 # ---------------------------------------------------------------------- off the optimum
+def _student_teacher(student, teacher):
+    """(stacked rows [W1_s; W1_t], beta = [W2_s, -W2_t]) or None at the optimum."""
+    student = _check_net(student)
+    if teacher is None or teacher is student:
+        return None
+    if not isinstance(teacher, TwoLayerNet):
+        raise TypeError(f"teacher must be a fasthess.TwoLayerNet or None, got "
+                        f"{type(teacher).__name__}")
+    if teacher.shape != student.shape:
+        raise ValueError(f"teacher has shape (n_in, n_hidden, n_out) = {teacher.shape} but "
+                         f"the student has {student.shape}; they must match")
+    if teacher.activation != student.activation:
+        raise NotImplementedError(
+            f"X = fasthess.POPULATION with a teacher whose activation "
+            f"({teacher.activation.name!r}) differs from the student's "
+            f"({student.activation.name!r}) is not implemented; pass samples "
+            f"(fasthess.gaussian_inputs) instead")
+    if np.array_equal(teacher.w1, student.w1) and np.array_equal(teacher.w2, student.w2):
+        return None
+    rows = np.concatenate([np.asarray(student.w1, dtype=np.float64),
+                           np.asarray(teacher.w1, dtype=np.float64)])
+    beta = np.concatenate([np.asarray(student.w2, dtype=np.float64),
+                           -np.asarray(teacher.w2, dtype=np.float64)], axis=1)
+    return rows, beta
+
+
+def population_loss(student, teacher) -> float:
+    """The population loss L = 1/2 E_x ||student(x) - teacher(x)||^2, x ~ N(0, I).
+
+    The generalisation error of the soft committee machine: with the hidden units
+    of both networks stacked, u = (student units, teacher units), and
+    beta = [W2_s, -W2_t], L = 1/2 tr(beta G beta^T), G_uv = E[g(h_u) g(h_v)].
+
+    Parameters
+    ----------
+    student, teacher : TwoLayerNet
+        Same shape and activation; ``teacher=None`` (or the student) is the optimum.
+
+    Returns
+    -------
+    float (exactly 0.0 at the optimum)
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.population import population_loss
+    >>> t = fh.TwoLayerNet(np.eye(2), np.ones((1, 2)), "linear")
+    >>> s = fh.TwoLayerNet(np.eye(2), np.array([[2.0, 1.0]]), "linear")
+    >>> population_loss(s, t)             # 1/2 E[x_1^2]
+    0.5
+    """
+    pair = _student_teacher(student, teacher)
+    if pair is None:
+        return 0.0
+    rows, beta = pair
+    G = _pair_matrices(student.activation, rows).mats[1]
+    return float(0.5 * np.einsum("mu,uv,mv->", beta, G, beta))
+
+
+def population_gradient(student, teacher) -> np.ndarray:
+    """dL/dtheta of :func:`population_loss`, flat in theta order (w1, then w2).
+
+    With r = sum_u beta_u g(h_u) and S = W2_s^T beta (Nh x 2Nh):
+    dL/dW2 = beta G[:, student], and dL/dw_j = E[(r . b_j) g'(h_j) x]
+    = sum_u S_ju (c_ju w_j + a_ju w_u) by first-order Stein (c_ju = E[g''(h_j) g(h_u)],
+    a_ju = E[g'(h_j) g'(h_u)]).
+
+    Returns
+    -------
+    ndarray (D,), float64 (zeros at the optimum)
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.population import population_gradient
+    >>> t = fh.TwoLayerNet(np.eye(2), np.ones((1, 2)), "linear")
+    >>> s = fh.TwoLayerNet(np.eye(2), np.array([[2.0, 1.0]]), "linear")
+    >>> population_gradient(s, t)   # linear: dL/dW1 = W2^T (V_s - V_t), dL/dW2 = (V_s - V_t) W1^T
+    array([2., 0., 1., 0., 1., 0.])
+    """
+    student = _check_net(student)
+    pair = _student_teacher(student, teacher)
+    if pair is None:
+        return np.zeros(student.n_params)
+    rows, beta = pair
+    n_hidden = student.n_hidden
+    mats = _pair_matrices(student.activation, rows).mats
+    a, G, cmat = mats[0, :n_hidden], mats[1, :, :n_hidden], mats[2, :n_hidden]
+    S = np.asarray(student.w2, dtype=np.float64).T @ beta
+    grad_w1 = np.sum(S * cmat, axis=1)[:, None] * rows[:n_hidden] + (S * a) @ rows
+    grad_w2 = beta @ G
+    return np.concatenate([grad_w1.ravel(), grad_w2.ravel()])
+
+
 def refuse_off_optimum(what: str = "this function"):
-    """Raise the error for a teacher other than the student with ``fasthess.POPULATION``.
+    """Raise the error for a population Hessian away from the optimum.
+
+    The population loss and gradient off the optimum are implemented
+    (:func:`population_loss`, :func:`population_gradient`); the Hessian there is not.
 
     Examples
     --------
@@ -598,6 +720,6 @@ def refuse_off_optimum(what: str = "this function"):
     """
     raise NotImplementedError(
         f"{what} with X = fasthess.POPULATION is implemented at the optimum only "
-        f"(teacher = student, or teacher=None): the population loss, gradient and "
-        f"residual term away from it are not implemented; pass samples "
-        f"(fasthess.gaussian_inputs) for an off-optimum Hessian")
+        f"(teacher = student, or teacher=None): the residual term of the population "
+        f"Hessian away from it is not implemented (the population loss and gradient "
+        f"are); pass samples (fasthess.gaussian_inputs) for an off-optimum Hessian")

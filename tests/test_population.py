@@ -25,8 +25,8 @@ from scipy.special import roots_hermitenorm, roots_legendre
 import fasthess as fh
 from fasthess import population as pop
 from fasthess.population import (assemble_dense, dense_bytes, hessian_matmat,
-                                  population_coefficients, population_trace,
-                                  refuse_off_optimum)
+                                  population_coefficients, population_gradient,
+                                  population_loss, population_trace, refuse_off_optimum)
 from fasthess.theory import effective_parameters, linear_spectrum_exact
 
 # Named tolerances (relative to the largest entry of the compared array).
@@ -519,3 +519,68 @@ def test_overflowing_activation_refused():
     net = fh.TwoLayerNet.random(3, 2, activation=exp, seed=27)
     with pytest.raises(ValueError, match="'expsq'.*not all finite"):
         population_coefficients(net)
+
+
+# ----------------------------------------------------------------------- off the optimum
+OFF_OPTIMUM_KEYS = ["erf", "relu", "tanh", "cubic", "linear"]
+
+
+def _student_teacher_pair(key, seed):
+    teacher = make_net(key, 4, 3, 2, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    theta = teacher.parameters() + 0.3 * rng.standard_normal(teacher.n_params)
+    return fh.TwoLayerNet.from_parameters(theta, like=teacher), teacher
+
+
+@pytest.mark.parametrize("key", OFF_OPTIMUM_KEYS)
+def test_population_loss_and_gradient_match_monte_carlo(key):
+    """Within 5 standard errors of the sample means (standard errors from 20 batches)."""
+    student, teacher = _student_teacher_pair(key, seed=40)
+    X = fh.gaussian_inputs(400_000, 4, seed=41)
+    batches = np.split(X, 20)
+    losses = np.array([fh.loss(student, Xb, teacher) for Xb in batches])
+    grads = np.array([fh.gradient(student, Xb, teacher) for Xb in batches])
+    loss = population_loss(student, teacher)
+    grad = population_gradient(student, teacher)
+    assert loss > 0
+    assert abs(losses.mean() - loss) <= 5 * losses.std(ddof=1) / math.sqrt(20)
+    z = np.abs(grads.mean(axis=0) - grad) / (grads.std(axis=0, ddof=1) / math.sqrt(20))
+    assert np.max(z) <= 5, z
+
+
+@pytest.mark.parametrize("key", OFF_OPTIMUM_KEYS)
+def test_population_gradient_is_the_derivative_of_the_loss(key):
+    """Central differences of population_loss (step 1e-5: error ~1e-10 relative)."""
+    student, teacher = _student_teacher_pair(key, seed=42)
+    grad = population_gradient(student, teacher)
+    theta = student.parameters()
+    eps = 1e-5
+    fd = np.empty_like(theta)
+    for i in range(theta.size):
+        e = np.zeros_like(theta)
+        e[i] = eps
+        plus = fh.TwoLayerNet.from_parameters(theta + e, like=student)
+        minus = fh.TwoLayerNet.from_parameters(theta - e, like=student)
+        fd[i] = (population_loss(plus, teacher) - population_loss(minus, teacher)) / (2 * eps)
+    assert rel_err(grad, fd) <= 1e-8
+
+
+def test_population_loss_linear_closed_form():
+    """Linear networks: L = 1/2 ||W2_s W1_s - W2_t W1_t||_F^2 exactly."""
+    student, teacher = _student_teacher_pair("linear", seed=43)
+    V = student.w2 @ student.w1 - teacher.w2 @ teacher.w1
+    assert abs(population_loss(student, teacher) - 0.5 * np.sum(V**2)) <= 1e-14 * np.sum(V**2)
+    grad = np.concatenate([(student.w2.T @ V).ravel(), (V @ student.w1.T).ravel()])
+    assert rel_err(population_gradient(student, teacher), grad) <= 1e-14
+
+
+def test_population_loss_at_the_optimum_and_refusals():
+    net = make_net("erf", 4, 3, 2)
+    assert population_loss(net, None) == 0.0 == population_loss(net, net)
+    assert not np.any(population_gradient(net, fh.TwoLayerNet(net.w1, net.w2, "erf")))
+    with pytest.raises(NotImplementedError, match="POPULATION.*activation"):
+        population_loss(net, fh.TwoLayerNet(net.w1, net.w2, "tanh"))
+    with pytest.raises(ValueError, match="teacher has shape"):
+        population_gradient(net, make_net("erf", 4, 2, 2))
+    with pytest.raises(TypeError, match="teacher must be"):
+        population_loss(net, "teacher")
