@@ -8,7 +8,7 @@ import numpy as np
 
 import fasthess as fh
 from fasthess.benchmarking import timed_with_dgemm_limit
-from fasthess.population import (assemble_dense, hessian_matmat, population_coefficients)
+from fasthess.population import assemble_dense, hessian_matmat, population_coefficients
 
 from .common import THREADS
 

@@ -32,7 +32,6 @@ any teacher of the same shape and activation.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -243,19 +242,19 @@ def _pair_values(act, pj, pk, norms, cosines, sines):
     from ._kernels import population as kp
 
     out = np.empty((pj.size, 7))
-    custom = act.code < 0
-    if not custom and act.code == LINEAR:
+    # a CustomActivation has code -1, so it falls through to the doubling quadrature
+    if act.code == LINEAR:
         out[:] = 0.0
         out[:, 0] = 1.0
         out[:, 1] = norms[pj] * norms[pk] * cosines
         return out, "exact (linear)", None, None
-    if not custom and act.code == ERF:
+    if act.code == ERF:
         kp.erf_pairs(pj, pk, norms, cosines, sines, out)
         return out, "closed form (erf)", None, None
-    if not custom and act.code == RELU:
+    if act.code == RELU:
         kp.relu_pairs(pj, pk, norms, cosines, sines, PARALLEL_SINE, out)
         return out, "closed form (relu, polar)", None, None
-    if not custom and act.code == POLYNOMIAL:
+    if act.code == POLYNOMIAL:
         # per axis the integrands have degree <= 2 deg; n nodes integrate 2n - 1 exactly
         n = act.degree + 2
         _quadrature_values(act, pj, pk, norms, cosines, sines, n, 0.0, out)
@@ -306,7 +305,7 @@ def _quadrature_values(act, pj, pk, norms, cosines, sines, n, floor, out):
         bj, bk = pj[b0:b1], pk[b0:b1]
         h = hk[: b1 - b0]
         g = [arr[: b1 - b0] for arr in gk]
-        kp.quadrature_points(bj, bk, norms, cosines[b0:b1], sines[b0:b1], z1, z2, h)
+        kp.quadrature_points(bk, norms, cosines[b0:b1], sines[b0:b1], z1, z2, h)
         act.apply(h, *g)
         kp.quadrature_pairs(bj, bk, norms, cosines[b0:b1], node_1d, weights, unit_g[0],
                             unit_g[1], unit_g[2], unit_h, h, g[0], g[1], g[2], out[b0:b1])
@@ -397,6 +396,15 @@ def _check_coefficients(coefs, net):
 # ---------------------------------------------------------------------- dense
 def dense_bytes(net, dtype=np.float64) -> int:
     """Bytes of the dense D x D population Hessian of ``net`` in ``dtype``.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+    dtype : float64 or float32
+
+    Returns
+    -------
+    int
 
     Examples
     --------
@@ -498,7 +506,7 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     vector = V.ndim == 1
     V2d = V.reshape(n, -1)
     dt = coefs.dtype
-    n_in, n_hidden, n_out = net.shape
+    n_hidden = net.n_hidden
     n_cols = V2d.shape[1]
     out = np.empty((n, n_cols), dtype=dt)
     if n_cols == 0:
@@ -522,8 +530,12 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
 
 def _product_block(coefs, w1, w2, Vb, out, work):
     """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype)."""
-    from ._kernels.population import (add_w1_terms, gather_diagonal, parallel_pairs_product,
-                                      product_hadamard)
+    from ._kernels.population import (
+        add_w1_terms,
+        gather_diagonal,
+        parallel_pairs_product,
+        product_hadamard,
+    )
 
     n_hidden, n_in = w1.shape
     n_out = w2.shape[0]
@@ -677,6 +689,11 @@ def population_gradient(student, teacher) -> np.ndarray:
     = sum_u S_ju (c_ju w_j + a_ju w_u) by first-order Stein (c_ju = E[g''(h_j) g(h_u)],
     a_ju = E[g'(h_j) g'(h_u)]).
 
+    Parameters
+    ----------
+    student, teacher : TwoLayerNet
+        As in :func:`population_loss`.
+
     Returns
     -------
     ndarray (D,), float64 (zeros at the optimum)
@@ -710,13 +727,23 @@ def refuse_off_optimum(what: str = "this function"):
     The population loss and gradient off the optimum are implemented
     (:func:`population_loss`, :func:`population_gradient`); the Hessian there is not.
 
+    Parameters
+    ----------
+    what : str
+        The public function the caller is, named in the message.
+
+    Raises
+    ------
+    NotImplementedError
+        Always.
+
     Examples
     --------
     >>> from fasthess.population import refuse_off_optimum
     >>> refuse_off_optimum("fasthess.hessian")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    NotImplementedError: fasthess.hessian with X = fasthess.POPULATION is implemented at the optimum only (teacher = student, or teacher=None): ...
+    NotImplementedError: fasthess.hessian with X = fasthess.POPULATION is implemented ...
     """
     raise NotImplementedError(
         f"{what} with X = fasthess.POPULATION is implemented at the optimum only "

@@ -15,6 +15,7 @@ Independent references, all written here:
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numba
@@ -24,9 +25,16 @@ from scipy.special import roots_hermitenorm, roots_legendre
 
 import fasthess as fh
 from fasthess import population as pop
-from fasthess.population import (assemble_dense, dense_bytes, hessian_matmat,
-                                  population_coefficients, population_gradient,
-                                  population_loss, population_trace, refuse_off_optimum)
+from fasthess.population import (
+    assemble_dense,
+    dense_bytes,
+    hessian_matmat,
+    population_coefficients,
+    population_gradient,
+    population_loss,
+    population_trace,
+    refuse_off_optimum,
+)
 from fasthess.theory import effective_parameters, linear_spectrum_exact
 
 # Named tolerances (relative to the largest entry of the compared array).
@@ -142,7 +150,7 @@ def _pair_moments_relu(a, b):
         # 24-point Gauss-Legendre on each piece is exact to round-off
         radial = 1.0 if degree == 0 else 2.0
         val = 0.0
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in itertools.pairwise(bounds):
             half = 0.5 * (hi - lo)
             val += half * sum(w * fun(lo + half * (1 + t)) for t, w in zip(nodes, weights))
         return radial * val / (2 * math.pi)
