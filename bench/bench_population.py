@@ -122,7 +122,7 @@ class PopulationDense:
 class PopulationEigsh:
     """scipy eigsh (k = 3, largest) on the matrix-free H_inf, accuracy checked in the call."""
 
-    params = (["erf"], [300, 1000])
+    params = (["erf"], [100, 1000])
     param_names = ["activation", "n"]
     timeout = 600
     number = 1
