@@ -55,7 +55,7 @@ __all__ = [
 # Tunables (each with its reason). TODO(lead): move into fasthess._config.
 #: Convergence target of the doubling rule for tanh and custom activations.
 QUAD_RTOL = 1e-12
-#: First node count per axis of the doubling rule (tanh at |w| ~ 1 needs ~100).
+#: First node count per axis of the doubling rule (tanh at |w| ~ 1 ends at 256-512).
 QUAD_START_NODES = 32
 #: Beyond this many nodes per axis the doubling rule gives up (raises).
 QUAD_MAX_NODES = 4096
