@@ -71,6 +71,30 @@ EXACT_MAX_PARAMS = 4000
 QUAD_NODES = 800
 MAX_QUAD_NODES = 20000
 
+# ---------------------------------------------------------------- population (P -> infinity)
+# Convergence target of the doubling rule for tanh and custom activations.
+POP_QUAD_RTOL = 1e-12
+# First node count per axis of the doubling rule (tanh at |w| ~ 1 ends at 256-512).
+POP_QUAD_START_NODES = 32
+# Beyond this many nodes per axis the doubling rule gives up (raises).
+POP_QUAD_MAX_NODES = 4096
+# Tensor nodes with w_a w_b below this are dropped: they lie outside the disk
+# |z| < 12.9, whose Gaussian tail mass is e^{-83} ~ 1e-36 (the same at every n).
+POP_QUAD_WEIGHT_FLOOR = 1e-36
+# The doubling check runs on all pairs of this many units with the largest norms
+# (the integrands vary fastest there: g(|w| z)).
+POP_QUAD_CHECK_UNITS = 8
+# Bytes of the per-block node values of the quadrature (4 arrays of pairs x nodes).
+POP_QUAD_BLOCK_BYTES = 32 * 2**20
+# |cos| above this: the pair angle is recomputed from the rows (Kahan's formula);
+# below it sqrt(1 - cos^2) loses at most a factor 1 / sin = 7 of accuracy.
+POP_REFINE_COS = 0.99
+# relu pairs with sin(angle) below this carry their tile in an orthonormal basis:
+# in U = [w_j, w_k] the relu M grows like 1 / sin and the product would lose eps / sin.
+POP_PARALLEL_SINE = 1e-2
+# Bytes of the two Nh x Nh x (columns) work arrays of one block of hessian_matmat.
+POP_PRODUCT_BLOCK_BYTES = 256 * 2**20
+
 # ---------------------------------------------------------------- sweeps
 # Workers of the default LocalCluster of a sweep.
 DEFAULT_WORKERS = 2

@@ -23,8 +23,9 @@ def loss(net, X, teacher=None):
     net : TwoLayerNet
         The student, whose loss is measured.
     X : array_like, shape (P, n_in), or fasthess.POPULATION
-        Inputs, one sample per row (integers are upcast to float64); the population
-        only at the optimum, where the loss is 0.
+        Inputs, one sample per row (integers are upcast to float64);
+        ``fasthess.POPULATION`` gives the population loss 1/2 E ||student(x) -
+        teacher(x)||^2, x ~ N(0, I) (the generalisation error), in closed form.
     teacher : TwoLayerNet or None, default None
         The target function, same (n_in, n_hidden, n_out) as ``net``; None (or
         ``net`` itself) is the optimum, where the loss is 0.
@@ -53,9 +54,13 @@ def loss(net, X, teacher=None):
     >>> bool(fh.loss(s, X, teacher=t) > 0)
     True
     """
-    point = check_point(net, X, teacher, what="fasthess.loss")
+    point = check_point(net, X, teacher, what="fasthess.loss", population_teacher=True)
     if point.at_optimum:
         return 0.0
+    if point.population:
+        from .population import population_loss
+
+        return population_loss(net, point.teacher)
     with np.errstate(over="ignore", invalid="ignore"):
         r = net.astype(point.dtype).outputs(point.X) - point.teacher.astype(
             point.dtype).outputs(point.X)
@@ -71,8 +76,9 @@ def gradient(net, X, teacher=None):
     ----------
     net : TwoLayerNet
         The student, the point where the gradient is taken.
-    X : array_like, shape (P, n_in)
-        Inputs, one sample per row (integers are upcast to float64).
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
+        Inputs, one sample per row (integers are upcast to float64);
+        ``fasthess.POPULATION``: the gradient of the population loss, in closed form.
     teacher : TwoLayerNet or None, default None
         The target function; None (or ``net`` itself) is the optimum, where the
         gradient is 0.
@@ -101,9 +107,13 @@ def gradient(net, X, teacher=None):
     >>> g.shape, bool(np.all(fh.gradient(t, X, teacher=t) == 0))
     ((8,), True)
     """
-    point = check_point(net, X, teacher, what="fasthess.gradient")
+    point = check_point(net, X, teacher, what="fasthess.gradient", population_teacher=True)
     if point.at_optimum:
         return np.zeros(net.n_params, dtype=point.dtype)
+    if point.population:
+        from .population import population_gradient
+
+        return population_gradient(net, point.teacher).astype(point.dtype, copy=False)
     f = features(point, second_order=False)
     with np.errstate(over="ignore", invalid="ignore"):
         g = vjp(f, f.residual[:, :, None])[:, 0] / f.n_samples  # J^T r / P

@@ -19,25 +19,27 @@ How the coefficients are computed, per activation:
 * polynomials (:class:`~fasthess.Polynomial`, ``"quadratic"``, ...): 2-D Gauss-Hermite
   with degree + 2 nodes per axis, exact for these polynomial integrands.
 * ``"tanh"`` and :class:`~fasthess.CustomActivation`: 2-D Gauss-Hermite with the node
-  count doubled from :data:`QUAD_START_NODES` until the coefficients of the units with
-  the largest norms change by at most :data:`QUAD_RTOL` relative to their Hessian
-  block (:attr:`PopulationCoefficients.quadrature_change` records it).
+  count doubled from ``_config.POP_QUAD_START_NODES`` until the coefficients of the
+  units with the largest norms change by at most ``_config.POP_QUAD_RTOL`` relative to
+  their Hessian block (:attr:`PopulationCoefficients.quadrature_change` records it).
 
 g''' is never evaluated (Stein's lemma turns it into g''; see the kernels module).
 The functions here are the internal API behind ``fasthess.POPULATION``: they do not
-validate the network beyond its type, and assume the optimum (teacher = student).
+validate the network beyond its type. The Hessian functions assume the optimum
+(teacher = student); :func:`population_loss` and :func:`population_gradient` take
+any teacher of the same shape and activation.
 """
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
-from ._validation import check_dtype
-from .network import TwoLayerNet
+from ._features import check_net
+from ._validation import check_dtype, check_teacher
 
 __all__ = [
     "PopulationCoefficients",
@@ -46,32 +48,10 @@ __all__ = [
     "hessian_matmat",
     "population_trace",
     "dense_bytes",
-    "refuse_off_optimum",
+    "population_loss",
+    "population_gradient",
 ]
 
-# Tunables (each with its reason). TODO(lead): move into fasthess._config.
-#: Convergence target of the doubling rule for tanh and custom activations.
-QUAD_RTOL = 1e-12
-#: First node count per axis of the doubling rule (tanh at |w| ~ 1 needs ~100).
-QUAD_START_NODES = 32
-#: Beyond this many nodes per axis the doubling rule gives up (raises).
-QUAD_MAX_NODES = 4096
-#: Tensor nodes with w_a w_b below this are dropped: they lie outside the disk
-#: |z| < 12.9, whose Gaussian tail mass is e^{-83} ~ 1e-36 (the same at every n).
-QUAD_WEIGHT_FLOOR = 1e-36
-#: The doubling check runs on all pairs of this many units with the largest norms
-#: (the integrands vary fastest there: g(|w| z)).
-QUAD_CHECK_UNITS = 8
-#: Bytes of the per-block node values of the quadrature (4 arrays of pairs x nodes).
-QUAD_BLOCK_BYTES = 32 * 2**20
-#: |cos| above this: the pair angle is recomputed from the rows (Kahan's formula);
-#: below it sqrt(1 - cos^2) loses at most a factor 1 / sin = 7 of accuracy.
-REFINE_COS = 0.99
-#: relu pairs with sin(angle) below this carry their tile in an orthonormal basis:
-#: in U = [w_j, w_k] the relu M grows like 1 / sin and the product would lose eps / sin.
-PARALLEL_SINE = 1e-2
-#: Bytes of the two Nh x Nh x (columns) work arrays of one block of hessian_matmat.
-PRODUCT_BLOCK_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,7 +132,7 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
     ------
     ValueError
         If the quadrature for tanh or a custom activation does not converge to
-        :data:`QUAD_RTOL` within :data:`QUAD_MAX_NODES` nodes per axis, or the
+        ``_config.POP_QUAD_RTOL`` within ``_config.POP_QUAD_MAX_NODES`` nodes per axis, or the
         activation's values at the nodes are not finite.
 
     Examples
@@ -167,28 +147,16 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
     >>> population_coefficients(fh.TwoLayerNet.random(3, 4, rng=0)).method
     'closed form (erf)'
     """
-    net = _check_net(net)
+    net = check_net(net)
     dt = check_dtype(dtype)
-    from ._kernels.population import pair_geometry, scatter_pairs
-
-    w1 = np.ascontiguousarray(net.w1, dtype=np.float64)
     w2 = np.ascontiguousarray(net.w2, dtype=np.float64)
-    n_hidden = w1.shape[0]
-    norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
-    gram = w1 @ w1.T
-    pj, pk = _upper_pairs(n_hidden)
-    cosines = np.empty(pj.size)
-    sines = np.empty(pj.size)
-    pair_geometry(w1, gram, norms, pj, pk, REFINE_COS, cosines, sines)
-    values, method, nodes, change = _pair_values(net.activation, pj, pk, norms, cosines, sines)
-
-    mats = np.zeros((5, n_hidden, n_hidden))
-    scatter_pairs(pj, pk, values, mats)
-    a, G, cmat, m11, m12 = mats
+    pairs = _pair_matrices(net.activation, net.w1)
+    a, G, cmat, m11, m12 = pairs.mats
     Q = w2.T @ w2
     Q = 0.5 * (Q + Q.T)  # exactly symmetric (BLAS may round the two triangles apart)
-    indptr, indices, par_cos, par_sin = _parallel_pairs(net.activation, pj, pk, norms,
-                                                        cosines, sines, n_hidden)
+    indptr, indices, par_cos, par_sin = _parallel_pairs(
+        net.activation, pairs.pj, pairs.pk, pairs.norms, pairs.cosines, pairs.sines,
+        net.n_hidden)
 
     def cast(x):
         return np.ascontiguousarray(x, dtype=dt)
@@ -196,15 +164,42 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
     return PopulationCoefficients(
         shape=net.shape, Q=cast(Q), a=cast(a), c=cast(cmat), G=cast(G), m11=cast(m11),
         m12=cast(m12), qa=cast(Q * a), qm11=cast(Q * m11), qm12=cast(Q * m12),
-        qm22=cast(Q * m11.T), norms=cast(norms), par_indptr=indptr, par_indices=indices,
-        par_cos=cast(par_cos), par_sin=cast(par_sin), method=method,
-        quadrature_nodes=nodes, quadrature_change=change)
+        qm22=cast(Q * m11.T), norms=cast(pairs.norms), par_indptr=indptr,
+        par_indices=indices, par_cos=cast(par_cos), par_sin=cast(par_sin),
+        method=pairs.method, quadrature_nodes=pairs.nodes, quadrature_change=pairs.change)
 
 
-def _check_net(net) -> TwoLayerNet:
-    if not isinstance(net, TwoLayerNet):
-        raise TypeError(f"net must be a fasthess.TwoLayerNet, got {type(net).__name__}")
-    return net
+@dataclass
+class _Pairs:
+    """All-pairs coefficients of the rows of a weight matrix (float64)."""
+
+    mats: np.ndarray  # (5, n, n): a, G, c, m11, m12
+    norms: np.ndarray
+    pj: np.ndarray
+    pk: np.ndarray
+    cosines: np.ndarray
+    sines: np.ndarray
+    method: str
+    nodes: int | None
+    change: float | None
+
+
+def _pair_matrices(act, w1) -> _Pairs:
+    """The Nh x Nh coefficient matrices of every pair of rows of w1 (any number of rows)."""
+    from ._kernels.population import pair_geometry, scatter_pairs
+
+    w1 = np.ascontiguousarray(w1, dtype=np.float64)
+    n_rows = w1.shape[0]
+    norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
+    gram = w1 @ w1.T
+    pj, pk = _upper_pairs(n_rows)
+    cosines = np.empty(pj.size)
+    sines = np.empty(pj.size)
+    pair_geometry(w1, gram, norms, pj, pk, _config.POP_REFINE_COS, cosines, sines)
+    values, method, nodes, change = _pair_values(act, pj, pk, norms, cosines, sines)
+    mats = np.zeros((5, n_rows, n_rows))
+    scatter_pairs(pj, pk, values, mats)
+    return _Pairs(mats, norms, pj, pk, cosines, sines, method, nodes, change)
 
 
 def _upper_pairs(n):
@@ -218,25 +213,25 @@ def _pair_values(act, pj, pk, norms, cosines, sines):
     from ._kernels import population as kp
 
     out = np.empty((pj.size, 7))
-    custom = act.code < 0
-    if not custom and act.code == LINEAR:
+    # a CustomActivation has code -1, so it falls through to the doubling quadrature
+    if act.code == LINEAR:
         out[:] = 0.0
         out[:, 0] = 1.0
         out[:, 1] = norms[pj] * norms[pk] * cosines
         return out, "exact (linear)", None, None
-    if not custom and act.code == ERF:
+    if act.code == ERF:
         kp.erf_pairs(pj, pk, norms, cosines, sines, out)
         return out, "closed form (erf)", None, None
-    if not custom and act.code == RELU:
-        kp.relu_pairs(pj, pk, norms, cosines, sines, PARALLEL_SINE, out)
+    if act.code == RELU:
+        kp.relu_pairs(pj, pk, norms, cosines, sines, _config.POP_PARALLEL_SINE, out)
         return out, "closed form (relu, polar)", None, None
-    if not custom and act.code == POLYNOMIAL:
+    if act.code == POLYNOMIAL:
         # per axis the integrands have degree <= 2 deg; n nodes integrate 2n - 1 exactly
         n = act.degree + 2
         _quadrature_values(act, pj, pk, norms, cosines, sines, n, 0.0, out)
         return out, f"Gauss-Hermite, {n} nodes per axis (exact for degree {act.degree})", n, 0.0
     n, change = _converged_nodes(act, norms, pj, pk, cosines, sines)
-    _quadrature_values(act, pj, pk, norms, cosines, sines, n, QUAD_WEIGHT_FLOOR, out)
+    _quadrature_values(act, pj, pk, norms, cosines, sines, n, _config.POP_QUAD_WEIGHT_FLOOR, out)
     return out, f"Gauss-Hermite, {n} nodes per axis (doubling change {change:.1e})", n, change
 
 
@@ -273,7 +268,7 @@ def _quadrature_values(act, pj, pk, norms, cosines, sines, n, floor, out):
     unit_g = [np.empty_like(unit_h) for _ in range(3)]
     act.apply(unit_h, *unit_g)
     n_nodes = weights.size
-    block = int(max(1, min(pj.size, QUAD_BLOCK_BYTES // (4 * 8 * n_nodes))))
+    block = int(max(1, min(pj.size, _config.POP_QUAD_BLOCK_BYTES // (4 * 8 * n_nodes))))
     hk = np.empty((block, n_nodes))
     gk = [np.empty((block, n_nodes)) for _ in range(3)]
     for b0 in range(0, pj.size, block):
@@ -281,7 +276,7 @@ def _quadrature_values(act, pj, pk, norms, cosines, sines, n, floor, out):
         bj, bk = pj[b0:b1], pk[b0:b1]
         h = hk[: b1 - b0]
         g = [arr[: b1 - b0] for arr in gk]
-        kp.quadrature_points(bj, bk, norms, cosines[b0:b1], sines[b0:b1], z1, z2, h)
+        kp.quadrature_points(bk, norms, cosines[b0:b1], sines[b0:b1], z1, z2, h)
         act.apply(h, *g)
         kp.quadrature_pairs(bj, bk, norms, cosines[b0:b1], node_1d, weights, unit_g[0],
                             unit_g[1], unit_g[2], unit_h, h, g[0], g[1], g[2], out[b0:b1])
@@ -307,18 +302,19 @@ def _block_scaled(values, pj, pk, norms):
 
 
 def _converged_nodes(act, norms, pj_all, pk_all, cos_all, sin_all):
-    """Double the node count until the check pairs move by <= QUAD_RTOL (see module)."""
-    top = np.sort(np.argsort(-norms, kind="stable")[:QUAD_CHECK_UNITS])
+    """Double the node count until the check pairs move by <= _config.POP_QUAD_RTOL (see module)."""
+    top = np.sort(np.argsort(-norms, kind="stable")[:_config.POP_QUAD_CHECK_UNITS])
     chosen = np.isin(pj_all, top) & np.isin(pk_all, top)
     pj, pk = pj_all[chosen], pk_all[chosen]
     cosines, sines = cos_all[chosen], sin_all[chosen]
 
     def values(n):
         out = np.empty((pj.size, 7))
-        _quadrature_values(act, pj, pk, norms, cosines, sines, n, QUAD_WEIGHT_FLOOR, out)
+        _quadrature_values(act, pj, pk, norms, cosines, sines, n,
+                           _config.POP_QUAD_WEIGHT_FLOOR, out)
         return _block_scaled(out, pj, pk, norms)
 
-    n = QUAD_START_NODES
+    n = _config.POP_QUAD_START_NODES
     previous = values(n)
     while True:
         current = values(2 * n)
@@ -327,14 +323,15 @@ def _converged_nodes(act, norms, pj_all, pk_all, cos_all, sin_all):
             scale = float(np.max(np.abs(new)))
             if scale > 0.0:
                 change = max(change, float(np.max(np.abs(old - new))) / scale)
-        if change <= QUAD_RTOL:
+        if change <= _config.POP_QUAD_RTOL:
             return n, change
-        if 2 * n >= QUAD_MAX_NODES:
+        if 2 * n >= _config.POP_QUAD_MAX_NODES:
             raise ValueError(
                 f"activation {act.name!r}: the Gauss-Hermite quadrature of the population "
-                f"Hessian did not converge to {QUAD_RTOL:g} (relative change {change:.1e} "
+                f"Hessian did not converge to {_config.POP_QUAD_RTOL:g} (relative change "
+                f"{change:.1e} "
                 f"from {n} to {2 * n} nodes per axis, the most allowed is "
-                f"{QUAD_MAX_NODES}); is g smooth? A kink or jump (like relu's) needs a "
+                f"{_config.POP_QUAD_MAX_NODES}); is g smooth? A kink or jump (like relu's) needs a "
                 f"closed form, and very large weights |w_j| = {norms.max():.3g} need more "
                 f"nodes")
         n *= 2
@@ -346,7 +343,7 @@ def _parallel_pairs(act, pj, pk, norms, cosines, sines, n_hidden):
     if act.code != RELU:
         empty = np.zeros(0)
         return np.zeros(n_hidden + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), empty, empty
-    flag = (pj != pk) & (sines > 0.0) & (sines < PARALLEL_SINE)
+    flag = (pj != pk) & (sines > 0.0) & (sines < _config.POP_PARALLEL_SINE)
     flag &= (norms[pj] > 0.0) & (norms[pk] > 0.0)
     rows = np.concatenate([pj[flag], pk[flag]])
     cols = np.concatenate([pk[flag], pj[flag]])
@@ -359,7 +356,7 @@ def _parallel_pairs(act, pj, pk, norms, cosines, sines, n_hidden):
 
 
 def _check_coefficients(coefs, net):
-    net = _check_net(net)
+    net = check_net(net)
     if not isinstance(coefs, PopulationCoefficients):
         raise TypeError(f"coefs must be PopulationCoefficients (from population_coefficients), "
                         f"got {type(coefs).__name__}")
@@ -373,6 +370,15 @@ def _check_coefficients(coefs, net):
 def dense_bytes(net, dtype=np.float64) -> int:
     """Bytes of the dense D x D population Hessian of ``net`` in ``dtype``.
 
+    Parameters
+    ----------
+    net : TwoLayerNet
+    dtype : float64 or float32
+
+    Returns
+    -------
+    int
+
     Examples
     --------
     >>> import fasthess as fh
@@ -380,7 +386,7 @@ def dense_bytes(net, dtype=np.float64) -> int:
     >>> dense_bytes(fh.TwoLayerNet.random(10, 10, rng=0))    # D = 110
     96800
     """
-    n = _check_net(net).n_params
+    n = check_net(net).n_params
     return n * n * check_dtype(dtype).itemsize
 
 
@@ -435,7 +441,7 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     Per block of columns: three GEMMs of Nh x Nh x Ni (K = W1 V1^T, (Q o a) V1,
     B W1), four of Nh x Nh x No, and one parallel pass of Hadamard products over
     the Nh x Nh coefficient matrices. Memory: the output, a copy of a block of V,
-    and two Nh x Nh x (block) work arrays (:data:`PRODUCT_BLOCK_BYTES`).
+    and two Nh x Nh x (block) work arrays (``_config.POP_PRODUCT_BLOCK_BYTES``).
 
     Parameters
     ----------
@@ -473,12 +479,13 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     vector = V.ndim == 1
     V2d = V.reshape(n, -1)
     dt = coefs.dtype
-    n_in, n_hidden, n_out = net.shape
+    n_hidden = net.n_hidden
     n_cols = V2d.shape[1]
     out = np.empty((n, n_cols), dtype=dt)
     if n_cols == 0:
         return out.reshape(V.shape)
-    block = int(max(1, min(n_cols, PRODUCT_BLOCK_BYTES // (2 * n_hidden**2 * dt.itemsize))))
+    block = int(max(1, min(n_cols, _config.POP_PRODUCT_BLOCK_BYTES
+                           // (2 * n_hidden**2 * dt.itemsize))))
     w1 = np.ascontiguousarray(net.w1, dtype=dt)
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
     work = (np.empty(n_hidden * block * n_hidden, dtype=dt),
@@ -497,8 +504,12 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
 
 def _product_block(coefs, w1, w2, Vb, out, work):
     """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype)."""
-    from ._kernels.population import (add_w1_terms, gather_diagonal, parallel_pairs_product,
-                                      product_hadamard)
+    from ._kernels.population import (
+        add_w1_terms,
+        gather_diagonal,
+        parallel_pairs_product,
+        product_hadamard,
+    )
 
     n_hidden, n_in = w1.shape
     n_out = w2.shape[0]
@@ -571,7 +582,7 @@ def population_trace(coefs, net) -> float:
         G = coefs.G[diag, diag].astype(np.float64)
         norms = coefs.norms.astype(np.float64)
     else:
-        net = _check_net(net)
+        net = check_net(net)
         w1 = np.asarray(net.w1, dtype=np.float64)
         norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
         diag = np.arange(net.n_hidden, dtype=np.int64)
@@ -585,19 +596,92 @@ def population_trace(coefs, net) -> float:
 
 
 # ---------------------------------------------------------------------- off the optimum
-def refuse_off_optimum(what: str = "this function"):
-    """Raise the error for a teacher other than the student with ``fasthess.POPULATION``.
+def _student_teacher(student, teacher):
+    """(stacked rows [W1_s; W1_t], beta = [W2_s, -W2_t]) or None at the optimum."""
+    teacher = check_teacher(check_net(student, "student"), teacher)
+    if teacher is None:
+        return None
+    if teacher.activation != student.activation:
+        raise NotImplementedError(
+            f"X = fasthess.POPULATION with a teacher whose activation "
+            f"({teacher.activation.name!r}) differs from the student's "
+            f"({student.activation.name!r}) is not implemented; pass samples "
+            f"(fasthess.gaussian_inputs) instead")
+    rows = np.concatenate([np.asarray(student.w1, dtype=np.float64),
+                           np.asarray(teacher.w1, dtype=np.float64)])
+    beta = np.concatenate([np.asarray(student.w2, dtype=np.float64),
+                           -np.asarray(teacher.w2, dtype=np.float64)], axis=1)
+    return rows, beta
+
+
+def population_loss(student, teacher) -> float:
+    """The population loss L = 1/2 E_x ||student(x) - teacher(x)||^2, x ~ N(0, I).
+
+    The generalisation error of the soft committee machine: with the hidden units
+    of both networks stacked, u = (student units, teacher units), and
+    beta = [W2_s, -W2_t], L = 1/2 tr(beta G beta^T), G_uv = E[g(h_u) g(h_v)].
+
+    Parameters
+    ----------
+    student, teacher : TwoLayerNet
+        Same shape and activation; ``teacher=None`` (or the student) is the optimum.
+
+    Returns
+    -------
+    float (exactly 0.0 at the optimum)
 
     Examples
     --------
-    >>> from fasthess.population import refuse_off_optimum
-    >>> refuse_off_optimum("fasthess.hessian")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    NotImplementedError: fasthess.hessian with X = fasthess.POPULATION is implemented at the optimum only (teacher = student, or teacher=None): ...
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.population import population_loss
+    >>> t = fh.TwoLayerNet(np.eye(2), np.ones((1, 2)), "linear")
+    >>> s = fh.TwoLayerNet(np.eye(2), np.array([[2.0, 1.0]]), "linear")
+    >>> population_loss(s, t)             # 1/2 E[x_1^2]
+    0.5
     """
-    raise NotImplementedError(
-        f"{what} with X = fasthess.POPULATION is implemented at the optimum only "
-        f"(teacher = student, or teacher=None): the population loss, gradient and "
-        f"residual term away from it are not implemented; pass samples "
-        f"(fasthess.gaussian_inputs) for an off-optimum Hessian")
+    pair = _student_teacher(student, teacher)
+    if pair is None:
+        return 0.0
+    rows, beta = pair
+    G = _pair_matrices(student.activation, rows).mats[1]
+    return float(0.5 * np.einsum("mu,uv,mv->", beta, G, beta))
+
+
+def population_gradient(student, teacher) -> np.ndarray:
+    """dL/dtheta of :func:`population_loss`, flat in theta order (w1, then w2).
+
+    With r = sum_u beta_u g(h_u) and S = W2_s^T beta (Nh x 2Nh):
+    dL/dW2 = beta G[:, student], and dL/dw_j = E[(r . b_j) g'(h_j) x]
+    = sum_u S_ju (c_ju w_j + a_ju w_u) by first-order Stein (c_ju = E[g''(h_j) g(h_u)],
+    a_ju = E[g'(h_j) g'(h_u)]).
+
+    Parameters
+    ----------
+    student, teacher : TwoLayerNet
+        As in :func:`population_loss`.
+
+    Returns
+    -------
+    ndarray (D,), float64 (zeros at the optimum)
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.population import population_gradient
+    >>> t = fh.TwoLayerNet(np.eye(2), np.ones((1, 2)), "linear")
+    >>> s = fh.TwoLayerNet(np.eye(2), np.array([[2.0, 1.0]]), "linear")
+    >>> population_gradient(s, t)   # linear: dL/dW1 = W2^T (V_s - V_t), dL/dW2 = (V_s - V_t) W1^T
+    array([2., 0., 1., 0., 1., 0.])
+    """
+    student = check_net(student)
+    pair = _student_teacher(student, teacher)
+    if pair is None:
+        return np.zeros(student.n_params)
+    rows, beta = pair
+    n_hidden = student.n_hidden
+    mats = _pair_matrices(student.activation, rows).mats
+    a, G, cmat = mats[0, :n_hidden], mats[1, :, :n_hidden], mats[2, :n_hidden]
+    S = np.asarray(student.w2, dtype=np.float64).T @ beta
+    grad_w1 = np.sum(S * cmat, axis=1)[:, None] * rows[:n_hidden] + (S * a) @ rows
+    grad_w2 = beta @ G
+    return np.concatenate([grad_w1.ravel(), grad_w2.ravel()])

@@ -9,13 +9,13 @@ Independent references, all written here:
   form integrated in polar coordinates (Gauss-Legendre between the wedge edges) with
   the exact radial moments.
 * Monte Carlo: J^T J / P from sampled inputs (fasthess.hessian), whose error must fall
-  like P^{-1/2}, and must equal the sampling noise measured from batch-to-batch
-  spread (a bias in H_inf would show up as excess error).
+  like P^{-1/2} (a bias in H_inf would flatten the slope).
 * Closed forms: bivariate Gaussian moments (Isserlis) for polynomials, the linear
   spectrum eig(W2 W2^T) + eig(W1^T W1), and the effective-parameter counts.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numba
@@ -24,10 +24,17 @@ import pytest
 from scipy.special import roots_hermitenorm, roots_legendre
 
 import fasthess as fh
+from fasthess import _config
 from fasthess import population as pop
-from fasthess.population import (assemble_dense, dense_bytes, hessian_matmat,
-                                  population_coefficients, population_trace,
-                                  refuse_off_optimum)
+from fasthess.population import (
+    assemble_dense,
+    dense_bytes,
+    hessian_matmat,
+    population_coefficients,
+    population_gradient,
+    population_loss,
+    population_trace,
+)
 from fasthess.theory import effective_parameters, linear_spectrum_exact
 
 # Named tolerances (relative to the largest entry of the compared array).
@@ -143,7 +150,7 @@ def _pair_moments_relu(a, b):
         # 24-point Gauss-Legendre on each piece is exact to round-off
         radial = 1.0 if degree == 0 else 2.0
         val = 0.0
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in itertools.pairwise(bounds):
             half = 0.5 * (hi - lo)
             val += half * sum(w * fun(lo + half * (1 + t)) for t, w in zip(nodes, weights))
         return radial * val / (2 * math.pi)
@@ -233,7 +240,7 @@ def test_erf_quadrature_route_matches_closed_form():
     custom = fh.TwoLayerNet(net.w1, net.w2, _custom("erf"))
     H, _ = dense(net)
     Hq, coefs = dense(custom)
-    assert coefs.quadrature_nodes is not None and coefs.quadrature_change <= pop.QUAD_RTOL
+    assert coefs.quadrature_nodes is not None and coefs.quadrature_change <= _config.POP_QUAD_RTOL
     assert rel_err(Hq, H) <= RTOL_QUADRATURE
 
 
@@ -287,7 +294,7 @@ def test_product_blocks_over_columns(monkeypatch):
     net = make_net("erf", 7, 6, 2, seed=8)
     H, coefs = dense(net)
     V = np.random.default_rng(9).standard_normal((net.n_params, 7))
-    monkeypatch.setattr(pop, "PRODUCT_BLOCK_BYTES", 2 * 6 * 6 * 8 * 3)  # 3 columns a block
+    monkeypatch.setattr(_config, "POP_PRODUCT_BLOCK_BYTES", 2 * 6 * 6 * 8 * 3)  # 3 columns a block
     assert rel_err(hessian_matmat(coefs, net, V), H @ V) <= RTOL_PRODUCT
     assert rel_err(hessian_matmat(coefs, net, np.asfortranarray(V)), H @ V) <= RTOL_PRODUCT
 
@@ -368,30 +375,30 @@ def test_nearly_parallel_is_continuous():
 
 # ----------------------------------------------------------------------- Monte Carlo
 MC_SIZES = [1_000, 10_000, 100_000, 1_000_000]
-# Slope band: the fitted log-log slope over these four sizes, for 40 seeds per
-# activation (measured once), had mean -0.50 and standard deviation <= 0.04;
-# the band is about 3.5 standard deviations. A bias b in H_inf would flatten the
-# slope towards 0 once b exceeds the noise (2e-3 at P = 1e6).
-MC_SLOPE_BAND = (-0.65, -0.35)
-# ||H_P - H_inf||_F^2 over its expected value estimated from 20 batches: a chi-square
-# like ratio of mean 1; measured over 40 seeds in [0.6, 1.5].
-MC_RATIO_BAND = (0.4, 2.0)
+# Independent sample sets per size, so that the mean squared error at each size has
+# a small relative spread (the last size dominates the noise of the slope).
+MC_REPLICATES = [64, 16, 4, 2]
+# Slope band: the slope fitted this way (2 networks x 15 seeds per activation,
+# measured once) had means -0.50 to -0.51, standard deviations 0.02 (erf, tanh) to
+# 0.05 (z + z^2, whose features have heavy tails), extremes -0.60 and -0.40; the band
+# is at least 4 standard deviations wide on each side. A relative bias b in H_inf
+# adds b^2 to every squared error and flattens the slope: b = 1e-2 gives about -0.25.
+MC_SLOPE_BAND = (-0.7, -0.3)
 
 
 @pytest.mark.parametrize("key", ["erf", "relu", "quadratic", "tanh"])
 def test_monte_carlo_converges_like_inverse_sqrt(key):
+    """||J^T J / P - H_inf||_F / ||H_inf||_F falls like P^{-1/2} over P = 1e3 .. 1e6."""
     net = make_net(key, 4, 3, 2, seed=18)
     H_inf, _ = dense(net)
-    X = fh.gaussian_inputs(MC_SIZES[-1], 4, rng=19)
-    errors = [np.linalg.norm(fh.hessian(net, X[:p]) - H_inf) / np.linalg.norm(H_inf)
-              for p in MC_SIZES]
-    slope = np.polyfit(np.log(MC_SIZES), np.log(errors), 1)[0]
-    assert MC_SLOPE_BAND[0] <= slope <= MC_SLOPE_BAND[1], (slope, errors)
-    # the error at the largest P is the sampling noise, nothing more
-    batches = np.array([fh.hessian(net, Xb) for Xb in np.split(X, 20)])
-    expected = np.sum(batches.var(axis=0, ddof=1)) / 20
-    ratio = np.linalg.norm(batches.mean(axis=0) - H_inf) ** 2 / expected
-    assert MC_RATIO_BAND[0] <= ratio <= MC_RATIO_BAND[1], ratio
+    rng = np.random.default_rng(19)
+    mean_sq = []
+    for p, reps in zip(MC_SIZES, MC_REPLICATES):
+        sq = [np.linalg.norm(fh.hessian(net, rng.standard_normal((p, 4))) - H_inf) ** 2
+              for _ in range(reps)]
+        mean_sq.append(np.mean(sq) / np.linalg.norm(H_inf) ** 2)
+    slope = np.polyfit(np.log(MC_SIZES), 0.5 * np.log(mean_sq), 1)[0]
+    assert MC_SLOPE_BAND[0] <= slope <= MC_SLOPE_BAND[1], (slope, np.sqrt(mean_sq))
 
 
 # ----------------------------------------------------------------------- ranks and spectra
@@ -410,7 +417,9 @@ def test_rank_equals_effective_parameters(key, n_in, n_hidden, n_out):
     predicted = effective_parameters(_activation(key), n_in, n_hidden, n_out, n_samples=None)
     assert result.rank == predicted
     if predicted < net.n_params:
-        assert result.gap_decades >= 8, result
+        # zero modes come out at ~1e-16 lambda_max (eigh's backward error); the smallest
+        # genuine eigenvalues are >= 1e-8 lambda_max here (measured gaps 8.3-15.5 decades)
+        assert result.gap_decades >= 6, result
     else:  # full rank: the smallest eigenvalue sits far above round-off
         assert ev[0] >= 1e-9 * ev[-1], ev[0] / ev[-1]
 
@@ -430,20 +439,20 @@ def test_quadrature_node_count_is_converged_and_needed(monkeypatch):
     net = make_net("tanh", 4, 6, 1, seed=22)
     coefs = population_coefficients(net)
     n = coefs.quadrature_nodes
-    assert coefs.quadrature_change <= pop.QUAD_RTOL
+    assert coefs.quadrature_change <= _config.POP_QUAD_RTOL
     # twice the nodes changes nothing beyond the tolerance ...
-    monkeypatch.setattr(pop, "QUAD_START_NODES", 2 * n)
+    monkeypatch.setattr(_config, "POP_QUAD_START_NODES", 2 * n)
     finer = population_coefficients(net)
     assert finer.quadrature_nodes == 2 * n
     H, _ = dense(net)
     Hf = assemble_dense(finer, net, np.empty_like(H))
     assert rel_err(H, Hf) <= RTOL_QUADRATURE
     # ... and half the nodes was not enough (the doubling really ran)
-    if n > 32:
-        monkeypatch.setattr(pop, "QUAD_START_NODES", n // 2)
-        monkeypatch.setattr(pop, "QUAD_MAX_NODES", n)
-        with pytest.raises(ValueError, match="did not converge"):
-            population_coefficients(net)
+    assert n > 32
+    monkeypatch.setattr(_config, "POP_QUAD_START_NODES", n // 2)
+    monkeypatch.setattr(_config, "POP_QUAD_MAX_NODES", n)
+    with pytest.raises(ValueError, match="did not converge"):
+        population_coefficients(net)
 
 
 def test_custom_equals_builtin_tanh():
@@ -455,7 +464,7 @@ def test_custom_equals_builtin_tanh():
 
 
 def test_non_smooth_custom_activation_refused(monkeypatch):
-    monkeypatch.setattr(pop, "QUAD_MAX_NODES", 128)
+    monkeypatch.setattr(_config, "POP_QUAD_MAX_NODES", 128)
     net = fh.TwoLayerNet.random(3, 2, activation=_custom("abs"), rng=24)
     with pytest.raises(ValueError, match="'abs'.*did not converge"):
         population_coefficients(net)
@@ -504,8 +513,6 @@ def test_bad_input_errors():
         hessian_matmat(coefs, net, np.full(D, np.nan))
     with pytest.raises(TypeError, match="V must hold real floating-point"):
         hessian_matmat(coefs, net, np.ones(D, dtype=int))
-    with pytest.raises(NotImplementedError, match="fasthess.POPULATION"):
-        refuse_off_optimum("fasthess.hessian")
     assert dense_bytes(net, np.float32) == D * D * 4
 
 
@@ -518,3 +525,68 @@ def test_overflowing_activation_refused():
     net = fh.TwoLayerNet.random(3, 2, activation=exp, rng=27)
     with pytest.raises(ValueError, match="'expsq'.*not all finite"):
         population_coefficients(net)
+
+
+# ----------------------------------------------------------------------- off the optimum
+OFF_OPTIMUM_KEYS = ["erf", "relu", "tanh", "cubic", "linear"]
+
+
+def _student_teacher_pair(key, seed):
+    teacher = make_net(key, 4, 3, 2, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    theta = teacher.parameters() + 0.3 * rng.standard_normal(teacher.n_params)
+    return fh.TwoLayerNet.from_parameters(theta, like=teacher), teacher
+
+
+@pytest.mark.parametrize("key", OFF_OPTIMUM_KEYS)
+def test_population_loss_and_gradient_match_monte_carlo(key):
+    """Within 5 standard errors of the sample means (standard errors from 20 batches)."""
+    student, teacher = _student_teacher_pair(key, seed=40)
+    X = fh.gaussian_inputs(400_000, 4, rng=41)
+    batches = np.split(X, 20)
+    losses = np.array([fh.loss(student, Xb, teacher) for Xb in batches])
+    grads = np.array([fh.gradient(student, Xb, teacher) for Xb in batches])
+    loss = population_loss(student, teacher)
+    grad = population_gradient(student, teacher)
+    assert loss > 0
+    assert abs(losses.mean() - loss) <= 5 * losses.std(ddof=1) / math.sqrt(20)
+    z = np.abs(grads.mean(axis=0) - grad) / (grads.std(axis=0, ddof=1) / math.sqrt(20))
+    assert np.max(z) <= 5, z
+
+
+@pytest.mark.parametrize("key", OFF_OPTIMUM_KEYS)
+def test_population_gradient_is_the_derivative_of_the_loss(key):
+    """Central differences of population_loss (step 1e-5: error ~1e-10 relative)."""
+    student, teacher = _student_teacher_pair(key, seed=42)
+    grad = population_gradient(student, teacher)
+    theta = student.parameters()
+    eps = 1e-5
+    fd = np.empty_like(theta)
+    for i in range(theta.size):
+        e = np.zeros_like(theta)
+        e[i] = eps
+        plus = fh.TwoLayerNet.from_parameters(theta + e, like=student)
+        minus = fh.TwoLayerNet.from_parameters(theta - e, like=student)
+        fd[i] = (population_loss(plus, teacher) - population_loss(minus, teacher)) / (2 * eps)
+    assert rel_err(grad, fd) <= 1e-8
+
+
+def test_population_loss_linear_closed_form():
+    """Linear networks: L = 1/2 ||W2_s W1_s - W2_t W1_t||_F^2 exactly."""
+    student, teacher = _student_teacher_pair("linear", seed=43)
+    V = student.w2 @ student.w1 - teacher.w2 @ teacher.w1
+    assert abs(population_loss(student, teacher) - 0.5 * np.sum(V**2)) <= 1e-14 * np.sum(V**2)
+    grad = np.concatenate([(student.w2.T @ V).ravel(), (V @ student.w1.T).ravel()])
+    assert rel_err(population_gradient(student, teacher), grad) <= 1e-14
+
+
+def test_population_loss_at_the_optimum_and_refusals():
+    net = make_net("erf", 4, 3, 2)
+    assert population_loss(net, None) == 0.0 == population_loss(net, net)
+    assert not np.any(population_gradient(net, fh.TwoLayerNet(net.w1, net.w2, "erf")))
+    with pytest.raises(NotImplementedError, match="POPULATION.*activation"):
+        population_loss(net, fh.TwoLayerNet(net.w1, net.w2, "tanh"))
+    with pytest.raises(ValueError, match="teacher has shape"):
+        population_gradient(net, make_net("erf", 4, 2, 2))
+    with pytest.raises(TypeError, match="teacher must be"):
+        population_loss(net, "teacher")

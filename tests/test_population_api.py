@@ -108,6 +108,20 @@ def test_optimum_loss_and_gradient_are_zero():
     assert np.all(fh.gradient(net, P) == 0)
 
 
+def test_population_loss_and_gradient_off_the_optimum():
+    # the closed forms are checked against Monte Carlo in tests/test_population.py
+    from fasthess.population import population_gradient, population_loss
+
+    net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0)
+    teacher = perturb(net, 0.2, rng=1)
+    assert fh.loss(net, P, teacher=teacher) == population_loss(net, teacher) > 0
+    np.testing.assert_array_equal(fh.gradient(net, P, teacher=teacher),
+                                  population_gradient(net, teacher))
+    X = fh.gaussian_inputs(200_000, 4, rng=2)
+    assert fh.loss(net, X, teacher=teacher) == pytest.approx(fh.loss(net, P, teacher=teacher),
+                                                             rel=0.05)
+
+
 def test_population_without_meaning_is_refused_clearly():
     net = fh.TwoLayerNet.random(3, 2, rng=0)
     with pytest.raises(ValueError, match=r"POPULATION .* has no meaning for fasthess.ntk"):
@@ -127,8 +141,6 @@ def test_off_the_optimum_is_refused_naming_population():
     for call in (lambda: fh.hessian(net, P, teacher=teacher),
                  lambda: fh.hessian_operator(net, P, teacher=teacher),
                  lambda: fh.eigenvalues(net, P, teacher=teacher),
-                 lambda: fh.loss(net, P, teacher=teacher),
-                 lambda: fh.gradient(net, P, teacher=teacher),
                  lambda: fh.trace(net, P, teacher=teacher)):
         with pytest.raises(NotImplementedError, match="POPULATION is implemented at the "
                                                       "optimum only"):

@@ -154,11 +154,10 @@ def relu_pairs(pj, pk, norms, cosines, sines, min_sine, out):
 
 # ---------------------------------------------------------------------- quadrature
 @kernel(parallel=True)
-def quadrature_points(pj, pk, norms, cosines, sines, z1, z2, out):
+def quadrature_points(pk, norms, cosines, sines, z1, z2, out):
     """h_k = s_k (cos z1 + sin z2) at every node of every pair: out (n_pairs, n_nodes)."""
     n_nodes = z1.shape[0]
-    for p in numba.prange(pj.shape[0]):
-        j = pj[p]
+    for p in numba.prange(pk.shape[0]):
         k = pk[p]
         sc = norms[k] * cosines[p]
         ss = norms[k] * sines[p]

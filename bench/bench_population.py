@@ -1,0 +1,149 @@
+"""The population Hessian (P -> infinity, THEORY.md f): coefficients, dense assembly,
+the structured product at N = Ni = Nh = 100, 300, 1000 (it should grow as N^3), its
+fraction of the DGEMM rate, and eigsh / Lanczos on it at D ~ 1e6.
+
+numpy is imported first, as in a user's script (DESIGN.md "Speed as users get it").
+"""
+import numpy as np
+
+import fasthess as fh
+from fasthess.benchmarking import timed_with_dgemm_limit
+from fasthess.population import assemble_dense, hessian_matmat, population_coefficients
+
+from .common import THREADS
+
+PRODUCT_SIZES = [100, 300, 1000]
+
+
+def _network(activation, n, n_out=1):
+    fh.set_num_threads(THREADS)
+    return fh.TwoLayerNet.random(n, n, n_out=n_out, activation=activation, rng=0)
+
+
+def product_macs(n_in, n_hidden, n_out):
+    """Multiply-adds of the GEMMs of one column: three Nh x Nh x Ni, four Nh x Nh x No."""
+    return n_hidden * n_hidden * (3 * n_in + 4 * n_out)
+
+
+class PopulationProduct:
+    """H_inf @ v and H_inf @ V (4 columns), matrix-free, erf."""
+
+    params = (["erf"], PRODUCT_SIZES)
+    param_names = ["activation", "n"]
+    timeout = 600
+
+    def setup(self, activation, n):
+        self.net = _network(activation, n)
+        self.coefs = population_coefficients(self.net)
+        rng = np.random.default_rng(1)
+        self.v = rng.standard_normal(self.net.n_params)
+        self.V = rng.standard_normal((self.net.n_params, 4))
+        hessian_matmat(self.coefs, self.net, self.v)  # compile / load from cache
+
+    def time_matvec(self, activation, n):
+        hessian_matmat(self.coefs, self.net, self.v)
+
+    def time_matmat_4(self, activation, n):
+        hessian_matmat(self.coefs, self.net, self.V)
+
+    def peakmem_matvec(self, activation, n):
+        hessian_matmat(self.coefs, self.net, self.v)
+
+
+class PopulationProductGemmFraction:
+    """Achieved fraction of the DGEMM rate of one product on its GEMM multiply-adds."""
+
+    params = (["erf"], PRODUCT_SIZES)
+    param_names = ["activation", "n"]
+    unit = "fraction of DGEMM rate"
+    timeout = 600
+
+    def setup(self, activation, n):
+        self.net = _network(activation, n)
+        self.coefs = population_coefficients(self.net)
+        self.v = np.random.default_rng(1).standard_normal(self.net.n_params)
+
+    def track_gemm_fraction(self, activation, n):
+        macs = product_macs(*self.net.shape)
+        times, rate = timed_with_dgemm_limit(
+            {"product": lambda: hessian_matmat(self.coefs, self.net, self.v)}, macs, repeat=3)
+        return macs / rate / times["product"]
+
+
+class PopulationCoefficients:
+    """The Nh x Nh pair coefficients (closed forms, exact polynomial quadrature)."""
+
+    params = (["erf", "relu", "quadratic"], PRODUCT_SIZES)
+    param_names = ["activation", "n"]
+    timeout = 600
+
+    def setup(self, activation, n):
+        self.net = _network(activation, n)
+        population_coefficients(_network(activation, 3))  # compile / load from cache
+
+    def time_coefficients(self, activation, n):
+        population_coefficients(self.net)
+
+    def peakmem_coefficients(self, activation, n):
+        population_coefficients(self.net)
+
+
+class PopulationQuadrature:
+    """tanh: 2-D Gauss-Hermite with the node count doubled until converged."""
+
+    params = (["tanh"], [30, 100])
+    param_names = ["activation", "n"]
+    timeout = 600
+
+    def setup(self, activation, n):
+        self.net = _network(activation, n)
+        population_coefficients(_network(activation, 3))
+
+    def time_coefficients(self, activation, n):
+        population_coefficients(self.net)
+
+
+class PopulationDense:
+    """The dense D x D H_inf: O(D^2) writes from the coefficients."""
+
+    params = (["erf", "relu"], [20, 40])
+    param_names = ["activation", "n"]
+
+    def setup(self, activation, n):
+        self.net = _network(activation, n, n_out=2)
+        self.coefs = population_coefficients(self.net)
+        self.out = np.empty((self.net.n_params,) * 2)
+        assemble_dense(self.coefs, self.net, self.out)
+
+    def time_assemble_dense(self, activation, n):
+        assemble_dense(self.coefs, self.net, self.out)
+
+
+class PopulationEigsh:
+    """scipy eigsh (k = 3, largest) on the matrix-free H_inf, accuracy checked in the call."""
+
+    params = (["erf"], [100, 1000])
+    param_names = ["activation", "n"]
+    timeout = 600
+    number = 1
+    repeat = 1
+    rounds = 1
+    warmup_time = 0
+
+    def setup(self, activation, n):
+        from scipy.sparse.linalg import LinearOperator
+
+        self.net = _network(activation, n)
+        self.coefs = population_coefficients(self.net)
+        D = self.net.n_params
+        self.op = LinearOperator((D, D), dtype=np.float64,
+                                 matvec=lambda v: hessian_matmat(self.coefs, self.net, v),
+                                 matmat=lambda V: hessian_matmat(self.coefs, self.net, V))
+        self.v0 = np.random.default_rng(2).standard_normal(D)
+
+    def time_eigsh_k3(self, activation, n):
+        from scipy.sparse.linalg import eigsh
+
+        w, v = eigsh(self.op, k=3, which="LA", v0=self.v0)
+        residual = np.linalg.norm(self.op.matmat(v) - v * w, axis=0)
+        assert np.all(residual <= 1e-8 * w.max())
