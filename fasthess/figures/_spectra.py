@@ -150,7 +150,7 @@ def samples_rule(data) -> str:
 
 
 def teacher_spectra(activation, shapes, method, samples_factor, extra_samples, seed,
-                    progress, desc) -> dict:
+                    progress, desc, n_candidates=1) -> dict:
     """Spectrum, numerical rank and gap of one teacher per (Ni, Nh), No = 1.
 
     Parameters
@@ -163,11 +163,16 @@ def teacher_spectra(activation, shapes, method, samples_factor, extra_samples, s
     samples_factor, extra_samples : float, int
         P from :func:`samples_for`.
     seed : int
-        One generator, drawn in order: teacher, then its inputs, per shape.
+        One generator, drawn in order: teacher, then its inputs, per draw.
     progress : bool or None
-        tqdm bar over the shapes.
+        tqdm bar over the draws.
     desc : str
         Label of the bar.
+    n_candidates : int
+        Teachers drawn per shape (each with its own inputs); the one kept has the
+        median lambda_min / lambda_max (smallest eigenvalue above the rank
+        tolerance over the largest): a representative draw, not a lucky one. 1:
+        the single draw.
 
     Returns
     -------
@@ -175,29 +180,43 @@ def teacher_spectra(activation, shapes, method, samples_factor, extra_samples, s
         ``n_in``, ``n_hidden``, ``eigenvalues_<...>`` (:func:`spectrum_key`;
         ascending, D each), ``rank``, ``gap_decades``, ``rtol`` (of
         :func:`fasthess.spectrum.numerical_rank`), ``D``, ``n_samples``,
-        ``method``, ``samples_factor``, ``extra_samples``, ``seed``.
+        ``candidate_conditions`` (shapes x n_candidates, lambda_min / lambda_max
+        of every draw), ``method``, ``samples_factor``, ``extra_samples``,
+        ``n_candidates``, ``seed``.
     """
     rng = np.random.default_rng(seed)
     out = {"n_in": np.array([s[0] for s in shapes], dtype=np.int64),
            "n_hidden": np.array([s[1] for s in shapes], dtype=np.int64)}
-    ranks, gaps, dims, samples, tols, routes = [], [], [], [], [], set()
-    for ni, nh in progress_bar(shapes, len(shapes), desc, progress, leave=False):
-        net = TwoLayerNet.random(ni, nh, activation=activation, seed=rng)
-        P = samples_for(net.n_params, samples_factor, extra_samples)
-        X = gaussian_inputs(P, ni, seed=rng)
-        spec = eigenvalues(net, X, method=method)
-        r = numerical_rank(spec)
-        out[spectrum_key(ni, nh)] = spec.eigenvalues
-        ranks.append(r.rank)
-        gaps.append(r.gap_decades)
-        dims.append(net.n_params)
-        samples.append(P)
-        tols.append(r.rtol)
-        routes.add(spec.method)
+    ranks, gaps, dims, samples, tols, conditions, routes = [], [], [], [], [], [], set()
+    bar = progress_bar(total=len(shapes) * n_candidates, desc=desc, enabled=progress,
+                       leave=False)
+    with bar:
+        for ni, nh in shapes:
+            found = []
+            for _ in range(n_candidates):
+                net = TwoLayerNet.random(ni, nh, activation=activation, seed=rng)
+                P = samples_for(net.n_params, samples_factor, extra_samples)
+                X = gaussian_inputs(P, ni, seed=rng)
+                spec = eigenvalues(net, X, method=method)
+                r = numerical_rank(spec)
+                a = np.abs(spec.eigenvalues)
+                found.append((float(np.min(a[a > r.tolerance]) / np.max(a)), spec, r, P))
+                bar.update()
+            ratios = [f[0] for f in found]
+            _, spec, r, P = found[int(np.argsort(ratios, kind="stable")[len(found) // 2])]
+            out[spectrum_key(ni, nh)] = spec.eigenvalues
+            ranks.append(r.rank)
+            gaps.append(r.gap_decades)
+            dims.append(spec.eigenvalues.size)
+            samples.append(P)
+            tols.append(r.rtol)
+            conditions.append(ratios)
+            routes.add(spec.method)
     out.update(rank=np.array(ranks), gap_decades=np.array(gaps), D=np.array(dims),
                n_samples=np.array(samples), rtol=np.array(tols),
+               candidate_conditions=np.array(conditions),
                method=", ".join(sorted(routes)), samples_factor=float(samples_factor),
-               extra_samples=int(extra_samples), seed=int(seed))
+               extra_samples=int(extra_samples), n_candidates=int(n_candidates), seed=int(seed))
     return out
 
 
@@ -226,7 +245,7 @@ def label_line(ax, y, text, color, left=False):
                        ha="left" if left else "right", fontsize="small", color=color)
 
 
-def plot_spectra(data, ax, title, predicted=None):
+def plot_spectra(data, ax, title, predicted=None, tolerance_label_left=True):
     """Descending eigenvalues lambda_k / lambda_max of each spectrum in ``data``, log-log.
 
     Parameters
@@ -238,6 +257,8 @@ def plot_spectra(data, ax, title, predicted=None):
     predicted : sequence of int, optional
         Predicted rank per spectrum: a dashed vertical line in the spectrum's
         colour just after that many eigenvalues.
+    tolerance_label_left : bool
+        Label the rank-tolerance line at its left end (else its right end).
 
     Returns
     -------
@@ -260,9 +281,8 @@ def plot_spectra(data, ax, title, predicted=None):
     # every spectrum's rank tolerance; the largest D has the largest (D eps)^2
     rtol = float(np.max(np.asarray(data["rtol"])))
     ax.axhline(rtol, color=REFERENCE_COLOR, ls=":", lw=1.2)
-    # at the left, clear of the predicted-rank lines and the zero modes
     label_line(ax, rtol, f"rank tolerance ({scalar(data, 'method')} route, largest $D$)",
-               REFERENCE_COLOR, left=True)
+               REFERENCE_COLOR, left=tolerance_label_left)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(PLOT_FLOOR / 10, 10)

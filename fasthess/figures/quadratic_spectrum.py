@@ -86,7 +86,7 @@ def plot_quadratic_spectrum(data, ax=None):
     predicted = [int(p) for p in np.asarray(data["predicted"])]
     fig, ax, owned = plot_spectra(
         data, ax, r"Quadratic teacher $g(z) = z + z^2$, $N_i = N_h = N$: zero modes",
-        predicted=predicted)
+        predicted=predicted, tolerance_label_left=True)  # clear of the rank lines
     handles, labels = ax.get_legend_handles_labels()
     # one legend entry for the dashed lines, drawn in each size's colour as plotted
     dashes = tuple(Line2D([], [], color=SERIES_COLORS[i % len(SERIES_COLORS)], ls="--", lw=1)

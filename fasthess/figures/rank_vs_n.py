@@ -36,26 +36,16 @@ _RANK_METHODS = {"linear": "linear", "quadratic": "svd", "cubic": "svd", "erf": 
 # on average: P = 2D + 20 = 32 gave rank D - Nh - 1 for one N = 2 teacher; THEORY.md c
 # met D - Nh at P = 2000 on its misses. So relu uses at least this many samples.
 _RELU_MIN_SAMPLES = 1000
-# Legend names, markers (filled or open, so coinciding points stay distinguishable)
-# and line styles of the predictions.
+# Legend names, markers (symbol, size, filled) and line styles of the predictions.
+# z^3 and relu share the rank N^2 for N >= 4: z^3's small filled diamond sits inside
+# relu's large open triangle, so both stay visible at the same point.
 _LABELS = {"linear": "linear $g = z$", "quadratic": r"$g = z + z^2$", "cubic": r"$g = z^3$",
            "erf": r"$g = \mathrm{erf}(z/\sqrt{2})$", "relu": "relu"}
-_MARKERS = {"linear": ("o", True), "quadratic": ("s", True), "cubic": ("D", True),
-            "erf": ("^", True), "relu": ("v", False)}
+_MARKERS = {"linear": ("o", 6, True), "quadratic": ("s", 6.5, True), "cubic": ("D", 4.5, True),
+            "erf": ("^", 6.5, True), "relu": ("v", 10, False)}
 _LINESTYLES = {"linear": "-", "quadratic": "-", "cubic": "--", "erf": "-", "relu": ":"}
-# Horizontal offset between markers of equal rank at one N, as a fraction of N: z^3
-# and relu share the rank N^2 for N >= 4, so their markers sit side by side.
-_DODGE = 0.03
-
-
-def _dodge(rank):
-    """Relative x offsets (activations x ns): markers of equal rank at one N side by side."""
-    offsets = np.zeros(rank.shape)
-    for j in range(rank.shape[1]):
-        for value in np.unique(rank[:, j]):
-            same = np.flatnonzero(rank[:, j] == value)
-            offsets[same, j] = _DODGE * (np.arange(same.size) - (same.size - 1) / 2)
-    return offsets
+# Tick positions of the log N axis, where they fall inside the plotted range.
+_N_TICKS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
 
 
 def rank_activation(name):
@@ -185,14 +175,13 @@ def plot_rank_vs_n(data, ax=None):
     ax.plot(ns, data["D"], color=REFERENCE_COLOR, lw=4, alpha=0.35, zorder=1)
     handles = [Line2D([], [], color=REFERENCE_COLOR, lw=4, alpha=0.35)]
     labels = [r"$D = N^2 + N$ (all parameters)"]
-    offsets = _dodge(rank)
     for a, name in enumerate(names):
         color = SERIES_COLORS[a % len(SERIES_COLORS)]
-        marker, filled = _MARKERS.get(name, ("o", True))
-        style = dict(color=color, ms=6, mfc=color if filled else "white", mew=1.3)
+        marker, size, filled = _MARKERS.get(name, ("o", 6, True))
+        style = dict(color=color, ms=size, mfc=color if filled else "none", mew=1.3)
         line, = ax.plot(ns, predicted[a], _LINESTYLES.get(name, "-"), color=color, lw=1.2,
                         zorder=2)
-        ax.plot(ns * (1.0 + offsets[a]), rank[a], marker, ls="none", zorder=3, **style)
+        ax.plot(ns, rank[a], marker, ls="none", zorder=3 if filled else 4, **style)
         handles.append((line, Line2D([], [], marker=marker, ls="none", **style)))
         labels.append(f"{_LABELS.get(name, name)} ({np.asarray(data['methods'])[a]} route)")
     # what lines and markers mean, apart, in the empty corner under the linear ranks
@@ -203,7 +192,8 @@ def plot_rank_vs_n(data, ax=None):
                             loc="lower right", frameon=False, fontsize="small"))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xticks(ns if len(ns) <= 8 else ns[::max(1, len(ns) // 8)])
+    ticks = [t for t in _N_TICKS if ns.min() <= t <= ns.max()]
+    ax.set_xticks(ticks if len(ticks) >= 2 else ns)
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     # plain numbers (not 4 x 10^1); LogFormatter labels only a few minor ticks
@@ -225,9 +215,8 @@ def plot_rank_vs_n(data, ax=None):
                          f"{scalar(data, 'extra_samples')} Gaussian inputs (at least "
                          f"{_RELU_MIN_SAMPLES} for relu; P = {Pmin}..{Pmax}); rank = number "
                          f"of eigenvalues above (Dε)² λmax by {route_words('svd')}, "
-                         f"D ε λmax for linear (exact route). Where two activations have the same "
-                         f"rank at one N (z³ and relu: N² for N ≥ 4) their markers are offset "
-                         f"by ±{100 * _DODGE / 2:g}% in N.")
+                         f"D ε λmax for linear (exact route). z³ and relu both have rank N² for "
+                         f"N ≥ 4: the small diamonds (z³) sit inside the open triangles (relu).")
     return fig
 
 
