@@ -10,7 +10,7 @@ import numpy as np
 
 from .._io import atomic_write
 from .._validation import check_positive_float
-from . import _registry
+from ._registry import FIGURES, figure_spec, resolve_names
 from ._plotting import save_png
 
 __all__ = ["make_figure", "make_figures"]
@@ -59,7 +59,7 @@ def make_figure(name, out, quick=False, scale=1.0, seed=0, progress=None, plot=T
     >>> data["ns"].tolist(), bool(data["claim_holds"])
     ([2, 3, 4, 6], True)
     """
-    spec = _registry.figure_spec(name)
+    spec = figure_spec(name)
     scale = check_positive_float(scale, "scale")
     data = spec.data(seed=seed, progress=progress, **spec.kwargs(quick=quick, scale=scale))
     fig = spec.plot(data) if plot else None
@@ -108,7 +108,7 @@ def make_figures(out, *, quick=False, only=None, scale=1.0, seed=0, progress=Non
         An unknown name in ``only`` (the message lists the valid names), or
         ``scale`` <= 0; both checked before any work.
     """
-    names = _registry.resolve_names(only)
+    names = resolve_names(only)
     scale = check_positive_float(scale, "scale")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def make_figures(out, *, quick=False, only=None, scale=1.0, seed=0, progress=Non
                 failed.append(name)
             written = out / (name + (".png" if plot else ".npz"))
             print(f"{name}: {'ok' if ok else 'CLAIM NOT MET'}: "
-                  f"{_registry.FIGURES[name].summary(data)} -> {written} "
+                  f"{FIGURES[name].summary(data)} -> {written} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
     except KeyboardInterrupt:
         kept = ", ".join(done) if done else "none"

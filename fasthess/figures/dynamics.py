@@ -70,8 +70,13 @@ def _plan(teacher, X, student, lr, rate, slope_rtol, n_nats, max_steps):
         slope = np.diff(np.log(above))  # above the floor: every entry > 0
         settled = np.flatnonzero(slope / rate <= 1.0 + slope_rtol)
         start = int(settled[0]) if settled.size else None
-        if end_floor is not None:
-            return model, start, end_floor if start is None else min(end_floor, start + width)
+        if end_floor is not None:  # stop at the last step above the floor, or earlier
+            if end_floor == 0:
+                raise ValueError(
+                    f"perturbation: the initial loss {model[0]:.3g} is already below the "
+                    f"loss floor {LOSS_FLOOR:g}; use a larger perturbation")
+            last = end_floor - 1
+            return model, start, last if start is None else min(last, start + width)
         if start is not None and start + width <= horizon:
             return model, start, start + width
         if horizon >= max_steps:
@@ -145,6 +150,9 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
     ------
     RuntimeError
         If the run would need more than ``max_steps`` steps.
+    ValueError
+        If ``perturbation`` is so small that the initial loss is below
+        :data:`LOSS_FLOOR`.
 
     Examples
     --------
