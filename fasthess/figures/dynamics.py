@@ -12,6 +12,13 @@ draws (median lambda_min / lambda_max), a typical teacher rather than a fast one
 Not Ni = Nh: there erf's lambda_min / lambda_max is ~1e-6 at every N (measured for
 N = 3..10, nine teachers each), so the slowest mode would need millions of steps
 and would come to dominate only below the float64 round-off floor of the loss.
+
+The late slope is visible only if the slowest mode comes to dominate the loss
+before the loss reaches :data:`LOSS_FLOOR`. A random initial displacement with
+little weight on that mode, next to a mode a little faster, can delay this past
+the floor; the run then has no fit window and reports the claim as not met. With
+the default sizes the claim held for every seed tried: 40 of 40 quick
+((Ni, Nh) = (10, 2)) and 12 of 12 full ((40, 4)); at (20, 2) it failed for 4 of 30.
 """
 from __future__ import annotations
 
@@ -88,7 +95,7 @@ def _plan(teacher, X, student, lr, rate, slope_rtol, n_nats, max_steps):
 
 
 def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, extra_samples=20,
-                  perturbation=1e-4, n_candidates=9, slope_rtol=0.01, n_nats=4.0,
+                  perturbation=1e-4, n_candidates=9, slope_rtol=0.02, n_nats=4.0,
                   max_steps=2_000_000, seed=0, progress=None) -> dict:
     """GD from a perturbed teacher against the quadratic model and its slowest mode.
 
@@ -139,7 +146,9 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
         ``lambda_max``, ``condition`` (their ratio), ``candidate_conditions``
         (lambda_min / lambda_max of every candidate, in draw order),
         ``chosen_candidate`` (its index there), ``model_max_rel_deviation``
-        (max |L_GD / L_model - 1| over the records), ``n_steps``, ``diverged``,
+        (max |L_GD / L_model - 1| over the records), ``model_slope_ratio_end``
+        (the model's slope per step over the rate, at the last step: 1 once the
+        slowest mode alone decays), ``n_steps``, ``diverged``,
         ``activation`` (name), ``n_in``, ``n_hidden``, ``n_samples``,
         ``perturbation``, ``loss_floor``, ``slope_rtol``, ``n_nats``,
         ``teacher_w1``, ``teacher_w2``, ``inputs`` (X), ``delta0`` (student minus
@@ -190,6 +199,8 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
     else:  # the model's slope settles only below the floor: nothing to fit
         slope, rel, fit_start, fit_end = float("nan"), float("inf"), -1, -1
     deviation = float(np.max(np.abs(res.loss / predicted - 1.0)))
+    # how far the model's own slope is from the slowest rate where the run ends
+    end_ratio = float(np.log(model[n_steps] / model[n_steps - 1]) / rate)
     return {
         "steps": res.steps, "loss": res.loss, "predicted": predicted,
         "decay_rate": float(rate), "measured_slope": slope, "slope_rel_error": float(rel),
@@ -197,7 +208,7 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
         "lambda_min": float(lam[nonzero][0]), "lambda_max": float(lam[-1]),
         "condition": float(conditions[chosen]),
         "candidate_conditions": np.array(conditions), "chosen_candidate": chosen,
-        "model_max_rel_deviation": deviation,
+        "model_max_rel_deviation": deviation, "model_slope_ratio_end": end_ratio,
         "n_steps": int(n_steps), "diverged": bool(res.diverged),
         "activation": str(teacher.activation.name), "n_in": int(n_in),
         "n_hidden": int(n_hidden), "n_samples": int(P), "perturbation": float(perturbation),
@@ -245,9 +256,11 @@ def plot_dynamics(data, ax=None):
     ax.set_ylabel(r"training loss $L_t$")
     ni, nh, P = scalar(data, "n_in"), scalar(data, "n_hidden"), scalar(data, "n_samples")
     ax.set_title(f"{scalar(data, 'activation')} teacher, $N_i$ = {ni}, $N_h$ = {nh}, "
-                 f"$N_o$ = 1, $P$ = {P}:\nGD decays at the rate of the slowest Hessian mode",
+                 f"$N_o$ = 1, $P$ = {P}:\n"
+                 f"gradient descent near the optimum vs the Hessian's prediction",
                  fontsize="medium")
-    ax.legend(loc="upper right", frameon=False, fontsize="small")
+    # opaque: the legend may sit on the shaded window, whose swatch must show
+    ax.legend(loc="upper right", fontsize="small", framealpha=1.0, edgecolor="none")
     if owned:
         n_cand = np.asarray(data["candidate_conditions"]).size
         add_caption(fig, (
@@ -255,16 +268,25 @@ def plot_dynamics(data, ax=None):
             f"of {n_cand} random teachers (w1 ~ N(0, 1/Ni), w2 ~ N(0, 1/Nh), seed "
             f"{scalar(data, 'seed')}), on P = {P} Gaussian inputs; student = teacher + "
             f"{scalar(data, 'perturbation'):g}·N(0, I); full-batch GD, η = 1/λmax, "
-            f"{scalar(data, 'n_steps'):,} steps, stopped before the model loss reaches "
-            f"{scalar(data, 'loss_floor'):.0e}, above the float64 round-off floor. Fit "
-            f"window: where the model's slope is within {100 * scalar(data, 'slope_rtol'):g}% "
-            f"of its asymptote. Late slope error {100 * scalar(data, 'slope_rel_error'):.2g}%; "
+            f"{scalar(data, 'n_steps'):,} steps. Fit window: from where the model's slope is "
+            f"within {100 * scalar(data, 'slope_rtol'):g}% of its asymptote until the slowest "
+            f"mode has fallen by e^-{scalar(data, 'n_nats'):g}; every run stops before the "
+            f"model loss reaches {scalar(data, 'loss_floor'):.0e}, above the float64 "
+            f"round-off floor. Late slope error {100 * scalar(data, 'slope_rel_error'):.2g}%; "
             f"GD vs quadratic model: max deviation "
             f"{100 * scalar(data, 'model_max_rel_deviation'):.2g}%."))
     return fig
 
 
 def _summary(data) -> str:
+    if scalar(data, "fit_start") < 0:
+        return (f"no late window above the loss floor {scalar(data, 'loss_floor'):.0e}: "
+                f"there the quadratic model still decays "
+                f"{100 * (scalar(data, 'model_slope_ratio_end') - 1):.0f}% faster than "
+                f"2 log(1 - lr lambda_min) = {scalar(data, 'decay_rate'):.5g} per step (the "
+                f"slowest mode carries too little of the initial displacement); try another "
+                f"seed ({scalar(data, 'n_steps')} steps, GD vs quadratic model within "
+                f"{scalar(data, 'model_max_rel_deviation'):.1e})")
     return (f"late slope {scalar(data, 'measured_slope'):.5g} vs 2 log(1 - lr lambda_min) "
             f"{scalar(data, 'decay_rate'):.5g} per step (rel. error "
             f"{scalar(data, 'slope_rel_error'):.1e}; {scalar(data, 'n_steps')} steps, lr "
@@ -283,7 +305,7 @@ FIGURE = FigureSpec(
     name="dynamics",
     data=dynamics_data,
     plot=plot_dynamics,
-    quick=dict(n_in=20, n_hidden=2),
+    quick=dict(n_in=10, n_hidden=2),
     full=dict(n_in=40, n_hidden=4),
     scale=_scale,
     summary=_summary,
