@@ -82,7 +82,9 @@ def add_caption(fig, text, width=_CAPTION_WIDTH):
     Parameters
     ----------
     fig : matplotlib.figure.Figure
+        The figure to caption.
     text : str
+        What was computed.
     width : int
         Characters per line.
 

@@ -25,10 +25,12 @@ def figure_spec(name) -> FigureSpec:
     Parameters
     ----------
     name : str
+        One of :data:`FIGURE_NAMES`.
 
     Returns
     -------
     FigureSpec
+        Its registry entry.
 
     Raises
     ------

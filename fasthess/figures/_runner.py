@@ -35,7 +35,7 @@ def make_figure(name, out, quick=False, scale=1.0, seed=0, progress=None, plot=T
     seed : int
         Seeds the figure's teachers and data.
     progress : bool or None
-        tqdm bar (None: when stderr is a terminal).
+        A tqdm bar (None: when stderr is a terminal).
     plot : bool
         False: the data file only (no matplotlib needed).
 
@@ -93,8 +93,9 @@ def make_figures(out, *, quick=False, only=None, scale=1.0, seed=0, progress=Non
         linear_density; Ni and Nh of dynamics; N of the spectra; the largest N of
         rank_vs_n), > 0.
     seed : int
+        Seeds every figure's teachers and data.
     progress : bool or None
-        tqdm bars (None: when stderr is a terminal).
+        A tqdm bars (None: when stderr is a terminal).
 
     Returns
     -------
@@ -107,6 +108,16 @@ def make_figures(out, *, quick=False, only=None, scale=1.0, seed=0, progress=Non
     ValueError
         An unknown name in ``only`` (the message lists the valid names), or
         ``scale`` <= 0; both checked before any work.
+
+    Examples
+    --------
+    >>> import contextlib, io, tempfile
+    >>> from fasthess.figures import make_figures
+    >>> with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+    ...     code = make_figures(out, quick=True, only=["rank_vs_n"], scale=0.5,
+    ...                         progress=False)
+    >>> code                                   # 0: the figure shows its claim
+    0
     """
     names = resolve_names(only)
     scale = check_positive_float(scale, "scale")

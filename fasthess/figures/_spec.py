@@ -74,6 +74,12 @@ class FigureSpec:
         -------
         dict
             A fresh dict, safe to modify.
+
+        Examples
+        --------
+        >>> from fasthess.figures import FIGURES
+        >>> FIGURES["linear_density"].kwargs(quick=True, scale=0.5)["n_in"]
+        10
         """
         base = dict(self.quick if quick else self.full)
         return base if scale == 1.0 else self.scale(base, scale)
@@ -85,8 +91,11 @@ def scaled_size(value, factor, minimum=2) -> int:
     Parameters
     ----------
     value : int
+        A size.
     factor : float
+        The scale factor.
     minimum : int
+        The smallest size returned.
 
     Returns
     -------
@@ -107,8 +116,11 @@ def scaled_sizes(values, factor, minimum=2) -> list:
     Parameters
     ----------
     values : iterable of int
+        Sizes.
     factor : float
+        The scale factor.
     minimum : int
+        The smallest size returned.
 
     Returns
     -------

@@ -118,6 +118,7 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
     Parameters
     ----------
     activation : str or Activation
+        The teacher's activation (default erf).
     n_in, n_hidden : int
         Ni, Nh (No = 1).
     samples_factor, extra_samples : float, int
@@ -133,8 +134,9 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
     max_steps : int
         Longest run allowed.
     seed : int
+        Seeds the inputs, the candidate teachers and the displacement.
     progress : bool or None
-        tqdm bar over the candidate teachers.
+        A tqdm bar over the candidate teachers.
 
     Returns
     -------
@@ -232,6 +234,15 @@ def plot_dynamics(data, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (a new one when ``ax`` is None).
+
+    Examples
+    --------
+    >>> from fasthess.figures import dynamics_data, plot_dynamics
+    >>> data = dynamics_data(n_in=6, n_hidden=2, n_candidates=1, progress=False)
+    >>> fig = plot_dynamics(data)
+    >>> fig.axes[0].get_legend() is not None
+    True
     """
     fig, ax, owned = new_figure(ax)
     steps = np.asarray(data["steps"])

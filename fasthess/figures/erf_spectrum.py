@@ -42,8 +42,14 @@ def erf_spectrum_data(ns=(5, 10, 20, 30), wide=((4, 20),), n_candidates=5, metho
         Further (Ni, Nh) sizes.
     n_candidates : int
         Teachers drawn per size; the median-conditioned one is shown.
-    method, samples_factor, extra_samples, seed, progress
-        As in :func:`~fasthess.figures.quadratic_spectrum_data`.
+    method : str
+        Route of :func:`fasthess.spectrum.eigenvalues`.
+    samples_factor, extra_samples : float, int
+        P = ceil(samples_factor D) + extra_samples.
+    seed : int
+        Seeds the teachers and their inputs.
+    progress : bool or None
+        A tqdm bar over the draws (None: when stderr is a terminal).
 
     Returns
     -------
@@ -89,6 +95,15 @@ def plot_erf_spectrum(data, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (a new one when ``ax`` is None).
+
+    Examples
+    --------
+    >>> from fasthess.figures import erf_spectrum_data, plot_erf_spectrum
+    >>> data = erf_spectrum_data(ns=(2,), wide=((2, 4),), n_candidates=1, progress=False)
+    >>> fig = plot_erf_spectrum(data)
+    >>> fig.axes[0].get_legend() is not None
+    True
     """
     # labels at the ends the legend and the annotation leave free
     fig, ax, owned = plot_spectra(data, ax, r"erf teacher $g(z) = \mathrm{erf}(z/\sqrt{2})$: "

@@ -40,13 +40,14 @@ def ks_distance(sample, cdf) -> float:
     Parameters
     ----------
     sample : array_like (n,)
+        The sample.
     cdf : callable
         Vectorised CDF of the reference law.
 
     Returns
     -------
     float
-        sup_x |F_n(x) - F(x)|, attained at a sample point from one side or the other.
+        The distance sup_x |F_n(x) - F(x)|, attained at a sample point from one side or the other.
 
     Raises
     ------
@@ -84,13 +85,16 @@ def ks_bound(n_teachers, alpha=KS_ALPHA, finite_size=KS_FINITE_SIZE) -> float:
     Parameters
     ----------
     n_teachers : int
+        Number of teachers pooled.
     alpha : float
         Failure probability of the sampling part.
     finite_size : float
+        Allowance for the finite-size error of the large-size law.
 
     Returns
     -------
     float
+        The bound.
 
     Examples
     --------
@@ -123,7 +127,7 @@ def linear_density_data(n_in=40, n_hidden=60, n_teachers=200, n_bins=60, seed=0,
     seed : int
         Seeds teachers and data.
     progress : bool or None
-        tqdm bar over the teachers (None: when stderr is a terminal).
+        A tqdm bar over the teachers (None: when stderr is a terminal).
 
     Returns
     -------
@@ -194,6 +198,15 @@ def plot_linear_density(data, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (a new one when ``ax`` is None).
+
+    Examples
+    --------
+    >>> from fasthess.figures import linear_density_data, plot_linear_density
+    >>> data = linear_density_data(n_in=4, n_hidden=6, n_teachers=20, progress=False)
+    >>> fig = plot_linear_density(data)
+    >>> fig.axes[0].get_legend() is not None
+    True
     """
     fig, ax, owned = new_figure(ax)
     edges = np.asarray(data["bin_edges"])

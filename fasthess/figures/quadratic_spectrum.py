@@ -35,8 +35,9 @@ def quadratic_spectrum_data(ns=(5, 10, 20, 30), method="svd", samples_factor=2.0
     samples_factor, extra_samples : float, int
         P = ceil(samples_factor D) + extra_samples.
     seed : int
+        Seeds the teachers and their inputs.
     progress : bool or None
-        tqdm bar over the sizes.
+        A tqdm bar over the sizes.
 
     Returns
     -------
@@ -79,6 +80,15 @@ def plot_quadratic_spectrum(data, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (a new one when ``ax`` is None).
+
+    Examples
+    --------
+    >>> from fasthess.figures import quadratic_spectrum_data, plot_quadratic_spectrum
+    >>> data = quadratic_spectrum_data(ns=(2, 3), progress=False)
+    >>> fig = plot_quadratic_spectrum(data)
+    >>> fig.axes[0].get_legend() is not None
+    True
     """
     from matplotlib.legend_handler import HandlerTuple
     from matplotlib.lines import Line2D

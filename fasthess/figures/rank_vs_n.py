@@ -86,13 +86,15 @@ def rank_vs_n_data(ns=tuple(range(2, 17)), activations=RANK_ACTIVATIONS, samples
     Parameters
     ----------
     ns : sequence of int
+        The sizes N.
     activations : sequence of str
         Among "linear", "quadratic" (z + z^2), "cubic" (z^3), "erf", "relu".
     samples_factor, extra_samples : float, int
         P = ceil(samples_factor D) + extra_samples.
     seed : int
+        Seeds the teachers and their inputs.
     progress : bool or None
-        tqdm bar over the (activation, N) pairs.
+        A tqdm bar over the (activation, N) pairs.
 
     Returns
     -------
@@ -163,6 +165,15 @@ def plot_rank_vs_n(data, ax=None):
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (a new one when ``ax`` is None).
+
+    Examples
+    --------
+    >>> from fasthess.figures import rank_vs_n_data, plot_rank_vs_n
+    >>> data = rank_vs_n_data(ns=(2, 3), progress=False)
+    >>> fig = plot_rank_vs_n(data)
+    >>> fig.axes[0].get_legend() is not None
+    True
     """
     from matplotlib.legend_handler import HandlerTuple
     from matplotlib.lines import Line2D
