@@ -422,7 +422,7 @@ def test_plot_is_labelled_captioned_and_colour_blind_safe(name, small_data):
     assert "$" in ax.get_xlabel() + ax.get_ylabel()  # symbols on the axes
     assert ax.get_legend() is not None
     # the caption says what was computed: the seed and the sizes
-    caption = fig._supxlabel.get_text()
+    caption = fig.get_supxlabel()
     assert caption.startswith("Computed:") and f"seed {int(data['seed'])}" in caption
     # no API names anywhere in the figure
     for text in figure_texts(fig):
@@ -438,7 +438,7 @@ def test_plot_on_given_axes_adds_no_caption(small_data):
     fig = Figure()
     ax = fig.add_subplot()
     assert figures.plot_rank_vs_n(small_data["rank_vs_n"], ax=ax) is fig
-    assert fig._supxlabel is None  # the caller's figure: no caption imposed
+    assert fig.get_supxlabel() == ""  # the caller's figure: no caption imposed
 
 
 def test_linear_density_legend_gives_P_and_the_bound(small_data):
