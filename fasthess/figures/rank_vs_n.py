@@ -7,6 +7,8 @@ relu D - N = N^2. The claim: measured == predicted at every point.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._io import progress as progress_bar
@@ -22,28 +24,40 @@ from ._spectra import route_words, samples_for
 __all__ = ["rank_vs_n_data", "plot_rank_vs_n", "rank_activation", "RANK_ACTIVATIONS",
            "FIGURE"]
 
+
+class _Curve(NamedTuple):
+    """One activation of the figure: how its rank is measured and how it is drawn."""
+
+    coefficients: tuple | None  # a Polynomial's coefficients, None: the name itself
+    method: str  # eigenvalue route
+    label: str  # legend text (mathtext)
+    marker: str
+    marker_size: float
+    filled: bool
+    linestyle: str  # of the predicted ranks
+
+
+# One row per activation, in the figure's order. Routes: cubic and erf have genuine
+# eigenvalues 1e-10 of the largest and below (THEORY.md c), which eigh cannot separate
+# from its 1e-16 round-off: the svd route resolves them (zero modes at ~1e-32).
+# z + z^2 and relu get it too: with eigh the z + z^2 gap fell to 5.8 decades at
+# N = 8 (smallest genuine ~1e-10), too narrow to trust; with svd every gap is > 20
+# decades. linear: its exact route. Markers: z^3 and relu share the rank N^2 for
+# N >= 4, so z^3's small filled diamond sits inside relu's large open triangle.
+_CURVES = {
+    "linear": _Curve(None, "linear", "linear $g = z$", "o", 6, True, "-"),
+    "quadratic": _Curve(None, "svd", r"$g = z + z^2$", "s", 6.5, True, "-"),
+    "cubic": _Curve((0.0, 0.0, 0.0, 1.0), "svd", r"$g = z^3$", "D", 4.5, True, "--"),
+    "erf": _Curve(None, "svd", r"$g = \mathrm{erf}(z/\sqrt{2})$", "^", 6.5, True, "-"),
+    "relu": _Curve(None, "svd", "relu", "v", 10, False, ":"),
+}
 #: The activations of the figure, by their plot names.
-RANK_ACTIVATIONS = ("linear", "quadratic", "cubic", "erf", "relu")
-# Eigenvalue route per activation. cubic and erf have genuine eigenvalues 1e-10 of the
-# largest and below (THEORY.md c), which eigh cannot separate from its 1e-16 round-off:
-# the svd route resolves them (zero modes at ~1e-32). z + z^2 and relu get it too: with
-# eigh the z + z^2 gap fell to 5.8 decades at N = 8 (smallest genuine ~1e-10), too
-# narrow to trust; with svd every gap is > 20 decades. linear: its exact route.
-_RANK_METHODS = {"linear": "linear", "quadratic": "svd", "cubic": "svd", "erf": "svd",
-                 "relu": "svd"}
+RANK_ACTIVATIONS = tuple(_CURVES)
 # relu's rank needs data in every activation sector (THEORY.md c). At Ni = 2 two units
 # leave a wedge of random angle theta that no point hits with probability ~1 / (P + 1)
 # on average: P = 2D + 20 = 32 gave rank D - Nh - 1 for one N = 2 teacher; THEORY.md c
 # met D - Nh at P = 2000 on its misses. So relu uses at least this many samples.
 _RELU_MIN_SAMPLES = 1000
-# Legend names, markers (symbol, size, filled) and line styles of the predictions.
-# z^3 and relu share the rank N^2 for N >= 4: z^3's small filled diamond sits inside
-# relu's large open triangle, so both stay visible at the same point.
-_LABELS = {"linear": "linear $g = z$", "quadratic": r"$g = z + z^2$", "cubic": r"$g = z^3$",
-           "erf": r"$g = \mathrm{erf}(z/\sqrt{2})$", "relu": "relu"}
-_MARKERS = {"linear": ("o", 6, True), "quadratic": ("s", 6.5, True), "cubic": ("D", 4.5, True),
-            "erf": ("^", 6.5, True), "relu": ("v", 10, False)}
-_LINESTYLES = {"linear": "-", "quadratic": "-", "cubic": "--", "erf": "-", "relu": ":"}
 # Tick positions of the log N axis, where they fall inside the plotted range.
 _N_TICKS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
 
@@ -66,9 +80,8 @@ def rank_activation(name):
     >>> rank_activation("erf"), rank_activation("cubic").powers
     ('erf', (3,))
     """
-    if name == "cubic":
-        return Polynomial([0.0, 0.0, 0.0, 1.0])
-    return name
+    coefficients = _CURVES[name].coefficients
+    return name if coefficients is None else Polynomial(list(coefficients))
 
 
 def rank_vs_n_data(ns=tuple(range(2, 17)), activations=RANK_ACTIVATIONS, samples_factor=2.0,
@@ -118,9 +131,9 @@ def rank_vs_n_data(ns=tuple(range(2, 17)), activations=RANK_ACTIVATIONS, samples
     """
     ns = [int(n) for n in ns]
     activations = list(activations)
-    unknown = [a for a in activations if a not in _RANK_METHODS]
+    unknown = [a for a in activations if a not in _CURVES]
     if unknown:
-        raise ValueError(f"activations: unknown {unknown}; choose from {list(_RANK_METHODS)}")
+        raise ValueError(f"activations: unknown {unknown}; choose from {list(_CURVES)}")
     rng = np.random.default_rng(seed)
     shape = (len(activations), len(ns))
     rank = np.zeros(shape, dtype=np.int64)
@@ -138,13 +151,13 @@ def rank_vs_n_data(ns=tuple(range(2, 17)), activations=RANK_ACTIVATIONS, samples
         act = rank_activation(name)
         net = TwoLayerNet.random(n, n, activation=act, seed=rng)
         X = gaussian_inputs(P, n, seed=rng)
-        r = numerical_rank(eigenvalues(net, X, method=_RANK_METHODS[name]))
+        r = numerical_rank(eigenvalues(net, X, method=_CURVES[name].method))
         rank[a, j] = r.rank
         gaps[a, j] = r.gap_decades
         predicted[a, j] = effective_parameters(act, n, n, 1, n_samples=P)
     return {
         "ns": np.array(ns), "activations": np.array(activations),
-        "methods": np.array([_RANK_METHODS[a] for a in activations]),
+        "methods": np.array([_CURVES[a].method for a in activations]),
         "rank": rank, "predicted": predicted, "gap_decades": gaps, "D": dims,
         "n_samples": samples, "samples_factor": float(samples_factor),
         "extra_samples": int(extra_samples), "seed": int(seed),
@@ -188,13 +201,13 @@ def plot_rank_vs_n(data, ax=None):
     labels = [r"$D = N^2 + N$ (all parameters)"]
     for a, name in enumerate(names):
         color = SERIES_COLORS[a % len(SERIES_COLORS)]
-        marker, size, filled = _MARKERS.get(name, ("o", 6, True))
-        style = dict(color=color, ms=size, mfc=color if filled else "none", mew=1.3)
-        line, = ax.plot(ns, predicted[a], _LINESTYLES.get(name, "-"), color=color, lw=1.2,
-                        zorder=2)
-        ax.plot(ns, rank[a], marker, ls="none", zorder=3 if filled else 4, **style)
-        handles.append((line, Line2D([], [], marker=marker, ls="none", **style)))
-        labels.append(f"{_LABELS.get(name, name)} ({np.asarray(data['methods'])[a]} route)")
+        curve = _CURVES[name]
+        style = dict(color=color, ms=curve.marker_size, mew=1.3,
+                     mfc=color if curve.filled else "none")
+        line, = ax.plot(ns, predicted[a], curve.linestyle, color=color, lw=1.2, zorder=2)
+        ax.plot(ns, rank[a], curve.marker, ls="none", zorder=3 if curve.filled else 4, **style)
+        handles.append((line, Line2D([], [], marker=curve.marker, ls="none", **style)))
+        labels.append(f"{curve.label} ({np.asarray(data['methods'])[a]} route)")
     # what lines and markers mean, apart, in the empty corner under the linear ranks
     key = [Line2D([], [], color="0.3", lw=1.2),
            Line2D([], [], marker="o", ls="none", color="0.3", mfc="white", mew=1.3)]
