@@ -56,9 +56,9 @@ def _add_figures_arguments(p):
     p.add_argument("--out", default="figures_out",
                    help="output directory, created if missing (default figures_out)")
     p.add_argument("--quick", action="store_true",
-                   help="small sizes: about 10 s on 2 cores (about 25 s the first time, "
+                   help="small sizes: about 8 s on 2 cores (about 25 s the first time, "
                         "while the kernels compile); without it, the full sizes take about "
-                        "a minute")
+                        "25 s")
     p.add_argument("--only", action="append", default=None, metavar="NAME",
                    help=f"make only this figure (repeatable): {', '.join(FIGURE_NAMES)}")
     p.add_argument("--scale", type=float, default=1.0,
