@@ -75,14 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_figures_arguments(p):
-    p.add_argument("--out", default="figures_out", help="output directory")
-    p.add_argument("--quick", action="store_true", help="small sizes, a couple of minutes")
+    from .figures import FIGURE_NAMES
+
+    p.add_argument("--out", default="figures_out",
+                   help="output directory, created if missing (default figures_out)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes: about 8 s on 2 cores (about 25 s the first time, "
+                        "while the kernels compile); without it, the full sizes take about "
+                        "25 s")
     p.add_argument("--only", action="append", default=None, metavar="NAME",
-                   help="run only this figure (repeatable)")
+                   help=f"make only this figure (repeatable): {', '.join(FIGURE_NAMES)}")
     p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply sizes and ensemble counts by this factor")
+                   help="multiply sizes and ensemble counts by this factor (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the teachers and data of every figure (default 0)")
 
 
 def add_bench_arguments(p):
@@ -176,9 +183,10 @@ def main(argv=None) -> int:
         if args.command == "run":
             return run(args)
         if args.command == "figures":
-            from .figures import main as figures_main
+            from .figures import make_figures
 
-            return figures_main(args)
+            return make_figures(args.out, quick=args.quick, only=args.only, scale=args.scale,
+                                seed=args.seed, progress=False if args.no_progress else None)
         if args.command == "bench":
             from .benchmarking import main as bench_main
 
