@@ -95,6 +95,42 @@ POP_PARALLEL_SINE = 1e-2
 # Bytes of the two Nh x Nh x (columns) work arrays of one block of hessian_matmat.
 POP_PRODUCT_BLOCK_BYTES = 256 * 2**20
 
+# ---------------------------------------------------------------- activations
+# Where a declaration about a CustomActivation's g is checked: both signs, several
+# scales, no kink at 0.
+ACTIVATION_CHECK_POINTS = (-2.9, -1.3, -0.37, 0.41, 1.7, 3.1)
+# g(z) is compared with c^d g(z / c) at this c (a declared homogeneous degree d).
+ACTIVATION_HOMOGENEITY_FACTOR = 2.5
+# Agreement asked of a declaration (round-off of a few operations, not a tolerance of theory).
+ACTIVATION_DECLARATION_RTOL = 1e-9
+
+# ---------------------------------------------------------------- figures
+# linear_density: allowance for the finite-size error of the large-N law (it uses the
+# Marchenko-Pastur limit for W1^T W1): THEORY.md b measured KS distances up to 0.030 at
+# min(Ni, Nh) = 30, and 0.010 at (Ni, Nh) = (20, 30) and (12, 18) with 4000 teachers,
+# where the sampling error is ~0.01.
+FIG_KS_FINITE_SIZE = 0.03
+# linear_density: failure probability of the sampling part of ks_bound.
+FIG_KS_ALPHA = 1e-3
+# linear_density: the plotted range extends until the law's mass beyond it is below this.
+FIG_TAIL_MASS = 1e-6
+# dynamics (THEORY.md d): GD stops, at the latest, where the quadratic model reaches this
+# loss. The float64 round-off floor of the loss lies far below (measured ~1e-30 at D = 42
+# and ~7e-29 at D = 164, where GD's loss stops falling), so what is drawn is dynamics.
+FIG_LOSS_FLOOR = 1e-22
+# dynamics: relative tolerance of the claim (measured late slope vs 2 log(1 - lr lambda_min)).
+FIG_SLOPE_RTOL = 0.05
+# dynamics: records kept per GD run (the loss every n_steps // this steps).
+FIG_GD_RECORDS = 2000
+# dynamics: first horizon of the quadratic-model plan; doubled until the plan is complete.
+FIG_FIRST_HORIZON = 4096
+# spectra: eigenvalues at or below this fraction of the largest are drawn at it on log
+# axes (exact zeros have no logarithm); svd zero modes sit near 1e-32, above it.
+FIG_PLOT_FLOOR = 1e-34
+# Resolution of the PNG files, and characters per caption line at the default width.
+FIG_DPI = 150
+FIG_CAPTION_WIDTH = 105
+
 # ---------------------------------------------------------------- sweeps
 # Workers of the default LocalCluster of a sweep.
 DEFAULT_WORKERS = 2

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _config
+
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU, TANH
 from ._validation import check_real
 
@@ -354,8 +356,9 @@ class CustomActivation(Activation):
         if homogeneous_degree is not None:
             d = check_real(homogeneous_degree, "homogeneous_degree", positive=True)
             self.homogeneous_degree = int(d) if d.is_integer() else d
+            c = _config.ACTIVATION_HOMOGENEITY_FACTOR
             _check_declared(g, "homogeneous_degree", homogeneous_degree,
-                            lambda z: _HOMOGENEITY_FACTOR**d * g.py_func(z / _HOMOGENEITY_FACTOR))
+                            lambda z: c**d * g.py_func(z / c))
         self.no_continuous_symmetry = bool(no_continuous_symmetry)
 
     def apply(self, pre, out_g, out_d1, out_d2):
@@ -395,27 +398,22 @@ class CustomActivation(Activation):
                 self.no_continuous_symmetry)
 
 
-# Where a declaration about g is checked: both signs, several scales, no kink at 0.
-_CHECK_POINTS = (-2.9, -1.3, -0.37, 0.41, 1.7, 3.1)
-# g(z) is compared with c^d g(z / c) at this c.
-_HOMOGENEITY_FACTOR = 2.5
-# Agreement asked of a declaration (round-off of a few operations, not a tolerance of theory).
-_DECLARATION_RTOL = 1e-9
 
 
 def _check_declared(g, label, value, expected):
-    """Refuse a declaration that g does not satisfy at ``_CHECK_POINTS``.
+    """Refuse a declaration that g does not satisfy at ``_config.ACTIVATION_CHECK_POINTS``.
 
     ``expected(z)`` is what g(z) must equal if the declaration ``label = value``
     holds. The user's Python function (``g.py_func``) is called: nothing compiles.
     """
-    got = np.array([float(g.py_func(z)) for z in _CHECK_POINTS])
-    want = np.array([float(expected(z)) for z in _CHECK_POINTS])
+    got = np.array([float(g.py_func(z)) for z in _config.ACTIVATION_CHECK_POINTS])
+    want = np.array([float(expected(z)) for z in _config.ACTIVATION_CHECK_POINTS])
     scale = max(np.max(np.abs(want)), np.finfo(np.float64).tiny)
-    if not np.all(np.abs(got - want) <= _DECLARATION_RTOL * scale):
+    if not np.all(np.abs(got - want) <= _config.ACTIVATION_DECLARATION_RTOL * scale):
         worst = int(np.argmax(np.abs(got - want)))
         raise ValueError(
-            f"{label} = {value!r} does not describe g: at z = {_CHECK_POINTS[worst]}, "
+            f"{label} = {value!r} does not describe g: at z = "
+            f"{_config.ACTIVATION_CHECK_POINTS[worst]}, "
             f"g(z) = {got[worst]:.10g} but the declaration implies {want[worst]:.10g}")
 
 

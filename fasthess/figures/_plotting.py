@@ -11,7 +11,9 @@ import textwrap
 
 import numpy as np
 
-__all__ = ["OKABE_ITO", "SERIES_COLORS", "REFERENCE_COLOR", "DPI", "new_figure", "scalar",
+from .. import _config
+
+__all__ = ["OKABE_ITO", "SERIES_COLORS", "REFERENCE_COLOR", "new_figure", "scalar",
            "add_caption", "save_png"]
 
 #: The Okabe-Ito palette (Okabe & Ito 2008), distinguishable with every common
@@ -27,10 +29,6 @@ SERIES_COLORS = tuple(OKABE_ITO[k] for k in ("blue", "orange", "bluish_green", "
                                              "reddish_purple", "sky_blue", "yellow"))
 #: Reference lines (bounds, tolerances) are grey, never a series colour.
 REFERENCE_COLOR = "0.35"
-#: Resolution of the PNG files.
-DPI = 150
-# Characters per caption line at the default width and font size.
-_CAPTION_WIDTH = 105
 
 
 def new_figure(ax=None, figsize=(6.4, 4.8)):
@@ -72,7 +70,7 @@ def scalar(data, key):
     return np.asarray(data[key]).item()
 
 
-def add_caption(fig, text, width=_CAPTION_WIDTH):
+def add_caption(fig, text, width=None):
     """Write ``text`` under the axes of ``fig``, wrapped, in small type.
 
     The caption says what was computed (sizes, P, seeds), so a PNG separated
@@ -85,24 +83,26 @@ def add_caption(fig, text, width=_CAPTION_WIDTH):
         The figure to caption.
     text : str
         What was computed.
-    width : int
-        Characters per line.
+    width : int, optional
+        Characters per line; default ``_config.FIG_CAPTION_WIDTH``.
 
     Returns
     -------
     matplotlib.text.Text
     """
+    if width is None:
+        width = _config.FIG_CAPTION_WIDTH
     wrapped = "\n".join(textwrap.wrap(text, width=width))
     return fig.supxlabel(wrapped, x=0.01, ha="left", fontsize="small", color="0.2",
                          linespacing=1.3)
 
 
 def save_png(fig, file):
-    """Write ``fig`` as PNG to the open binary ``file`` at :data:`DPI`.
+    """Write ``fig`` as PNG to the open binary ``file`` at ``_config.FIG_DPI``.
 
     Parameters
     ----------
     fig : matplotlib.figure.Figure
     file : binary file object
     """
-    fig.savefig(file, format="png", dpi=DPI)
+    fig.savefig(file, format="png", dpi=_config.FIG_DPI)

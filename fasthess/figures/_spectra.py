@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .. import _config
+
 from .._io import progress as progress_bar
 from ..data import gaussian_inputs
 from ..network import TwoLayerNet
@@ -18,11 +20,8 @@ from ..spectrum import eigenvalues
 from ._plotting import REFERENCE_COLOR, SERIES_COLORS, new_figure, scalar
 
 __all__ = ["samples_for", "spectrum_key", "shape_label", "teacher_spectra", "plot_spectra",
-           "samples_rule", "route_words", "floor_note", "label_line", "PLOT_FLOOR"]
+           "samples_rule", "route_words", "floor_note", "label_line"]
 
-#: Eigenvalues at or below this fraction of the largest are drawn at it on log axes
-#: (exact zeros have no logarithm); svd zero modes sit near 1e-32, above it.
-PLOT_FLOOR = 1e-34
 
 
 def samples_for(n_params, samples_factor, extra_samples) -> int:
@@ -114,7 +113,7 @@ def route_words(method) -> str:
 
 
 def floor_note(data) -> str:
-    """A caption sentence when some eigenvalue is drawn at :data:`PLOT_FLOOR`, else "".
+    """A caption sentence when some eigenvalue is drawn at ``_config.FIG_PLOT_FLOOR``, else "".
 
     Parameters
     ----------
@@ -127,9 +126,10 @@ def floor_note(data) -> str:
     """
     for ni, nh in zip(np.asarray(data["n_in"]).tolist(), np.asarray(data["n_hidden"]).tolist()):
         ev = np.asarray(data[spectrum_key(ni, nh)])
-        if np.any(ev <= PLOT_FLOOR * ev[-1]):
-            return (f" Eigenvalues at or below {PLOT_FLOOR:.0e} λmax (round-off zeros) are "
-                    f"drawn at {PLOT_FLOOR:.0e}.")
+        if np.any(ev <= _config.FIG_PLOT_FLOOR * ev[-1]):
+            floor = _config.FIG_PLOT_FLOOR
+            return (f" Eigenvalues at or below {floor:.0e} λmax (round-off zeros) are "
+                    f"drawn at {floor:.0e}.")
     return ""
 
 
@@ -273,7 +273,7 @@ def plot_spectra(data, ax, title, predicted=None, tolerance_label_left=True):
     for i, (ni, nh) in enumerate(shapes):
         color = SERIES_COLORS[i % len(SERIES_COLORS)]
         ev = np.asarray(data[spectrum_key(ni, nh)])[::-1]
-        rel = np.maximum(ev / ev[0], PLOT_FLOOR)
+        rel = np.maximum(ev / ev[0], _config.FIG_PLOT_FLOOR)
         k = np.arange(1, ev.size + 1)
         ax.plot(k, rel, "o", ms=2.5, mew=0, color=color,
                 label=f"{shape_label(ni, nh)}: rank {int(ranks[i])} of $D$ = {ev.size}")
@@ -286,7 +286,7 @@ def plot_spectra(data, ax, title, predicted=None, tolerance_label_left=True):
                REFERENCE_COLOR, left=tolerance_label_left)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylim(PLOT_FLOOR / 10, 10)
+    ax.set_ylim(_config.FIG_PLOT_FLOOR / 10, 10)
     ax.set_xlabel(r"eigenvalue index $k$ (descending order)")
     ax.set_ylabel(r"relative eigenvalue $\lambda_k / \lambda_{\max}$")
     ax.set_title(title)

@@ -14,7 +14,7 @@ N = 3..10, nine teachers each), so the slowest mode would need millions of steps
 and would come to dominate only below the float64 round-off floor of the loss.
 
 The late slope is visible only if the slowest mode comes to dominate the loss
-before the loss reaches :data:`LOSS_FLOOR`. A random initial displacement with
+before the loss reaches ``_config.FIG_LOSS_FLOOR``. A random initial displacement with
 little weight on that mode, next to a mode a little faster, can delay this past
 the floor; the run then has no fit window and reports the claim as not met. With
 the default sizes the claim held for every seed tried: 40 of 40 quick
@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from .. import _config
+
 from .._io import progress as progress_bar
 from ..data import gaussian_inputs
 from ..assembly import hessian
@@ -36,19 +38,8 @@ from ._plotting import OKABE_ITO, add_caption, new_figure, scalar
 from ._spec import FigureSpec, scaled_size
 from ._spectra import samples_for
 
-__all__ = ["dynamics_data", "plot_dynamics", "LOSS_FLOOR", "SLOPE_RTOL", "FIGURE"]
+__all__ = ["dynamics_data", "plot_dynamics", "FIGURE"]
 
-# THEORY.md d: GD stops, at the latest, where the quadratic model reaches this loss.
-# The float64 round-off floor of the loss lies far below (measured ~1e-30 at D = 42
-# and ~7e-29 at D = 164, where GD's loss stops falling), so what is drawn is dynamics,
-# not round-off.
-LOSS_FLOOR = 1e-22
-# Relative tolerance of the claim (measured late slope vs 2 log(1 - lr lambda_min)).
-SLOPE_RTOL = 0.05
-# Records kept per GD run (the loss every n_steps // this steps).
-_GD_RECORDS = 2000
-# First horizon of the quadratic-model plan; doubled until the plan is complete.
-_FIRST_HORIZON = 4096
 
 
 def _nonzero_eigenvalues(H):
@@ -64,14 +55,14 @@ def _plan(teacher, X, student, lr, rate, slope_rtol, n_nats, max_steps):
     within ``slope_rtol`` of ``rate`` (log L_t is convex in t, so the slope only
     approaches the rate from below and the first such step is the only crossing)
     and lasts ``n_nats / |rate|`` steps; the run ends there, or earlier where the
-    model reaches :data:`LOSS_FLOOR`. The horizon doubles until the plan is
+    model reaches ``_config.FIG_LOSS_FLOOR``. The horizon doubles until the plan is
     complete, up to ``max_steps``.
     """
     width = int(math.ceil(n_nats / -rate))
-    horizon = min(_FIRST_HORIZON, max_steps)
+    horizon = min(_config.FIG_FIRST_HORIZON, max_steps)
     while True:
         model = predicted_loss(teacher, X, student, lr, horizon)
-        below = np.flatnonzero(model <= LOSS_FLOOR)
+        below = np.flatnonzero(model <= _config.FIG_LOSS_FLOOR)
         end_floor = int(below[0]) if below.size else None
         above = model[:end_floor] if end_floor is not None else model
         slope = np.diff(np.log(above))  # above the floor: every entry > 0
@@ -81,7 +72,7 @@ def _plan(teacher, X, student, lr, rate, slope_rtol, n_nats, max_steps):
             if end_floor == 0:
                 raise ValueError(
                     f"perturbation: the initial loss {model[0]:.3g} is already below the "
-                    f"loss floor {LOSS_FLOOR:g}; use a larger perturbation")
+                    f"loss floor {_config.FIG_LOSS_FLOOR:g}; use a larger perturbation")
             last = end_floor - 1
             return model, start, last if start is None else min(last, start + width)
         if start is not None and start + width <= horizon:
@@ -111,7 +102,7 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
     (:func:`fasthess.dynamics.predicted_loss`): the fit window starts where the
     model's slope is within ``slope_rtol`` of that rate (the slowest mode, or a
     cluster of modes as slow, dominates) and lasts ``n_nats / |rate|`` steps; the
-    run stops there, or earlier where the model reaches :data:`LOSS_FLOOR`, far
+    run stops there, or earlier where the model reaches ``_config.FIG_LOSS_FLOOR``, far
     above float round-off. The measured slope is a least-squares fit of log L of
     GD over the window.
 
@@ -163,7 +154,7 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
         If the run would need more than ``max_steps`` steps.
     ValueError
         If ``perturbation`` is so small that the initial loss is below
-        :data:`LOSS_FLOOR`.
+        ``_config.FIG_LOSS_FLOOR``.
 
     Examples
     --------
@@ -191,7 +182,7 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
     student = perturb(teacher, perturbation, rng=rng)
     model, start, n_steps = _plan(teacher, X, student, lr, rate, slope_rtol, n_nats, max_steps)
     res = gradient_descent(student, X, lr, n_steps, teacher=teacher,
-                           record_every=max(1, n_steps // _GD_RECORDS))
+                           record_every=max(1, n_steps // _config.FIG_GD_RECORDS))
     predicted = model[res.steps]
     window = res.steps >= start if start is not None else np.zeros(res.steps.size, bool)
     if np.count_nonzero(window) >= 4 and np.all(res.loss[window] > 0):
@@ -214,10 +205,11 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
         "n_steps": int(n_steps), "diverged": bool(res.diverged),
         "activation": str(teacher.activation.name), "n_in": int(n_in),
         "n_hidden": int(n_hidden), "n_samples": int(P), "perturbation": float(perturbation),
-        "loss_floor": LOSS_FLOOR, "slope_rtol": float(slope_rtol), "n_nats": float(n_nats),
+        "loss_floor": _config.FIG_LOSS_FLOOR, "slope_rtol": float(slope_rtol),
+        "n_nats": float(n_nats),
         "teacher_w1": teacher.w1, "teacher_w2": teacher.w2, "inputs": X,
         "delta0": student.parameters() - teacher.parameters(), "seed": int(seed),
-        "claim_holds": bool(rel <= SLOPE_RTOL and fit_start >= 0 and not res.diverged),
+        "claim_holds": bool(rel <= _config.FIG_SLOPE_RTOL and fit_start >= 0 and not res.diverged),
     }
 
 

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .. import _config
+
 from .._io import progress as progress_bar
 from ..network import TwoLayerNet
 from ..rank import numerical_rank
@@ -22,17 +24,8 @@ from ._plotting import OKABE_ITO, add_caption, new_figure, scalar
 from ._spec import FigureSpec, scaled_size
 
 __all__ = ["linear_density_data", "plot_linear_density", "ks_distance", "ks_bound",
-           "KS_FINITE_SIZE", "KS_ALPHA", "FIGURE"]
+           "FIGURE"]
 
-# Allowance for the finite-size error of the large-N law (it uses the
-# Marchenko-Pastur limit for W1^T W1): THEORY.md b measured KS distances up to
-# 0.030 at min(Ni, Nh) = 30, and 0.010 at (Ni, Nh) = (20, 30) and (12, 18) with 4000
-# teachers, where the sampling error is ~0.01.
-KS_FINITE_SIZE = 0.03
-# Failure probability of the sampling part of ks_bound.
-KS_ALPHA = 1e-3
-# The plotted range extends until the law's mass beyond it is below this.
-_TAIL_MASS = 1e-6
 
 
 def ks_distance(sample, cdf) -> float:
@@ -71,7 +64,7 @@ def ks_distance(sample, cdf) -> float:
     return float(max(np.max(i / n - F), np.max(F - (i - 1) / n)))
 
 
-def ks_bound(n_teachers, alpha=KS_ALPHA, finite_size=KS_FINITE_SIZE) -> float:
+def ks_bound(n_teachers, alpha=None, finite_size=None) -> float:
     """Bound on the KS distance of ``n_teachers`` pooled linear spectra to the law.
 
     The pooled empirical CDF is the mean of ``n_teachers`` independent per-teacher
@@ -80,17 +73,19 @@ def ks_bound(n_teachers, alpha=KS_ALPHA, finite_size=KS_FINITE_SIZE) -> float:
     eigenvalues share the shift |a|^2 and are strongly correlated), the
     Dvoretzky-Kiefer-Wolfowitz inequality bounds the sampling part by
     sqrt(ln(2 / alpha) / (2 n_teachers)) with probability 1 - alpha. The law
-    itself is the large-size limit; ``finite_size`` allows for that
-    (:data:`KS_FINITE_SIZE`, measured in THEORY.md b for min(Ni, Nh) >= 12).
+    itself is the large-size limit; ``finite_size`` allows for that (measured in
+    THEORY.md b for min(Ni, Nh) >= 12).
 
     Parameters
     ----------
     n_teachers : int
         Number of teachers pooled.
-    alpha : float
-        Failure probability of the sampling part.
-    finite_size : float
-        Allowance for the finite-size error of the large-size law.
+    alpha : float, optional
+        Failure probability of the sampling part; default ``_config.FIG_KS_ALPHA``
+        (1e-3).
+    finite_size : float, optional
+        Allowance for the finite-size error of the large-size law; default
+        ``_config.FIG_KS_FINITE_SIZE`` (0.03).
 
     Returns
     -------
@@ -103,6 +98,8 @@ def ks_bound(n_teachers, alpha=KS_ALPHA, finite_size=KS_FINITE_SIZE) -> float:
     >>> round(ks_bound(200), 4)        # 0.03 + sqrt(ln(2000) / 400)
     0.1678
     """
+    alpha = _config.FIG_KS_ALPHA if alpha is None else alpha
+    finite_size = _config.FIG_KS_FINITE_SIZE if finite_size is None else finite_size
     return float(finite_size + math.sqrt(math.log(2.0 / alpha) / (2.0 * n_teachers)))
 
 
@@ -167,7 +164,7 @@ def linear_density_data(n_in=40, n_hidden=60, n_teachers=200, n_bins=60, seed=0,
 
     # extend the range until the law's mass beyond it is negligible (the chi-square tail)
     hi = 1.05 * float(pooled[-1])
-    while float(cdf(hi)) < 1.0 - _TAIL_MASS:
+    while float(cdf(hi)) < 1.0 - _config.FIG_TAIL_MASS:
         hi *= 1.1
     edges = np.linspace(0.0, hi, n_bins + 1)
     hist, _ = np.histogram(pooled, bins=edges, density=True)
@@ -179,7 +176,8 @@ def linear_density_data(n_in=40, n_hidden=60, n_teachers=200, n_bins=60, seed=0,
         "eigenvalues": pooled, "bin_edges": edges, "histogram": hist,
         "grid": grid, "density": dens,
         "density_integral": float(np.trapezoid(dens, grid)),
-        "ks": ks, "ks_bound": bound, "ks_alpha": KS_ALPHA, "ks_finite_size": KS_FINITE_SIZE,
+        "ks": ks, "ks_bound": bound, "ks_alpha": _config.FIG_KS_ALPHA,
+        "ks_finite_size": _config.FIG_KS_FINITE_SIZE,
         "n_in": int(n_in), "n_hidden": int(n_hidden), "n_samples": int(n_in),
         "n_teachers": int(n_teachers), "seed": int(seed),
         "claim_holds": bool(ks <= bound),
