@@ -7,12 +7,10 @@ dynamics' eigenvalues and quadratic model come from the einsum Jacobian of
 tests/reference.py, the late slope is refitted, the predicted ranks are the closed
 forms of THEORY.md.
 """
-import ast
 import dataclasses
 import inspect
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
