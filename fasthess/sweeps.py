@@ -151,6 +151,8 @@ _WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_T
 _DEFAULT_WORKERS = 2
 # A temporary file older than this is left over from a crash, never a live write.
 _STALE_TMP_SECONDS = 3600
+# How long the default LocalCluster waits for a killed worker's nanny to restart it.
+_LOST_WORKER_TIMEOUT = "10 minutes"
 
 
 class StoreVersionError(ValueError):
@@ -797,17 +799,22 @@ def _cluster_client(client, n_workers, retries):
     import dask
 
     # worker deaths count against the same retry budget as errors (the LocalCluster's
-    # scheduler runs in this process and reads this when it starts); the dashboard
-    # takes a free port, since a fixed one may be taken by another cluster
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+    # scheduler runs in this process and reads this when it starts); the cluster gives
+    # up a dead worker whose nanny has not restarted it within lost-worker-timeout
+    # (read when a worker dies, so set for the cluster's whole life): the 15 s default
+    # is shorter than a restart on a busy machine, and the cluster then shrinks for good
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries,
+                          "distributed.deploy.lost-worker-timeout": _LOST_WORKER_TIMEOUT}):
+        # the dashboard takes a free port, since a fixed one may be taken by another
+        # cluster
         cluster = distributed.LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True,
             dashboard_address=":0", env=_WORKER_ENV)
-    try:
-        with distributed.Client(cluster) as c:
-            yield c
-    finally:
-        cluster.close()
+        try:
+            with distributed.Client(cluster) as c:
+                yield c
+        finally:
+            cluster.close()
 
 
 def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
@@ -836,7 +843,10 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
         Extra attempts of a task whose worker died or that raised outside the
         measurement (passed to ``Client.submit``; on the default LocalCluster also
         the scheduler's allowed worker deaths per task). A measurement that raises
-        is not retried: it is recorded as failed, and the sweep goes on.
+        is not retried: it is recorded as failed, and the sweep goes on. Dask counts
+        a worker's death against every task the worker held, so a task lost with
+        ``KilledWorker`` runs again alone on the cluster after the others: it is
+        recorded as failed only if it then kills its workers on its own.
     n_workers : int, optional
         Workers of the default LocalCluster (default 2); not allowed with ``client``.
     rerun_failed : bool, default False
@@ -879,33 +889,59 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
     with _cluster_client(client, n_workers, retries) as c, \
             _io.progress(total=len(todo), desc="fasthess sweep", enabled=progress,
                          unit="config", postfix=f"{report.n_skipped} in store") as bar:
-        # unique task keys: a task of an interrupted sweep may still be cancelling on
-        # the scheduler, and a new task under its key would be cancelled with it
-        futures = {
-            c.submit(_execute, canon, names, functions, retries=retries,
-                     key=f"fasthess-sweep-{key}-{uuid.uuid4().hex[:8]}"): key
-            for key, canon in todo.items()}
+        futures = {}
+
+        def submit(key):
+            # unique task keys: a task of an interrupted sweep may still be cancelling on
+            # the scheduler, and a new task under its key would be cancelled with it
+            fut = c.submit(_execute, todo[key], names, functions, retries=retries,
+                           key=f"fasthess-sweep-{key}-{uuid.uuid4().hex[:8]}")
+            futures[fut] = key
+            return fut
+
+        def settle(fut, result):
+            """Store the outcome of a finished future; False if it was not stored."""
+            key = futures[fut]
+            if fut.status == "cancelled":  # by someone else (a restart): no record
+                report.n_cancelled += 1
+                return True
+            if fut.status != "finished":  # the task was lost (its workers kept dying)
+                exc = fut.exception()  # `result` holds it in a version-dependent form
+                if not isolated and isinstance(exc, distributed.KilledWorker):
+                    return False
+                result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                          "traceback": None, "scalars": {}, "arrays": {},
+                          "timings": {}, "worker": None, "host": None, "pid": None}
+            st.write(_record(key, todo[key], names, result), result["arrays"])
+            report.n_run += 1
+            if result["status"] == "failed":
+                report.n_failed += 1
+                report.failed.append((todo[key], result["error"]))
+            bar.update(1)
+            return True
+
+        isolated = False
+        suspects = []
         try:
+            for key in todo:
+                submit(key)
             # with_results: results are fetched in the background as tasks finish,
             # not by one round trip per future from this loop
-            for fut, result in distributed.as_completed(futures, with_results=True,
+            for fut, result in distributed.as_completed(list(futures), with_results=True,
                                                         raise_errors=False):
-                key = futures[fut]
-                if fut.status == "cancelled":  # by someone else (a restart): no record
-                    report.n_cancelled += 1
-                    continue
-                if fut.status != "finished":  # the task was lost (its workers kept dying)
-                    exc = fut.exception()  # `result` holds it in a version-dependent form
-                    result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                              "traceback": None, "scalars": {}, "arrays": {},
-                              "timings": {}, "worker": None, "host": None, "pid": None}
-                st.write(_record(key, todo[key], names, result), result["arrays"])
+                if not settle(fut, result):
+                    suspects.append(futures[fut])
                 fut.release()  # free the worker's copy of the result at once
-                report.n_run += 1
-                if result["status"] == "failed":
-                    report.n_failed += 1
-                    report.failed.append((todo[key], result["error"]))
-                bar.update(1)
+            # Dask counts a worker's death against every task the worker held, not only
+            # the one that killed it: a task lost with KilledWorker may be innocent. Each
+            # runs again alone on the cluster, and only one that still kills its workers
+            # (allowed-failures + 1 of them) is recorded as failed.
+            isolated = True
+            for key in suspects:
+                fut = submit(key)
+                distributed.wait([fut])
+                settle(fut, fut.result() if fut.status == "finished" else None)
+                fut.release()
         finally:
             # Ctrl-C or an error here: stop the rest; what was written stays written
             pending = [f for f in futures if not f.done()]
