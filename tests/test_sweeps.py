@@ -6,7 +6,6 @@ Dask; one test starts the default cluster of :func:`fasthess.sweep` itself.
 import json
 import os
 import time
-import types
 
 import numpy as np
 import pytest
@@ -15,6 +14,9 @@ import fasthess as fh
 from fasthess import sweeps
 from fasthess.sweeps import (FORMAT_VERSION, StoreVersionError, load_sweep, read_grid,
                              record_key, resolve_n_samples, run_config, sweep)
+from fasthess.sweeps import store as store_module
+from fasthess.sweeps.store import Store
+from fasthess.sweeps.task import Problem
 
 distributed = pytest.importorskip("distributed")
 
@@ -92,7 +94,7 @@ def client():
                           "distributed.deploy.lost-worker-timeout": "10 minutes"}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
                                            processes=True, dashboard_address=":0",
-                                           env=sweeps._WORKER_ENV)
+                                           env=sweeps.WORKER_ENV)
         with cluster, distributed.Client(cluster) as c:
             yield c
 
@@ -132,7 +134,7 @@ def test_key_is_canonical():
 
 def test_key_depends_on_format_version(monkeypatch):
     k = record_key(_config(), "rank")
-    monkeypatch.setattr(sweeps, "FORMAT_VERSION", FORMAT_VERSION + 1)
+    monkeypatch.setattr(store_module, "FORMAT_VERSION", FORMAT_VERSION + 1)
     assert record_key(_config(), "rank") != k
 
 
@@ -232,6 +234,52 @@ def test_grid_file_suffix_and_existence(tmp_path):
         read_grid(tmp_path / "missing.toml")
 
 
+def frobenius(problem):
+    """A measure with a parameter, registered by the test below."""
+    return {"frobenius": problem.config["scale"] * float(
+        np.linalg.norm(fh.hessian(problem.net, problem.X)))}, {}
+
+
+def test_a_measure_is_one_registry_entry():
+    from fasthess.sweeps.measures import REGISTRY, Parameter, register
+
+    register("frobenius", "the Frobenius norm of H, scaled",
+             scale=Parameter(float, 1.0, "a factor"))(frobenius)
+    try:
+        # the grammar, the grid, the key and the task all read the new entry
+        assert sweeps.normalize_config(_config(), "frobenius")["scale"] == 1.0
+        configs, _ = sweeps.expand_grid({"measure": "frobenius", "activation": "erf", "n": 3,
+                                         "scale": [1.0, 2.0]})
+        assert [c["scale"] for c in configs] == [1.0, 2.0]
+        assert record_key(_config(), "frobenius") == record_key(_config(scale=1.0),
+                                                                "frobenius")
+        assert record_key(_config(), "frobenius") != record_key(_config(scale=2.0),
+                                                                "frobenius")
+        with pytest.raises(ValueError, match="'scale' is a parameter of measure 'frobenius'"):
+            sweeps.normalize_config(_config(scale=2.0), "rank")
+        with pytest.raises(TypeError, match="scale must be a number"):
+            sweeps.normalize_config(_config(scale="2"), "frobenius")
+        r = run_config(_config(scale=2.0), "frobenius")
+        p = Problem(sweeps.normalize_config(_config(), "frobenius"))
+        assert r["status"] == "ok", r["traceback"]
+        np.testing.assert_allclose(r["frobenius"], 2 * np.linalg.norm(fh.hessian(p.net, p.X)),
+                                   rtol=1e-14)
+        with pytest.raises(ValueError, match="already registered"):
+            register("frobenius", "again")(frobenius)
+        with pytest.raises(ValueError, match="'scale' already belongs to measure 'frobenius'"):
+            register("other", "clash", scale=Parameter(float, 1.0, "x"))(frobenius)
+    finally:
+        del REGISTRY["frobenius"]
+    register("shadow", "a parameter named like a base key",
+             seed=Parameter(int, 0, "x"))(frobenius)
+    try:
+        with pytest.raises(ValueError, match="'seed' shadows the configuration key"):
+            sweeps.normalize_config(_config(), "rank")
+    finally:
+        del REGISTRY["shadow"]
+    assert "frobenius" not in REGISTRY and "scale" not in sweeps.configuration.config_keys()
+
+
 # ---------------------------------------------------------------------- one configuration
 def test_run_config_reproducible_from_seed_alone():
     a = run_config(_config(seed=5), top_eigenvalue)
@@ -245,8 +293,8 @@ def test_run_config_reproducible_from_seed_alone():
 
 
 def test_same_seed_same_teacher_and_data_across_activations():
-    p = sweeps._Problem(sweeps.normalize_config(_config(activation="erf"), "rank"))
-    q = sweeps._Problem(sweeps.normalize_config(_config(activation="tanh"), "rank"))
+    p = Problem(sweeps.normalize_config(_config(activation="erf"), "rank"))
+    q = Problem(sweeps.normalize_config(_config(activation="tanh"), "rank"))
     np.testing.assert_array_equal(p.net.w1, q.net.w1)
     np.testing.assert_array_equal(p.X, q.X)
 
@@ -292,7 +340,7 @@ def test_builtin_measures_against_direct_calls():
                   n_steps=10)
     r = run_config(cfg, ["eigenvalues", "rank", "smallest_nonzero", "density"])
     assert r["status"] == "ok", r["traceback"]
-    p = sweeps._Problem(sweeps.normalize_config(cfg, ["smallest_nonzero", "density"]))
+    p = Problem(sweeps.normalize_config(cfg, ["smallest_nonzero", "density"]))
     np.testing.assert_allclose(r["eigenvalues"], np.linalg.eigvalsh(fh.hessian(p.net, p.X)),
                                rtol=0, atol=1e-12 * r["eigenvalues"][-1])
     assert r["rank"] == spectrum.numerical_rank(r["eigenvalues"]).rank
@@ -338,7 +386,7 @@ def test_directory_that_is_not_a_store_is_refused(tmp_path):
 def test_records_are_readable_as_the_umask_allows(tmp_path):
     old_umask = os.umask(0o022)
     try:
-        st = sweeps._Store(tmp_path / "s", create=True)
+        st = Store(tmp_path / "s", create=True)
         st.write({"key": "k", "arrays": ["a"]}, {"a": np.ones(2)})
     finally:
         os.umask(old_umask)
@@ -348,18 +396,18 @@ def test_records_are_readable_as_the_umask_allows(tmp_path):
 
 
 def test_leftover_temporaries_are_ignored_then_removed(tmp_path):
-    st = sweeps._Store(tmp_path / "s", create=True)
+    st = Store(tmp_path / "s", create=True)
     old, fresh = st.records / ".tmp-old.json", st.records / ".tmp-fresh.json"
     old.write_text("{")   # a crash mid-write leaves a torn temporary, never a record
     fresh.write_text("{")
     os.utime(old, (0, 0))
     assert load_sweep(st.path) == []
-    sweeps._Store(st.path, create=True)
+    Store(st.path, create=True)
     assert not old.exists() and fresh.exists()  # fresh: maybe another sweep's live write
 
 
 def test_load_sweep_as_frame_needs_pandas(tmp_path):
-    st = sweeps._Store(tmp_path / "s", create=True)
+    st = Store(tmp_path / "s", create=True)
     try:
         import pandas  # noqa: F401
     except ImportError:
@@ -426,7 +474,7 @@ def test_failing_configs_are_recorded_and_the_sweep_goes_on(client, tmp_path):
 def test_interrupted_sweep_keeps_what_finished(client, tmp_path, monkeypatch):
     store = tmp_path / "s"
     configs = [_config(seed=s) for s in range(6)]
-    real_write = sweeps._Store.write
+    real_write = Store.write
     calls = []
 
     def write_then_interrupt(self, record, arrays):
@@ -435,7 +483,7 @@ def test_interrupted_sweep_keeps_what_finished(client, tmp_path, monkeypatch):
         if len(calls) == 2:
             raise KeyboardInterrupt  # Ctrl-C while results arrive
 
-    monkeypatch.setattr(sweeps._Store, "write", write_then_interrupt)
+    monkeypatch.setattr(Store, "write", write_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         sweep(configs, top_eigenvalue, store, client=client, progress=False)
     monkeypatch.undo()
