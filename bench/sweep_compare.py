@@ -123,7 +123,7 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", env=sweeps._WORKER_ENV)
+                           dashboard_address=":0", env=sweeps.WORKER_ENV)
     with cluster, Client(cluster) as client:
         print(f"LocalCluster of {args.workers} worker processes started in "
               f"{time.perf_counter() - t0:.2f} s ({os.cpu_count()} cores)")

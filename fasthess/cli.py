@@ -192,9 +192,11 @@ def main(argv=None) -> int:
 
             return bench_main(args)
         if args.command == "sweep":
-            from .sweeps import main as sweep_main
+            from .sweeps import run_sweep_command
 
-            return sweep_main(args)
+            return run_sweep_command(args.grid, args.store, scheduler=args.scheduler,
+                                     workers=args.workers, rerun_failed=args.rerun_failed,
+                                     progress=False if args.no_progress else None)
     except (ValueError, TypeError, MemoryError) as exc:
         print(f"fasthess: error: {exc}", file=sys.stderr)
         return 2
