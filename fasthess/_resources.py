@@ -5,7 +5,8 @@ import contextlib
 import math
 import os
 
-__all__ = ["available_memory", "memory_limit", "format_bytes", "check_fits", "set_num_threads", "get_num_threads", "threads"]
+__all__ = ["available_memory", "memory_limit", "format_bytes", "check_fits", "set_num_threads",
+           "get_num_threads", "threads", "ComputeThreads", "threads_for_work"]
 
 
 def available_memory() -> int:
@@ -102,6 +103,7 @@ def _check_threads(n, name="n") -> int:
 
 
 def apply_env_threads() -> None:
+    """``FASTHESS_NUM_THREADS``, if set: what :func:`set_num_threads` does with it."""
     n = os.environ.get("FASTHESS_NUM_THREADS")
     if n:
         try:
@@ -109,3 +111,99 @@ def apply_env_threads() -> None:
         except ValueError:
             raise ValueError(f"FASTHESS_NUM_THREADS must be an integer >= 1, got {n!r}") from None
         set_num_threads(_check_threads(value, "FASTHESS_NUM_THREADS"))
+
+
+# ------------------------------------------------------- threads of one computation
+_blas_pools_cache: tuple | None = None
+
+
+def blas_pools() -> tuple:
+    """threadpoolctl controllers of every BLAS library loaded (NumPy's and SciPy's
+    wheels each load their own OpenBLAS), found once: scanning the loaded libraries
+    costs milliseconds, setting a pool's thread count microseconds."""
+    global _blas_pools_cache
+    if _blas_pools_cache is None:
+        import scipy.linalg.blas  # noqa: F401  (load SciPy's BLAS before the scan)
+        from threadpoolctl import ThreadpoolController
+
+        _blas_pools_cache = tuple(lib for lib in ThreadpoolController().lib_controllers
+                                  if lib.user_api == "blas")
+    return _blas_pools_cache
+
+
+def threads_for_work(macs_per_call: float, budget: int) -> int:
+    """Threads for BLAS calls of ``macs_per_call`` multiply-adds each, at most ``budget``.
+
+    Each thread gets at least ``_config.MIN_MACS_PER_THREAD``: below that, waking and
+    joining threads costs more than it saves, and on a busy machine one descheduled
+    thread stalls the call (DESIGN.md, "Threads").
+    """
+    from . import _config
+
+    return int(max(1, min(budget, macs_per_call // _config.MIN_MACS_PER_THREAD)))
+
+
+class ComputeThreads:
+    """Context manager for the threads of one fasthess computation.
+
+    Inside: Numba kernels run on the calling thread only, and every BLAS pool on
+    one thread until :meth:`blas` allows more. On exit every setting is restored.
+    The budget is the thread setting on entry (:func:`get_num_threads`); a pool is
+    never given more threads than it had (a caller's threadpoolctl limit holds).
+
+    Why: Numba's OpenMP workers and each BLAS library's workers keep spinning on
+    the cores for a while after their last task (OpenBLAS ~0.1 s). Two pools
+    taking turns then compete for the same cores; with one pool working at a time
+    and the memory-bound Numba passes on the calling thread, they never do. No
+    environment variable or lasting setting is changed.
+
+    Examples
+    --------
+    >>> from fasthess._resources import ComputeThreads
+    >>> with ComputeThreads() as scope:
+    ...     n = scope.blas(scope.budget)  # BLAS may now use the whole budget
+    >>> n >= 1
+    True
+    """
+
+    def __init__(self):
+        self.budget = 1
+        self._numba_before = 1
+        self._pools: list = []
+
+    def __enter__(self) -> "ComputeThreads":
+        import numba
+
+        self.budget = self._numba_before = numba.get_num_threads()
+        if self._numba_before != 1:
+            numba.set_num_threads(1)
+        self._pools = []
+        for lib in blas_pools():
+            before = lib.get_num_threads()
+            if before is not None:
+                self._pools.append([lib, before, before])
+        self.blas(1)
+        return self
+
+    def blas(self, n: int) -> int:
+        """Let every BLAS pool use up to ``n`` threads (capped by what it had); returns
+        the largest count set."""
+        used = 1
+        for entry in self._pools:
+            lib, before, current = entry
+            target = max(1, min(int(n), before))
+            if target != current:
+                lib.set_num_threads(target)
+                entry[2] = target
+            used = max(used, target)
+        return used
+
+    def __exit__(self, *exc) -> None:
+        import numba
+
+        for lib, before, current in self._pools:
+            if current != before:
+                lib.set_num_threads(before)
+        self._pools = []
+        if self._numba_before != 1:
+            numba.set_num_threads(self._numba_before)

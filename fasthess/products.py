@@ -58,22 +58,60 @@ def jacobian_from_features(f: Features) -> np.ndarray:
 
 
 def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
-    """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term."""
-    n_samples, n_in = f.X.shape
-    n_hidden = f.A.shape[1]
+    """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term.
+
+    Sample-chunked: for each chunk, one GEMM gives the input projections
+    xv = X V1^T (chunk x Nh m), a serial kernel turns them in place into the w1
+    factor (and accumulates the small w2 rows), and a second GEMM adds X^T of it to
+    the w1 rows. The chunk's (chunk x Nh m) block stays in cache between the two,
+    so nothing of size P x Nh x m is streamed through memory. Both GEMMs go to
+    SciPy's BLAS, with the threads their work is worth.
+    """
+    from scipy.linalg.blas import get_blas_funcs
+
+    from . import _config
+    from ._kernels.products import hvp_middle
+    from ._resources import ComputeThreads, threads_for_work
+
+    X = f.X
+    dt = X.dtype
+    n_samples, n_in = X.shape
+    n_out, n_hidden = f.w2.shape
     d1 = n_hidden * n_in
-    jv, xv = jvp(f, V)
-    out = vjp(f, jv)
-    if f.residual is not None:
-        r = f.residual
-        m = V.shape[1]
-        V2 = V[d1:].reshape(-1, n_hidden, m)
-        # R11 V1 + R12 V2 (w1 rows); R21 V1 (w2 rows); THEORY.md section a
-        rb = r @ f.w2                                              # (P, Nh): r_mu . b_j
-        w1_coef = xv * (rb * f.G2)[:, :, None]                     # (P, Nh, m)
-        w1_coef += np.einsum("pk,kjm->pjm", r, V2, optimize=True) * f.G1[:, :, None]
-        out[:d1] += np.einsum("pjm,pi->jim", w1_coef, f.X, optimize=True).reshape(d1, m)
-        out[d1:] += np.einsum("pk,pjm->kjm", r, xv * f.G1[:, :, None],
-                              optimize=True).reshape(-1, m)
-    out /= n_samples
+    V = np.ascontiguousarray(V, dtype=dt)
+    m = V.shape[1]
+    off_optimum = f.residual is not None
+    empty = np.empty((0, 0), dtype=dt)
+    G2 = f.G2 if off_optimum else empty
+    residual = f.residual if off_optimum else empty
+    # V1 as (Ni, Nh m): xv[mu, (j, c)] = sum_i x_mu_i V1[j, i, c] is one GEMM with X
+    V1 = np.ascontiguousarray(V[:d1].reshape(n_hidden, n_in, m).transpose(1, 0, 2))
+    V1 = V1.reshape(n_in, n_hidden * m)
+    V2 = V[d1:].reshape(n_out, n_hidden, m)
+    out1 = np.zeros((n_in, n_hidden * m), dtype=dt)  # w1 rows, (i, (j, c)) order
+    out2 = np.zeros((n_out, n_hidden, m), dtype=dt)
+    u = np.empty((n_out, m), dtype=dt)
+    width = n_hidden * m
+    chunk = max(1, min(n_samples, _config.PRODUCT_CHUNK_BYTES // (width * dt.itemsize)))
+    xv_buffer = np.empty(chunk * width, dtype=dt)
+    gemm = get_blas_funcs("gemm", dtype=dt)
+    with ComputeThreads() as scope:
+        scope.blas(threads_for_work(chunk * width * n_in, scope.budget))
+        for s0 in range(0, n_samples, chunk):
+            c = min(chunk, n_samples - s0)
+            xs = X[s0:s0 + c]
+            xv = xv_buffer[:c * width].reshape(c, width)
+            # xv = xs V1 (C order): xv^T = V1^T xs^T in BLAS's column-major view
+            res = gemm(1.0, V1.T, xs.T, c=xv.T, overwrite_c=1)
+            if not np.shares_memory(res, xv):  # BLAS wrapper copied: keep the result
+                xv[...] = res.T
+            hvp_middle(xv, s0, f.G1, f.A, G2, residual, f.w2, V2, u, out2)
+            res = gemm(1.0, xv.T, xs.T, beta=1.0, c=out1.T, trans_b=1, overwrite_c=1)
+            if not np.shares_memory(res, out1):
+                out1[...] = res.T
+    out = np.empty((d1 + n_out * n_hidden, m), dtype=dt)
+    scale = 1.0 / n_samples
+    np.multiply(out1.reshape(n_in, n_hidden, m).transpose(1, 0, 2),
+                scale, out=out[:d1].reshape(n_hidden, n_in, m))
+    np.multiply(out2.reshape(-1, m), scale, out=out[d1:])
     return out
