@@ -16,10 +16,11 @@ import numpy as np
 from . import _config
 from ._features import Features, Point, check_point, features, refuse_if_too_large
 from ._resources import ComputeThreads, threads_for_work
+from .products import accumulate_a_bt, accumulate_at_b, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
            "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout",
-           "assemble_into", "accumulate_at_b", "chunk_samples"]
+           "assemble_into", "chunk_samples"]
 
 
 # ---------------------------------------------------------------------- blocks
@@ -139,17 +140,6 @@ def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
     return chunk, np.empty(chunk * width, dtype=dtype)
 
 
-def accumulate_at_b(gemm, a, b, out, beta=1.0):
-    """out = beta*out + a^T b for C-ordered a (c x m), b (c x n), out (m x n), in place.
-
-    BLAS sees C arrays as transposed Fortran ones: out^T (n x m) += b^T a, i.e.
-    gemm(a=b.T, b=a.T, trans_b) with no copies and no temporary.
-    """
-    res = gemm(1.0, b.T, a.T, beta=beta, c=out.T, trans_b=1, overwrite_c=1)
-    if not np.shares_memory(res, out):  # BLAS wrapper copied: keep the result anyway
-        out[...] = res.T
-
-
 def w1w1_layout(n_in: int, n_hidden: int, row_width: int, extra_rows: int = 0):
     """Where the pair contraction S lives inside the output while it is built.
 
@@ -177,11 +167,11 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     H[:D1, D1:] and its transpose to H[D1:, :D1], w2w2 to H[D1:, D1:]. Otherwise
     they are the separate (D1 x D2) and (D2 x D2) arrays.
 
-    One pass over sample chunks: a serial kernel writes each chunk's factors
-    (:func:`fasthess._kernels.assembly.chunk_factors`), two GEMMs contract them (the
-    pairs of w1w1 with the R11 coefficients, and the w1w2 products); then serial
-    kernels write the blocks. All BLAS calls go to SciPy's BLAS, whose pool ``scope``
-    allows the threads that the chunk's work is worth.
+    One pass over sample chunks: a serial kernel writes each chunk's factors,
+    samples last (:func:`fasthess._kernels.assembly.chunk_factors`), two GEMMs
+    contract them (the pairs of w1w1 with the R11 coefficients, and the w1w2
+    products); then serial kernels write the blocks. All BLAS calls go to SciPy's
+    BLAS, whose pool ``scope`` allows the threads that the chunk's work is worth.
     """
     from scipy.linalg.blas import get_blas_funcs
 
@@ -218,26 +208,23 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         free = flat[:start]
         n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
         late = np.empty((n_late + (n_hidden if off_optimum else 0), m_in), dtype=dt)
-    per_sample = s_rows + m_in + width + (n_rhs if by_inputs else 0)
-    chunk, work = _chunk_workspace(free, n_samples, per_sample, dt)
+    n_g2 = n_hidden if off_optimum else 0
+    # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
+    heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
+    chunk, work = _chunk_workspace(free, n_samples, sum(heights), dt)
 
     gemm = get_blas_funcs("gemm", dtype=dt)
     scope.blas(threads_for_work(chunk * s_rows * m_in, scope.budget))
     for s0 in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s0)
-        o1 = c * s_rows
-        o2 = o1 + c * m_in
-        o3 = o2 + c * width
-        upairs = work[:o1].reshape(c, s_rows)
-        xpairs = work[o1:o2].reshape(c, m_in)
-        rows = work[o2:o3].reshape(c, width)
-        rhs = work[o3:o3 + (c * n_rhs if by_inputs else 0)].reshape(c, n_rhs if by_inputs else 0)
-        chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, upairs, xpairs, rows, rhs)
-        accumulate_at_b(gemm, upairs, xpairs, S, beta=0.0 if s0 == 0 else 1.0)
+        xt, gt, rhst, g2t, upairs, xpairs, rows = row_blocks(work, heights, c)
+        chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
+                      upairs, xpairs, rows)
+        accumulate_a_bt(gemm, upairs, xpairs, S, beta=0.0 if s0 == 0 else 1.0)
         if by_inputs:
-            accumulate_at_b(gemm, rows, rhs, T)
+            accumulate_a_bt(gemm, rows, rhst, T)
         else:
-            accumulate_at_b(gemm, X[s0:s0 + c], rows, T)
+            accumulate_a_bt(gemm, xt, rows, T)
     gram = np.empty((n_hidden, n_hidden), dtype=dt)
     accumulate_at_b(gemm, A, A, gram, beta=0.0)
     Q = w2.T @ w2

@@ -10,7 +10,8 @@ import numpy as np
 
 from ._features import Features
 
-__all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products"]
+__all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products",
+           "accumulate_at_b", "accumulate_a_bt", "accumulate_a_b", "row_blocks"]
 
 
 def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,11 +62,11 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
     """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term.
 
     Sample-chunked: for each chunk, one GEMM gives the input projections
-    xv = X V1^T (chunk x Nh m), a serial kernel turns them in place into the w1
-    factor (and accumulates the small w2 rows), and a second GEMM adds X^T of it to
-    the w1 rows. The chunk's (chunk x Nh m) block stays in cache between the two,
-    so nothing of size P x Nh x m is streamed through memory. Both GEMMs go to
-    SciPy's BLAS, with the threads their work is worth.
+    xv = V1 X^T (Nh m x chunk, samples last), a serial kernel turns them in place
+    into the w1 factor and leaves u = J V beside them, and two GEMMs add X^T of the
+    one to the w1 rows and A^T u to the w2 rows. The chunk's block stays in cache
+    between them, so nothing of size P x Nh x m is streamed through memory. Every
+    GEMM goes to SciPy's BLAS, with the threads its work is worth.
     """
     from scipy.linalg.blas import get_blas_funcs
 
@@ -84,34 +85,78 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
     empty = np.empty((0, 0), dtype=dt)
     G2 = f.G2 if off_optimum else empty
     residual = f.residual if off_optimum else empty
-    # V1 as (Ni, Nh m): xv[mu, (j, c)] = sum_i x_mu_i V1[j, i, c] is one GEMM with X
-    V1 = np.ascontiguousarray(V[:d1].reshape(n_hidden, n_in, m).transpose(1, 0, 2))
-    V1 = V1.reshape(n_in, n_hidden * m)
+    # V1 as ((j, col), i): xvt = V1r X_chunk^T is one GEMM
+    V1r = np.ascontiguousarray(V[:d1].reshape(n_hidden, n_in, m).transpose(0, 2, 1))
+    V1r = V1r.reshape(n_hidden * m, n_in)
     V2 = V[d1:].reshape(n_out, n_hidden, m)
-    out1 = np.zeros((n_in, n_hidden * m), dtype=dt)  # w1 rows, (i, (j, c)) order
-    out2 = np.zeros((n_out, n_hidden, m), dtype=dt)
-    u = np.empty((n_out, m), dtype=dt)
-    width = n_hidden * m
-    chunk = max(1, min(n_samples, _config.PRODUCT_CHUNK_BYTES // (width * dt.itemsize)))
-    xv_buffer = np.empty(chunk * width, dtype=dt)
+    height = n_hidden * m
+    chunk = max(1, min(n_samples, _config.PRODUCT_CHUNK_BYTES // (height * dt.itemsize)))
+    xvt_buffer = np.empty(height * chunk, dtype=dt)
+    ut_buffer = np.empty(n_out * m * chunk, dtype=dt)
+    # the chunk's G', A, r transposed and the R11 coefficients (the last two off the optimum)
+    scratch_heights = (n_hidden, n_hidden) + ((n_out, n_hidden) if off_optimum else (0, 0))
+    scratch = np.empty(sum(scratch_heights) * chunk, dtype=dt)
+    out1r = np.zeros((height, n_in), dtype=dt)  # w1 rows, ((j, col), i) order
+    out2r = np.zeros((n_hidden, n_out * m), dtype=dt)  # A^T u, (j, (k, col)) order
+    out2 = np.zeros((n_out, n_hidden, m), dtype=dt)  # residual part, (k, j, col)
     gemm = get_blas_funcs("gemm", dtype=dt)
     with ComputeThreads() as scope:
-        scope.blas(threads_for_work(chunk * width * n_in, scope.budget))
+        scope.blas(threads_for_work(chunk * height * n_in, scope.budget))
         for s0 in range(0, n_samples, chunk):
             c = min(chunk, n_samples - s0)
             xs = X[s0:s0 + c]
-            xv = xv_buffer[:c * width].reshape(c, width)
-            # xv = xs V1 (C order): xv^T = V1^T xs^T in BLAS's column-major view
-            res = gemm(1.0, V1.T, xs.T, c=xv.T, overwrite_c=1)
-            if not np.shares_memory(res, xv):  # BLAS wrapper copied: keep the result
-                xv[...] = res.T
-            hvp_middle(xv, s0, f.G1, f.A, G2, residual, f.w2, V2, u, out2)
-            res = gemm(1.0, xv.T, xs.T, beta=1.0, c=out1.T, trans_b=1, overwrite_c=1)
-            if not np.shares_memory(res, out1):
-                out1[...] = res.T
+            xvt = xvt_buffer[:height * c].reshape(height, c)
+            ut = ut_buffer[:n_out * m * c].reshape(n_out * m, c)
+            gt, at, rt, g2t = row_blocks(scratch, scratch_heights, c)
+            # xvt = V1r xs^T; in BLAS's column-major view xvt^T (c x Nh m) = xs V1r^T
+            target = xvt.T
+            res = gemm(1.0, xs.T, V1r.T, c=target, trans_a=1, overwrite_c=1)
+            if res is not target:  # BLAS wrapper copied: keep the result anyway
+                xvt[...] = res.T
+            hvp_middle(xvt, s0, f.G1, f.A, G2, residual, f.w2, V2, gt, at, rt, g2t, ut, out2)
+            accumulate_a_b(gemm, xvt, xs, out1r)
+            accumulate_a_bt(gemm, at, ut, out2r)
     out = np.empty((d1 + n_out * n_hidden, m), dtype=dt)
     scale = 1.0 / n_samples
-    np.multiply(out1.reshape(n_in, n_hidden, m).transpose(1, 0, 2),
-                scale, out=out[:d1].reshape(n_hidden, n_in, m))
-    np.multiply(out2.reshape(-1, m), scale, out=out[d1:])
+    np.multiply(out1r.reshape(n_hidden, m, n_in).transpose(0, 2, 1), scale,
+                out=out[:d1].reshape(n_hidden, n_in, m))
+    w2_rows = out[d1:].reshape(n_out, n_hidden, m)
+    np.add(out2r.reshape(n_hidden, n_out, m).transpose(1, 0, 2), out2, out=w2_rows)
+    w2_rows *= scale
     return out
+
+
+def row_blocks(buffer, heights, c):
+    """Consecutive C-ordered blocks (h x c) for h in ``heights`` of the flat ``buffer``:
+    per-sample factors of a chunk of c samples, stored samples last."""
+    blocks, start = [], 0
+    for h in heights:
+        blocks.append(buffer[start:start + h * c].reshape(h, c))
+        start += h * c
+    return blocks
+
+
+# BLAS sees a C-ordered array as the Fortran-ordered transpose, so each product below
+# is one GEMM on the arrays' own memory: no copies and no temporary (out updated in place).
+def accumulate_at_b(gemm, a, b, out, beta=1.0):
+    """out = beta*out + a^T b for C-ordered a (c x m), b (c x n), out (m x n)."""
+    _gemm_into(gemm, out, b.T, a.T, beta, trans_b=1)
+
+
+def accumulate_a_bt(gemm, a, b, out, beta=1.0):
+    """out = beta*out + a b^T for C-ordered a (m x c), b (n x c), out (m x n)."""
+    _gemm_into(gemm, out, b.T, a.T, beta, trans_a=1)
+
+
+def accumulate_a_b(gemm, a, b, out, beta=1.0):
+    """out = beta*out + a b for C-ordered a (m x c), b (c x n), out (m x n)."""
+    _gemm_into(gemm, out, b.T, a.T, beta)
+
+
+def _gemm_into(gemm, out, fa, fb, beta, trans_a=0, trans_b=0):
+    """out^T = op(fa) op(fb) + beta out^T in BLAS's column-major view, in place."""
+    target = out.T
+    res = gemm(1.0, fa, fb, beta=beta, c=target, trans_a=trans_a, trans_b=trans_b,
+               overwrite_c=1)
+    if res is not target:  # the BLAS wrapper copied: keep the result anyway
+        out[...] = res.T

@@ -28,77 +28,77 @@ def pair_index(a, b, n):
 
 
 @inline_kernel
-def _pairs_into(V, r, out, o):
-    """out[o, pair_index(a, b)] = V[r, a] * V[r, b] for all pairs a <= b."""
-    n = V.shape[1]
-    base = 0
+def _pair_rows(VT, out):
+    """out[pair_index(a, b), :] = VT[a, :] * VT[b, :] for all pairs a <= b (samples last)."""
+    n, c = VT.shape
+    row = 0
     for a in range(n):
-        va = V[r, a]
-        # explicit offsets (not a running counter) let the loop vectorise
-        for t in range(n - a):
-            out[o, base + t] = va * V[r, a + t]
-        base += n - a
+        for b in range(a, n):
+            for p in range(c):
+                out[row, p] = VT[a, p] * VT[b, p]
+            row += 1
 
 
 @kernel
-def pair_products(V, out):
-    """out[mu, pair_index(a, b)] = V[mu, a] * V[mu, b] for all pairs a <= b.
-
-    V: (c, n); out: (c, n(n+1)/2).
-    """
-    for r in range(V.shape[0]):
-        _pairs_into(V, r, out, r)
-
-
-@kernel
-def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, upairs, xpairs, rows, rhs):
+def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
+                  upairs, xpairs, rows):
     """The per-sample factors of samples s0 .. s0 + c of one dense-assembly chunk.
 
-    X (P, Ni), G1, A (P, Nh); G2 (P, Nh) and residual (P, No) off the optimum, else
-    shape (0, 0); w2 (No, Nh). Writes, for local row p = mu - s0:
+    Every output is stored samples-last (one row per factor, c samples along it),
+    so each loop below runs over the samples, contiguously, and BLAS contracts
+    the rows: S += upairs xpairs^T, T += rows rhst^T (``by_inputs``) or
+    T += xt rows^T.
 
-    - upairs (c, m_h [+ Nh]): G'_j G'_j' for pairs j <= j', then off the optimum
+    Inputs: X (P, Ni), G1, A (P, Nh); G2 (P, Nh) and residual (P, No) off the
+    optimum, else shape (0, 0); w2 (No, Nh). Outputs (c = xt.shape[1]):
+
+    - xt (Ni, c), gt (Nh, c), rhst (Nh [+ No], c), g2t (Nh or 0, c): the chunk's
+      x, G', [A | r] and G'' transposed;
+    - upairs (m_h [+ Nh], c): G'_j G'_j' for pairs j <= j', then off the optimum
       (r_mu . b_j) G''_{mu j} (the R11 coefficient, contracted with the same xpairs);
-    - xpairs (c, m_in): x_i x_i' for pairs i <= i';
-    - by_inputs: rows (c, Nh*Ni) = G'_j x_i and rhs (c, Nh [+ No]) = [A | r];
-      otherwise rows (c, Nh*(Nh [+ No])) = G'_j [A | r]_c' (rhs unused).
+    - xpairs (m_in, c): x_i x_i' for pairs i <= i';
+    - rows: by_inputs (Nh*Ni, c) = G'_j x_i, otherwise (Nh*(Nh [+ No]), c) = G'_j [A | r]_c'.
     """
-    c = upairs.shape[0]
-    n_in = X.shape[1]
+    n_in, c = xt.shape
     n_hidden = G1.shape[1]
     n_out = w2.shape[0]
     m_hidden = n_hidden * (n_hidden + 1) // 2
     off_optimum = residual.shape[0] > 0
-    n_rhs = n_hidden + (n_out if off_optimum else 0)
+    n_rhs = rhst.shape[0]
     for p in range(c):
         mu = s0 + p
-        _pairs_into(G1, mu, upairs, p)
-        _pairs_into(X, mu, xpairs, p)
+        for i in range(n_in):
+            xt[i, p] = X[mu, i]
+        for j in range(n_hidden):
+            gt[j, p] = G1[mu, j]
+            rhst[j, p] = A[mu, j]
         if off_optimum:
+            for k in range(n_out):
+                rhst[n_hidden + k, p] = residual[mu, k]
             for j in range(n_hidden):
-                rb = 0.0
-                for k in range(n_out):
-                    rb += residual[mu, k] * w2[k, j]
-                upairs[p, m_hidden + j] = rb * G2[mu, j]
-        if by_inputs:
-            for j in range(n_hidden):
-                g = G1[mu, j]
-                for i in range(n_in):
-                    rows[p, j * n_in + i] = g * X[mu, i]
-            for j in range(n_hidden):
-                rhs[p, j] = A[mu, j]
-            if off_optimum:
-                for k in range(n_out):
-                    rhs[p, n_hidden + k] = residual[mu, k]
-        else:
-            for j in range(n_hidden):
-                g = G1[mu, j]
-                base = j * n_rhs
-                for jp in range(n_hidden):
-                    rows[p, base + jp] = g * A[mu, jp]
-                if off_optimum:
-                    for k in range(n_out):
-                        rows[p, base + n_hidden + k] = g * residual[mu, k]
+                g2t[j, p] = G2[mu, j]
+    _pair_rows(gt, upairs)
+    _pair_rows(xt, xpairs)
+    if off_optimum:
+        for j in range(n_hidden):
+            for p in range(c):
+                upairs[m_hidden + j, p] = 0.0
+            for k in range(n_out):
+                b = w2[k, j]
+                for p in range(c):
+                    upairs[m_hidden + j, p] += rhst[n_hidden + k, p] * b
+            for p in range(c):
+                upairs[m_hidden + j, p] *= g2t[j, p]
+    if by_inputs:
+        for j in range(n_hidden):
+            for i in range(n_in):
+                for p in range(c):
+                    rows[j * n_in + i, p] = gt[j, p] * xt[i, p]
+    else:
+        for j in range(n_hidden):
+            for t in range(n_rhs):
+                for p in range(c):
+                    rows[j * n_rhs + t, p] = gt[j, p] * rhst[t, p]
 
 
 @inline_kernel

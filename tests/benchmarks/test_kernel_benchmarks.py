@@ -11,7 +11,7 @@ import pytest
 import fasthess as fh
 from fasthess._features import check_point, features
 from fasthess._kernels.activation import ERF, apply_activation
-from fasthess._kernels.assembly import chunk_factors, ntk_combine, pair_products, scatter_w1w1
+from fasthess._kernels.assembly import chunk_factors, ntk_combine, scatter_w1w1
 from fasthess._kernels.products import hvp_middle
 
 from .. import reference
@@ -26,29 +26,23 @@ def problem():
     return net, X
 
 
-def test_bench_pair_products(benchmark, problem):
-    _, X = problem
-    out = np.empty((X.shape[0], N * (N + 1) // 2))
-    benchmark(pair_products, X, out)
-    a, b = np.triu_indices(N)
-    np.testing.assert_array_equal(out, X[:, a] * X[:, b])
-
-
 def test_bench_chunk_factors(benchmark, problem):
+    """A chunk's factors, samples last: pairs of G' and of x, and the w1w2 rows."""
     net, X = problem
     f = features(check_point(net, X))
     c, m = 256, N * (N + 1) // 2
-    up, xp = np.empty((c, m)), np.empty((c, m))
-    rows, rhs = np.empty((c, N * N)), np.empty((c, N))
+    xt, gt, rhst, g2t = np.empty((N, c)), np.empty((N, c)), np.empty((N, c)), np.empty((0, c))
+    up, xp, rows = np.empty((m, c)), np.empty((m, c)), np.empty((N * N, c))
     empty = np.empty((0, 0))
     s0 = 100
-    benchmark(chunk_factors, X, f.G1, f.A, empty, empty, f.w2, s0, True, up, xp, rows, rhs)
+    benchmark(chunk_factors, X, f.G1, f.A, empty, empty, f.w2, s0, True, xt, gt, rhst, g2t,
+              up, xp, rows)
     a, b = np.triu_indices(N)
     Xc, Gc = X[s0:s0 + c], f.G1[s0:s0 + c]
-    np.testing.assert_array_equal(xp, Xc[:, a] * Xc[:, b])
-    np.testing.assert_array_equal(up, Gc[:, a] * Gc[:, b])
-    np.testing.assert_array_equal(rows, (Gc[:, :, None] * Xc[:, None, :]).reshape(c, -1))
-    np.testing.assert_array_equal(rhs, f.A[s0:s0 + c])
+    np.testing.assert_array_equal(xp, (Xc[:, a] * Xc[:, b]).T)
+    np.testing.assert_array_equal(up, (Gc[:, a] * Gc[:, b]).T)
+    np.testing.assert_array_equal(rows, (Gc[:, :, None] * Xc[:, None, :]).reshape(c, -1).T)
+    np.testing.assert_array_equal(rhst, f.A[s0:s0 + c].T)
 
 
 def test_bench_scatter_w1w1(benchmark, problem):
@@ -106,22 +100,25 @@ def test_bench_hvp_middle(benchmark, problem):
     f = features(check_point(net, X))
     m, c = 20, 128
     rng = np.random.default_rng(1)
-    xv0 = rng.standard_normal((c, N * m))
+    xv0 = rng.standard_normal((c, N, m))
+    xvt0 = np.ascontiguousarray(xv0.transpose(1, 2, 0).reshape(N * m, c))
     V2 = rng.standard_normal((1, N, m))
     empty = np.empty((0, 0))
-    xv, u, out2 = xv0.copy(), np.empty((1, m)), np.zeros((1, N, m))
+    gt, at, rt, g2t = np.empty((N, c)), np.empty((N, c)), np.empty((0, c)), np.empty((0, c))
+    xvt, ut, out2 = xvt0.copy(), np.empty((m, c)), np.zeros((1, N, m))
 
     def run():
-        xv[...] = xv0
-        out2[...] = 0.0
-        hvp_middle(xv, 0, f.G1, f.A, empty, empty, f.w2, V2, u, out2)
+        xvt[...] = xvt0
+        hvp_middle(xvt, 0, f.G1, f.A, empty, empty, f.w2, V2, gt, at, rt, g2t, ut, out2)
 
     benchmark(run)
     G1, A, b = f.G1[:c], f.A[:c], net.w2[0]
-    u_ref = np.einsum("pj,pjm->pm", G1 * b, xv0.reshape(c, N, m)) + A @ V2[0]
-    np.testing.assert_allclose(xv.reshape(c, N, m), (G1 * b)[:, :, None] * u_ref[:, None, :],
+    u_ref = np.einsum("pj,pjm->pm", G1 * b, xv0) + A @ V2[0]
+    np.testing.assert_allclose(ut.T, u_ref, rtol=1e-12, atol=1e-12)
+    back = (G1 * b)[:, :, None] * u_ref[:, None, :]
+    np.testing.assert_allclose(xvt, back.transpose(1, 2, 0).reshape(N * m, c),
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out2[0], A.T @ u_ref, rtol=1e-12, atol=1e-12)
+    assert not out2.any()  # the residual part is zero at the optimum
 
 
 def test_bench_operator_matvec(benchmark, problem):
