@@ -33,6 +33,11 @@ OVERFLOW_MARGIN = 16.0
 # joining a thread costs tens of microseconds, and on a busy machine a descheduled
 # thread stalls the whole call: below ~1 ms of work per thread, one thread is faster.
 MIN_MACS_PER_THREAD = 16_000_000
+# How long a reading of the cores that other work occupies (/proc/loadavg) stays valid.
+IDLE_CHECK_SECONDS = 0.05
+# How long OpenBLAS workers keep spinning after a call (2^28 cycles, ~0.1 s; measured:
+# their CPU use stops within 0.15 s); fasthess's own are not counted as other work.
+BLAS_SPIN_SECONDS = 0.2
 
 # ---------------------------------------------------------------- matrix-free products
 # Bytes of the (chunk x Nh m) block that a Hessian-vector product streams between its

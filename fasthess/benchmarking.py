@@ -40,7 +40,8 @@ from .spectrum import eigenvalues
 
 __all__ = ["METHODS", "compare", "measure", "run_bench", "interleaved_times", "spread",
            "dgemm_fraction", "product_dgemm_fraction", "product_macs", "unique_entry_macs",
-           "peak_memory", "eigen_savings", "under_load", "import_order", "markdown_table",
+           "peak_memory", "eigen_savings", "eigen_savings_of", "under_load", "import_order",
+           "markdown_table", "measure_in_child", "product_row",
            "format_spread", "load_peers"]
 
 METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk")
@@ -373,6 +374,15 @@ def eigen_savings(net, X, repeat=3):
             "auto_s": spread(times["auto"]), "dense_s": spread(times["dense"])}
 
 
+def eigen_savings_of(activation, n, factor, repeat=3, log=print):
+    """:func:`eigen_savings` on the benchmark problem (activation, N = Ni = Nh, P = factor D)."""
+    net, X = _problem(activation, n, factor)
+    result = eigen_savings(net, X, repeat)
+    log(f"eigenvalues(auto) on {activation} N={n} P={X.shape[0]}: the {result['method']} "
+        f"route, {format_spread(result['speedup'], '{:.1f}', 'x')} faster than dense")
+    return result
+
+
 def under_load(activation="erf", n=20, factor=2.0, repeat=5, log=print):
     """fasthess.hessian with all threads against one thread, while a busy loop (a child
     process this function starts and stops) holds one core. Returns the spread of
@@ -489,16 +499,18 @@ def measure(activation="erf", sizes=(10, 20, 30, 40), factor=2.0, threads=None,
     return {"rows": rows, "products": prods, "load": loaded}
 
 
-def measure_in_child(timeout=None, **kwargs) -> dict:
-    """:func:`measure` in a fresh process that imports NumPy before fasthess, as a
-    user's script does; its log lines go to this process's stderr."""
+def measure_in_child(function="measure", timeout=None, **kwargs):
+    """``function`` of this module (default :func:`measure`) with ``kwargs``, run in a
+    fresh process that imports NumPy before fasthess, as a user's script does; its log
+    lines go to this process's stderr. Returns what it returns (JSON-compatible)."""
     code = _child_code(
-        "from fasthess.benchmarking import measure, _RESULT_MARK\n"
-        "kwargs = json.loads(sys.argv[1])\n"
-        "result = measure(**kwargs, log=lambda s: print(s, file=sys.stderr, flush=True))\n"
-        "print(_RESULT_MARK + json.dumps(result))\n")
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], stdout=subprocess.PIPE,
-                         text=True, timeout=timeout, env=dict(os.environ))
+        "from fasthess import benchmarking as B\n"
+        "kwargs = json.loads(sys.argv[2])\n"
+        "result = getattr(B, sys.argv[1])(**kwargs, "
+        "log=lambda s: print(s, file=sys.stderr, flush=True))\n"
+        "print(B._RESULT_MARK + json.dumps(result))\n")
+    out = subprocess.run([sys.executable, "-c", code, function, json.dumps(kwargs)],
+                         stdout=subprocess.PIPE, text=True, timeout=timeout, env=dict(os.environ))
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"the benchmark process failed (exit {out.returncode}); its "
