@@ -12,14 +12,16 @@ import math
 # ---------------------------------------------------------------- dense assembly
 # Samples per chunk of the dense assembly: the chunk's factors (~Nh^2/2 + Ni^2/2 + Nh Ni
 # values per sample) are written by a serial kernel and read back by BLAS, so they
-# should stay in cache (CHUNK_CACHE_BYTES) while K = chunk keeps GEMM efficient
-# (>= MIN_CHUNK_SAMPLES). Measured single-threaded (N = 40, 2 cores): the S GEMM runs
-# at the same rate for chunks of 256 .. 2048 samples, the narrow w1w2 GEMM 1.4x faster
-# at 256 than at 2048.
+# should stay in cache (CHUNK_CACHE_BYTES), while K = chunk keeps GEMM efficient
+# (>= GEMM_CHUNK_SAMPLES). Measured single-threaded (N = 40, 2 cores): the GEMMs run
+# at the same rate for chunks of 256 .. 1024 samples, 5-15% slower at 128.
 CHUNK_CACHE_BYTES = 4 * 2**20
+GEMM_CHUNK_SAMPLES = 256
 MAX_CHUNK_SAMPLES = 1024
-MIN_CHUNK_SAMPLES = 256
-# Bytes of a separately allocated chunk buffer (outputs too small to host it).
+# The factors live in the not-yet-written part of the output (peak memory); a chunk
+# that fits there is used down to MIN_CHUNK_SAMPLES, below which a separate buffer of
+# CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
+MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 ASSEMBLY_OVERHEAD = 1.3

@@ -116,20 +116,21 @@ def chunk_samples(n_samples: int, row_bytes: int) -> int:
     """Samples per chunk for per-sample factor rows of ``row_bytes`` each.
 
     As many as fit in ``_config.CHUNK_CACHE_BYTES`` (written by a kernel and read
-    back by BLAS while in cache), at least ``MIN_CHUNK_SAMPLES`` (GEMM efficiency
+    back by BLAS while in cache), at least ``GEMM_CHUNK_SAMPLES`` (GEMM efficiency
     in K), at most ``MAX_CHUNK_SAMPLES`` and the number of samples.
     """
     cached = _config.CHUNK_CACHE_BYTES // max(1, row_bytes)
     return max(1, min(n_samples, _config.MAX_CHUNK_SAMPLES,
-                      max(_config.MIN_CHUNK_SAMPLES, cached)))
+                      max(_config.GEMM_CHUNK_SAMPLES, cached)))
 
 
 def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
     """(samples per chunk, flat buffer of chunk * width) for per-sample factor rows.
 
     The buffer is ``scratch`` (not-yet-written output memory) when it holds the
-    chunk, or at least ``MIN_CHUNK_SAMPLES`` of it; otherwise a separate buffer of
-    at most ``_config.CHUNK_BYTES`` (but one chunk of ``MIN_CHUNK_SAMPLES`` at least).
+    chunk of :func:`chunk_samples`, or at least ``MIN_CHUNK_SAMPLES`` of it (peak
+    memory before speed); otherwise a separate buffer of at most
+    ``_config.CHUNK_BYTES`` (and of one chunk of ``MIN_CHUNK_SAMPLES`` at least).
     """
     itemsize = np.dtype(dtype).itemsize
     chunk = chunk_samples(n_samples, width * itemsize)
