@@ -3,9 +3,9 @@ fraction of the DGEMM rate, and first-call (compile) time."""
 import numpy as np
 
 import fasthess as fh
-from fasthess.benchmarking import dgemm_fraction
+from fasthess.benchmarking import dgemm_fraction, product_dgemm_fraction
 
-from .common import ACTIVATIONS, SAMPLE_RULES, SIZES, problem
+from .common import ACTIVATIONS, SAMPLE_RULES, SIZES, SMALL_SIZES, problem
 
 
 class Assembly:
@@ -27,6 +27,28 @@ class Assembly:
         fh.hessian_blocks(self.net, self.X)
 
 
+class SmallAssembly:
+    """Small networks (sweeps run thousands): per-call overhead, and the plain NumPy
+    J^T J / P a user would write instead (J from broadcasting), in the same process."""
+
+    params = (["erf"], SMALL_SIZES, ["2D"])
+    param_names = ["activation", "n", "samples"]
+
+    def setup(self, activation, n, rule):
+        from fasthess.benchmarking import _route
+
+        self.net, self.X = problem(activation, n, rule)
+        self.numpy_jtj = _route("numpy_jtj", self.net, self.X)
+        fh.hessian(self.net, self.X)
+        self.numpy_jtj()
+
+    def time_hessian(self, activation, n, rule):
+        fh.hessian(self.net, self.X)
+
+    def time_numpy_jtj(self, activation, n, rule):
+        self.numpy_jtj()
+
+
 class AssemblyOffOptimum:
     params = (["erf"], SIZES, ["2D"])
     param_names = ["activation", "n", "samples"]
@@ -41,7 +63,15 @@ class AssemblyOffOptimum:
 
 
 class DgemmFraction:
-    """Achieved fraction of the DGEMM rate on the unique-entry FLOP count."""
+    """Achieved fraction of the DGEMM rate on the unique-entry FLOP count.
+
+    At N = 20 the last asv run before issue 12 read 0.05 (0.68 at N = 40): the
+    kernels then ran two threads through Numba's OpenMP pool between BLAS calls while
+    the reference DGEMM's NumPy BLAS threads still spun (~0.1 s after each call), and
+    at N = 20 a call lasts a few milliseconds, so the fight for the two cores was
+    most of it. Now the Numba passes are serial, BLAS threads follow the work, and
+    the reference DGEMM goes through SciPy's BLAS, the library fasthess uses.
+    """
 
     params = (["erf"], [20, 40, 60], ["2D"])
     param_names = ["activation", "n", "samples"]
@@ -74,6 +104,28 @@ class MatrixFree:
 
     def peakmem_operator_and_matvec(self, activation, n, rule):
         fh.hessian_operator(self.net, self.X).matvec(self.v)
+
+
+class MatrixFreeProducts:
+    """hessian_operator @ V with 20 columns (the block size of eigsh / SLQ batches):
+    time and fraction of the DGEMM rate on its 4 P Ni Nh FLOPs per column."""
+
+    params = (["erf"], [20, 40], ["2D"])
+    param_names = ["activation", "n", "samples"]
+
+    def setup(self, activation, n, rule):
+        self.net, self.X = problem(activation, n, rule)
+        self.op = fh.hessian_operator(self.net, self.X)
+        self.V = np.random.default_rng(0).standard_normal((self.net.n_params, 20))
+        self.op @ self.V
+
+    def time_matmat_20(self, activation, n, rule):
+        self.op @ self.V
+
+    def track_product_dgemm_fraction(self, activation, n, rule):
+        return product_dgemm_fraction(self.net, self.X, columns=20, repeat=5)
+
+    track_product_dgemm_fraction.unit = "fraction of DGEMM rate"
 
 
 class NTK:

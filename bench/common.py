@@ -3,12 +3,17 @@
 Sizes follow the issue tracker's grid: N = Ni = Nh in {10, 20, 40, 60}, P in
 {D/4, 2D}, activations linear / quadratic / erf. Every ``setup`` warms the JIT so
 ``time_*`` measures steady state; compile time has its own ``timeraw_*`` benchmark.
+NumPy is imported before fasthess, the order of a user's script.
 """
 import os
+
+import numpy  # noqa: F401  (first, as users import it)
 
 import fasthess as fh
 
 SIZES = [10, 20, 40, 60]
+# The small networks that sweeps run by the thousand.
+SMALL_SIZES = [10, 20, 30]
 SAMPLE_RULES = ["D/4", "2D"]
 ACTIVATIONS = ["linear", "quadratic", "erf"]
 # One thread count for Numba and BLAS together (never more than the cores).

@@ -9,9 +9,10 @@ torch.func.hessian (from bench/peers.py) when they are installed.
 import argparse
 import sys
 
-import fasthess  # noqa: F401  (first: its idle-thread defaults apply before NumPy loads)
-from fasthess.benchmarking import main
-from fasthess.cli import add_bench_arguments
+import numpy  # noqa: F401  (first, as in a user's script)
+
+from fasthess.benchmarking import run_bench
+from fasthess.cli import add_bench_arguments, bench_keywords
 
 
 def run(argv=None):
@@ -20,7 +21,7 @@ def run(argv=None):
     parser.add_argument("--peers", action="store_true",
                         help="also time jax.hessian and torch.func.hessian when installed")
     args = parser.parse_args(argv)
-    return main(args, peer_module="bench.peers" if args.peers else None)
+    return run_bench(**bench_keywords(args), peer_module="bench.peers" if args.peers else None)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,6 @@
 Public names only; see DESIGN.md for the contract. Importing compiles nothing:
 kernels compile on first call and are cached on disk.
 """
-import os as _os
-import sys as _sys
-
-# Numba kernels and BLAS calls alternate; idle threads of either that busy-wait
-# steal the cores the other needs (measured: 1.6x slower assembly on 2 cores).
-# Defaults only, never overriding a user's setting; see README "Threads".
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when Numba starts OpenMP
-if "numpy" not in _sys.modules:  # read when OpenBLAS loads, i.e. at numpy import
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 from ._resources import apply_env_threads as _apply_env_threads
 from ._resources import get_num_threads, set_num_threads, threads
 from .activations import ACTIVATION_NAMES, Activation, CustomActivation, Polynomial, Quadratic

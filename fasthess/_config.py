@@ -10,18 +10,41 @@ from __future__ import annotations
 import math
 
 # ---------------------------------------------------------------- dense assembly
-# Samples per chunk of the w1w1 pass: enough for GEMM efficiency and few passes
-# over S; the chunk factors live in the not-yet-written part of H itself.
-MAX_CHUNK_SAMPLES = 2048
-# Bytes of a separately allocated chunk buffer (outputs too small to host it).
-CHUNK_BYTES = 8 * 2**20
-# Smallest chunk worth a GEMM call when the scratch space of H is smaller.
+# Samples per chunk of the dense assembly: the chunk's factors (~Nh^2/2 + Ni^2/2 + Nh Ni
+# values per sample) are written by a serial kernel and read back by BLAS, so they
+# should stay in cache (CHUNK_CACHE_BYTES), while K = chunk keeps GEMM efficient
+# (>= GEMM_CHUNK_SAMPLES). Measured single-threaded (N = 40, 2 cores): the GEMMs run
+# at the same rate for chunks of 256 .. 1024 samples, 5-15% slower at 128.
+CHUNK_CACHE_BYTES = 4 * 2**20
+GEMM_CHUNK_SAMPLES = 256
+MAX_CHUNK_SAMPLES = 1024
+# The factors live in the not-yet-written part of the output (peak memory); a chunk
+# that fits there is used down to MIN_CHUNK_SAMPLES, below which a separate buffer of
+# CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
 MIN_CHUNK_SAMPLES = 64
+CHUNK_BYTES = 8 * 2**20
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 ASSEMBLY_OVERHEAD = 1.3
 # Bytes that a single float64 Hessian entry may reach before summing P of them
 # is refused as an overflow risk: max float / this.
 OVERFLOW_MARGIN = 16.0
+
+# ---------------------------------------------------------------- threads
+# Fewest multiply-adds a BLAS call gives each of its threads (fasthess chooses the
+# thread count of each call by its work, _resources.threads_for_work). Waking and
+# joining a thread costs tens of microseconds, and on a busy machine a descheduled
+# thread stalls the whole call: below ~1 ms of work per thread, one thread is faster.
+MIN_MACS_PER_THREAD = 16_000_000
+# How long a reading of the cores that other work occupies (/proc/loadavg) stays valid.
+IDLE_CHECK_SECONDS = 0.05
+# How long OpenBLAS workers keep spinning after a call (2^28 cycles, ~0.1 s; measured:
+# their CPU use stops within 0.15 s); fasthess's own are not counted as other work.
+BLAS_SPIN_SECONDS = 0.2
+
+# ---------------------------------------------------------------- matrix-free products
+# Bytes of the (chunk x Nh m) block that a Hessian-vector product streams between its
+# two GEMMs: small enough to stay in cache between them.
+PRODUCT_CHUNK_BYTES = 2 * 2**20
 
 # ---------------------------------------------------------------- eigen routes
 # LAPACK driver for eigenvalues only. For values only, syevd and syevr do the same

@@ -15,9 +15,12 @@ import numpy as np
 
 from . import _config
 from ._features import Features, Point, check_point, features, refuse_if_too_large
+from ._resources import ComputeThreads, threads_for_work
+from .products import accumulate_a_bt, accumulate_at_b, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
-           "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout", "assemble_w1w1"]
+           "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout",
+           "assemble_into", "chunk_samples"]
 
 
 # ---------------------------------------------------------------------- blocks
@@ -76,8 +79,7 @@ class HessianBlocks:
 
 
 def _drop_unneeded(f: Features) -> None:
-    """Free what the w1w1 pass does not read, before H is allocated (peak memory)."""
-    f.A = None
+    """Free what assembly does not read, before H is allocated (peak memory)."""
     if f.residual is None:
         f.G2 = None
 
@@ -125,16 +127,12 @@ def assemble_hessian(point: Point) -> np.ndarray:
     """:func:`hessian` of a validated point whose size was checked (no checks repeated)."""
     if point.population:
         return _population_hessian(point)
-    f = features(point)
-    net = point.net
-    d1 = net.n_hidden * net.n_in
-    H = np.empty((net.n_params, net.n_params), dtype=point.dtype)
-    w1w2, w2w2 = _small_blocks(f, scratch=H.reshape(-1))
-    _drop_unneeded(f)
-    assemble_w1w1(f, H)
-    H[:d1, d1:] = w1w2
-    H[d1:, :d1] = w1w2.T
-    H[d1:, d1:] = w2w2
+    with ComputeThreads() as scope:
+        f = features(point)
+        _drop_unneeded(f)
+        d = point.net.n_params
+        H = np.empty((d, d), dtype=point.dtype)
+        assemble_into(f, scope, H, H, H, mirror=True)
     return H
 
 
@@ -184,12 +182,20 @@ def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
         d1 = net.n_hidden * net.n_in
         return HessianBlocks(H[:d1, :d1].copy(), H[:d1, d1:].copy(), H[d1:, d1:].copy())
     refuse_if_too_large(net.n_hidden * net.n_in, point.dtype, "the w1w1 block")
-    f = features(point)
-    d1 = net.n_hidden * net.n_in
-    w1w1 = np.empty((d1, d1), dtype=point.dtype)
-    w1w2, w2w2 = _small_blocks(f, scratch=w1w1.reshape(-1))
-    _drop_unneeded(f)
-    assemble_w1w1(f, w1w1)
+    return assemble_blocks(point)
+
+
+def assemble_blocks(point: Point) -> HessianBlocks:
+    """:func:`hessian_blocks` of a validated point whose size was checked."""
+    net = point.net
+    d1, d2 = net.n_hidden * net.n_in, net.n_out * net.n_hidden
+    with ComputeThreads() as scope:
+        f = features(point)
+        _drop_unneeded(f)
+        w1w1 = np.empty((d1, d1), dtype=point.dtype)
+        w1w2 = np.empty((d1, d2), dtype=point.dtype)
+        w2w2 = np.empty((d2, d2), dtype=point.dtype)
+        assemble_into(f, scope, w1w1, w1w2, w2w2, mirror=False)
     return HessianBlocks(w1w1, w1w2, w2w2)
 
 
@@ -202,156 +208,128 @@ def _population_hessian(point: Point) -> np.ndarray:
     return assemble_dense(coefs, point.net, np.empty((d, d), dtype=point.dtype))
 
 
+def chunk_samples(n_samples: int, row_bytes: int) -> int:
+    """Samples per chunk for per-sample factor rows of ``row_bytes`` each.
+
+    As many as fit in ``_config.CHUNK_CACHE_BYTES`` (written by a kernel and read
+    back by BLAS while in cache), at least ``GEMM_CHUNK_SAMPLES`` (GEMM efficiency
+    in K), at most ``MAX_CHUNK_SAMPLES`` and the number of samples.
+    """
+    cached = _config.CHUNK_CACHE_BYTES // max(1, row_bytes)
+    return max(1, min(n_samples, _config.MAX_CHUNK_SAMPLES,
+                      max(_config.GEMM_CHUNK_SAMPLES, cached)))
+
+
 def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
     """(samples per chunk, flat buffer of chunk * width) for per-sample factor rows.
 
-    The buffer is ``scratch`` (not-yet-written output memory) when it holds chunks
-    of at least 64 samples (GEMM efficiency); otherwise a small separate buffer.
+    The buffer is ``scratch`` (not-yet-written output memory) when it holds the
+    chunk of :func:`chunk_samples`, or at least ``MIN_CHUNK_SAMPLES`` of it (peak
+    memory before speed); otherwise a separate buffer of at most
+    ``_config.CHUNK_BYTES`` (and of one chunk of ``MIN_CHUNK_SAMPLES`` at least).
     """
-    chunk = (0 if scratch is None
-             else min(n_samples, _config.MAX_CHUNK_SAMPLES, scratch.size // width))
-    if chunk < min(n_samples, _config.MIN_CHUNK_SAMPLES):
-        chunk = min(n_samples, max(_config.MIN_CHUNK_SAMPLES,
-                                   _config.CHUNK_BYTES // (np.dtype(dtype).itemsize * width)))
-        scratch = np.empty(chunk * width, dtype=dtype)
-    return chunk, scratch
+    itemsize = np.dtype(dtype).itemsize
+    chunk = chunk_samples(n_samples, width * itemsize)
+    fit = scratch.size // width
+    if fit >= min(chunk, _config.MIN_CHUNK_SAMPLES):
+        return min(chunk, fit), scratch
+    chunk = min(chunk, max(_config.MIN_CHUNK_SAMPLES, _config.CHUNK_BYTES // (itemsize * width)))
+    return chunk, np.empty(chunk * width, dtype=dtype)
 
 
-def _accumulate_at_b(gemm, a, b, out, beta=1.0):
-    """out = beta*out + a^T b for C-ordered a (c x m), b (c x n), out (m x n), in place.
-
-    BLAS sees C arrays as transposed Fortran ones: out^T (n x m) += b^T a, i.e.
-    gemm(a=b.T, b=a.T, trans_b) with no copies and no temporary.
-    """
-    res = gemm(1.0, b.T, a.T, beta=beta, c=out.T, trans_b=1, overwrite_c=1)
-    if not np.shares_memory(res, out):  # BLAS wrapper copied: keep the result anyway
-        out[...] = res.T
-
-
-def w1w1_layout(n_in: int, n_hidden: int, row_width: int):
+def w1w1_layout(n_in: int, n_hidden: int, row_width: int, extra_rows: int = 0):
     """Where the pair contraction S lives inside the output while it is built.
 
-    S (Nh(Nh+1)/2 x Ni(Ni+1)/2, ~1/4 of the w1w1 block) is stored in the rows of the
-    last hidden units, from row ``u0 * Ni`` on; the rows above are free until the
-    scatter, so the sample-chunk factors live there. Returns (u0, row0).
+    S ((Nh(Nh+1)/2 + extra_rows) x Ni(Ni+1)/2, ~1/4 of the w1w1 block) is stored in
+    the rows of the last hidden units, from row ``u0 * Ni`` on; the rows above are
+    free until the scatter, so the sample-chunk factors live there. Returns
+    (u0, row0), or None when S does not fit in the D1 rows of the block.
     """
-    m_hidden = n_hidden * (n_hidden + 1) // 2
+    m_hidden = n_hidden * (n_hidden + 1) // 2 + extra_rows
     m_in = n_in * (n_in + 1) // 2
     rows_needed = -(-m_hidden * m_in // row_width)  # ceil
     units_needed = -(-rows_needed // n_in)
-    u0 = max(n_hidden - units_needed, 0)
+    if units_needed > n_hidden:
+        return None
+    u0 = n_hidden - units_needed
     return u0, u0 * n_in
 
 
-def assemble_w1w1(f: Features, out: np.ndarray) -> None:
-    """Write the w1w1 block (Gauss-Newton + residual) into out[:D1, :D1].
+def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: bool) -> None:
+    """Write the Hessian of features ``f`` into its blocks (THEORY.md a).
 
-    All workspace is carved out of ``out`` itself (see :func:`w1w1_layout`): the
-    GEMM S = Upairs^T Xpairs accumulates in place over sample chunks, then the
-    tiles of hidden pairs that do not touch S's rows are scattered from it; the
-    rest (~0.44 S, ~H/9) is first copied out. Peak memory: H plus that copy.
+    ``w1w1``: the output whose top-left (D1 x D1) block receives w1w1 (H itself, or
+    the w1w1 array), C-contiguous; its memory is the workspace until then.
+    ``mirror=True`` (full H): ``w1w1``, ``w1w2`` and ``w2w2`` are all H; w1w2 goes to
+    H[:D1, D1:] and its transpose to H[D1:, :D1], w2w2 to H[D1:, D1:]. Otherwise
+    they are the separate (D1 x D2) and (D2 x D2) arrays.
+
+    One pass over sample chunks: a serial kernel writes each chunk's factors,
+    samples last (:func:`fasthess._kernels.assembly.chunk_factors`), two GEMMs
+    contract them (the pairs of w1w1 with the R11 coefficients, and the w1w2
+    products); then serial kernels write the blocks. All BLAS calls go to SciPy's
+    BLAS, whose pool ``scope`` allows the threads that the chunk's work is worth.
     """
     from scipy.linalg.blas import get_blas_funcs
 
-    from ._kernels.assembly import add_diagonal_blocks, pair_products, scatter_w1w1
+    from ._kernels.assembly import chunk_factors, scatter_w1w1, write_w1w2, write_w2w2
 
-    X, G1 = f.X, f.G1
+    X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
-    n_hidden = G1.shape[1]
+    n_out, n_hidden = w2.shape
     dt = X.dtype
-    m_in = n_in * (n_in + 1) // 2
-    m_hidden = n_hidden * (n_hidden + 1) // 2
-    width = out.shape[1]
-    flat = out.reshape(-1)  # out is C-contiguous: a view
-    u0, row0 = w1w1_layout(n_in, n_hidden, width)
-    S = flat[row0 * width: row0 * width + m_hidden * m_in].reshape(m_hidden, m_in)
-
-    per_sample = m_hidden + m_in
-    chunk, work = _chunk_workspace(flat[: row0 * width], n_samples, per_sample, dt)
-    gemm = get_blas_funcs("gemm", dtype=dt)
-    coef = None
-    if f.residual is not None:
-        # R11: diagonal blocks sum_mu (r_mu . b_j) G''_{mu j} x_mu x_mu^T / P
-        coef = np.ascontiguousarray((f.residual @ f.w2) * f.G2)
-        rpairs = np.zeros((n_hidden, m_in), dtype=dt)
-    for s0 in range(0, n_samples, chunk):
-        c = min(chunk, n_samples - s0)
-        up = work[: c * m_hidden].reshape(c, m_hidden)
-        xp = work[c * m_hidden: c * per_sample].reshape(c, m_in)
-        pair_products(X[s0:s0 + c], xp)
-        pair_products(G1[s0:s0 + c], up)
-        _accumulate_at_b(gemm, up, xp, S, beta=0.0 if s0 == 0 else 1.0)
-        if coef is not None:
-            _accumulate_at_b(gemm, coef[s0:s0 + c], xp, rpairs)
-
-    Q = f.w2.T @ f.w2
-    scale = 1.0 / n_samples
-    first, second = np.triu_indices(n_hidden)  # hidden pairs in S's row order
-    late = second >= u0  # tiles in S's rows: scatter these last, from a copy
-    late_rows = np.flatnonzero(late)
-    early_rows = np.flatnonzero(~late)
-    S_late = S[late_rows]
-    scatter_w1w1(S, early_rows, first[early_rows], second[early_rows], Q, scale, n_in, out)
-    scatter_w1w1(S_late, np.arange(late_rows.size), first[late_rows], second[late_rows], Q,
-                 scale, n_in, out)
-    if coef is not None:
-        add_diagonal_blocks(rpairs, scale, n_in, out)
-
-
-def _small_blocks(f: Features, scratch: np.ndarray | None = None):
-    """The w1w2 (D1 x D2) and w2w2 (D2 x D2) blocks.
-
-    ``scratch``: a flat array not yet in use (the output H before its w1w1 pass)
-    that hosts the chunk factors, so the contraction runs as a few large GEMMs
-    without extra memory. Few large BLAS calls also matter for speed: between
-    many small ones, BLAS worker threads spin and slow the Numba kernels.
-    """
-    from scipy.linalg.blas import get_blas_funcs
-
-    from ._kernels.assembly import outer_rows
-
-    X, A, G1 = f.X, f.A, f.G1
-    n_samples, n_in = X.shape
-    n_hidden = A.shape[1]
-    n_out = f.w2.shape[0]
-    dt = X.dtype
+    off_optimum = f.residual is not None
+    empty = np.empty((0, 0), dtype=dt)
+    G2 = f.G2 if off_optimum else empty
+    residual = f.residual if off_optimum else empty
     d1 = n_hidden * n_in
-    scale = 1.0 / n_samples
+    m_in = n_in * (n_in + 1) // 2
+    s_rows = n_hidden * (n_hidden + 1) // 2 + (n_hidden if off_optimum else 0)
+    n_rhs = n_hidden + (n_out if off_optimum else 0)
+    # T[(j,i), c] = sum_mu G'_j x_i [A | r]_c: rows G' (x) x against [A | r], or rows
+    # G' (x) [A | r] against x; the narrower product row moves less memory.
+    by_inputs = d1 <= n_hidden * n_rhs
+    width = d1 if by_inputs else n_hidden * n_rhs
+    T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
+
+    row_width = w1w1.shape[1]
+    flat = w1w1.reshape(-1)  # C-contiguous: a view
+    layout = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
+    if layout is None:  # tiny blocks: S apart, the whole output is workspace
+        u0, S, free = n_hidden, np.empty((s_rows, m_in), dtype=dt), flat
+        late = empty
+    else:
+        u0, row0 = layout
+        start = row0 * row_width
+        S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
+        free = flat[:start]
+        n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
+        late = np.empty((n_late + (n_hidden if off_optimum else 0), m_in), dtype=dt)
+    n_g2 = n_hidden if off_optimum else 0
+    # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
+    heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
+    chunk, work = _chunk_workspace(free, n_samples, sum(heights), dt)
+
     gemm = get_blas_funcs("gemm", dtype=dt)
-    rhs = A if f.residual is None else np.concatenate([A, f.residual], axis=1)
-    # T[(j,i), c] = sum_mu G'_{mu j} x_{mu i} rhs_{mu c}, rhs = [A, r]. Two equivalent
-    # GEMMs; the one with the narrower per-sample product row moves less memory:
-    # rows G' (x) x against rhs, or rows G' (x) rhs against x.
-    n_rhs = rhs.shape[1]
-    width = min(d1, n_hidden * n_rhs)
-    by_inputs = d1 < n_hidden * n_rhs  # on a tie the x side measured faster
-    acc = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
-    chunk, scratch = _chunk_workspace(scratch, n_samples, width, dt)
+    scope.blas(threads_for_work(chunk * s_rows * m_in, scope.budget))
     for s0 in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s0)
-        rows = scratch[: c * width].reshape(c, width)
+        xt, gt, rhst, g2t, upairs, xpairs, rows = row_blocks(work, heights, c)
+        chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
+                      upairs, xpairs, rows)
+        accumulate_a_bt(gemm, upairs, xpairs, S, beta=0.0 if s0 == 0 else 1.0)
         if by_inputs:
-            outer_rows(G1[s0:s0 + c], X[s0:s0 + c], rows)
-            _accumulate_at_b(gemm, rows, rhs[s0:s0 + c], acc)
+            accumulate_a_bt(gemm, rows, rhst, T)
         else:
-            outer_rows(G1[s0:s0 + c], rhs[s0:s0 + c], rows)
-            _accumulate_at_b(gemm, X[s0:s0 + c], rows, acc)
-    T = acc if by_inputs else (acc.reshape(n_in, n_hidden, n_rhs).transpose(1, 0, 2)
-                               .reshape(d1, n_rhs))
-    w1w2 = np.empty((n_hidden, n_in, n_out, n_hidden), dtype=dt)
-    # H12[(j,i),(k,j')] = W2[k,j] T[(j,i),j'] / P
-    np.multiply(f.w2.T[:, None, :, None], T[:, :n_hidden].reshape(n_hidden, n_in, 1, n_hidden),
-                out=w1w2)
-    w1w2 *= scale
-    if f.residual is not None:
-        # R12[(j,i),(k,j)] = sum_mu r_{mu k} G'_{mu j} x_{mu i} / P
-        j = np.arange(n_hidden)
-        w1w2[j, :, :, j] += T[:, n_hidden:].reshape(n_hidden, n_in, n_out) * scale
-    gram = (A.T @ A) * scale
-    w2w2 = np.zeros((n_out * n_hidden, n_out * n_hidden), dtype=dt)
-    for k in range(n_out):
-        w2w2[k * n_hidden:(k + 1) * n_hidden, k * n_hidden:(k + 1) * n_hidden] = gram
-    return w1w2.reshape(d1, n_out * n_hidden), w2w2
+            accumulate_a_bt(gemm, xt, rows, T)
+    gram = np.empty((n_hidden, n_hidden), dtype=dt)
+    accumulate_at_b(gemm, A, A, gram, beta=0.0)
+    Q = w2.T @ w2
+    scale = 1.0 / n_samples
+    scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
+    d_w1w2 = d1 if mirror else 0
+    write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
+    write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
 
 
 def ntk(net, X, dtype=None) -> np.ndarray:
@@ -416,10 +394,12 @@ def assemble_ntk(point: Point) -> np.ndarray:
     """:func:`ntk` of a validated sampled point whose size was checked."""
     from ._kernels.assembly import ntk_combine
 
-    f = features(point)
-    n = ntk_size(point)
-    n_out = point.net.n_out
-    U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
-    K = U @ U.T
-    ntk_combine(K, f.X @ f.X.T, f.A @ f.A.T, n_out, 1.0 / f.n_samples)
+    with ComputeThreads() as scope:
+        f = features(point)
+        n = ntk_size(point)
+        n_out = point.net.n_out
+        U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
+        scope.blas(threads_for_work(n * n * max(U.shape[1], f.X.shape[1]), scope.budget))
+        K = U @ U.T
+        ntk_combine(K, f.X @ f.X.T, f.A @ f.A.T, n_out, 1.0 / f.n_samples)
     return K

@@ -1,22 +1,29 @@
-"""Side-by-side comparison, ``fasthess bench``: ratios measured in one run.
+"""Side-by-side comparison, ``fasthess bench``: ratios measured in one run, as users run.
 
-For each (activation, N = Ni = Nh, P = factor * D) it times, in this process and
-after warm-up, fasthess dense assembly against
+Everything is timed in a child process that imports NumPy before fasthess (the
+order of a user's script), after warm-up, in interleaved rounds; every ratio is
+reported with its spread over the rounds (min, median, max). For each
+(activation, N = Ni = Nh, P = factor * D) it times fasthess dense assembly against
 
-(a) a plain NumPy explicit Jacobian and J^T J,
+(a) the explicit Jacobian from NumPy broadcasting and ``J.T @ J / P`` (what a user
+    writes without fasthess),
 (b) the explicit Jacobian and BLAS syrk (the naive limit),
-(c) the unique-entry FLOP limit at the DGEMM rate measured in the same run,
+(c) the unique-entry FLOP limit at the DGEMM rate measured in the same rounds,
 (d) autodiff peers (jax.hessian, torch.func.hessian) when a peer module is given:
     ``python -m bench.compare --peers`` from the repository passes ``bench.peers``,
     so no autodiff framework is ever imported by the package itself,
 
-then fasthess.eigenvalues(method="auto") against dense eigh of the same H, and
-the peak memory of each method, measured in a child process so allocations
-outside NumPy (jax, torch) count too.
+then ``fasthess.eigenvalues(method="auto")`` against dense eigh of the same H, the
+matrix-free product ``hessian_operator @ V`` against the DGEMM rate on its FLOPs,
+and the peak memory of each method, measured in a fresh process so allocations
+outside NumPy (jax, torch) count too. Optional: fasthess with one thread against
+all threads while a busy loop holds one core (``under_load``), and the same
+assembly in processes that import NumPy or fasthess first (``import_order``).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,13 +31,27 @@ import time
 
 import numpy as np
 
-from ._resources import set_num_threads
+from ._resources import get_num_threads, set_num_threads, threads
 from .assembly import hessian
 from .data import gaussian_inputs
 from .network import TwoLayerNet
+from .operators import hessian_operator
 from .spectrum import eigenvalues
 
+__all__ = ["METHODS", "compare", "measure", "run_bench", "interleaved_times", "spread",
+           "dgemm_fraction", "product_dgemm_fraction", "product_macs", "unique_entry_macs",
+           "peak_memory", "eigen_savings", "eigen_savings_of", "under_load", "import_order",
+           "markdown_table", "measure_in_child", "product_row",
+           "format_spread", "load_peers"]
+
 METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk")
+# OpenBLAS workers spin ~0.1 s after a call before they sleep (measured: their CPU use
+# stops within 0.15 s). Rounds pause this long between methods, so that one method's
+# spinning BLAS threads do not slow the next (a user runs one of them, not all in turn).
+SETTLE_SECONDS = 0.25
+# A timing sample lasts at least this long (tiny calls are repeated within it).
+MIN_SAMPLE_SECONDS = 0.02
+_RESULT_MARK = "FASTHESS-BENCH-RESULT "
 
 
 def load_peers(peer_module):
@@ -50,11 +71,21 @@ def _problem(activation, n, factor, seed=0):
 
 
 def _explicit_jacobian(net, X):
-    """J (P x D) materialised in memory with NumPy broadcasting (the naive route)."""
-    from ._features import check_point, features
-    from .products import jacobian_from_features
-
-    return jacobian_from_features(features(check_point(net, X)))
+    """J (P No x D) from NumPy broadcasting, as a user writes it without fasthess
+    (the activation's own g, g' through its public ``apply``)."""
+    P = X.shape[0]
+    w1, w2 = net.w1, net.w2
+    n_out, n_hidden = w2.shape
+    pre = X @ w1.T
+    A, G1, G2 = np.empty_like(pre), np.empty_like(pre), np.empty_like(pre)
+    net.activation.apply(pre, A, G1, G2)
+    J = np.zeros((P, n_out, net.n_params))
+    d1 = w1.size
+    J[:, :, :d1] = ((G1[:, None, :] * w2[None, :, :])[:, :, :, None]
+                    * X[:, None, None, :]).reshape(P, n_out, d1)
+    for k in range(n_out):
+        J[:, k, d1 + k * n_hidden:d1 + (k + 1) * n_hidden] = A
+    return J.reshape(P * n_out, -1)
 
 
 def _route(method, net, X, peers=None):
@@ -89,12 +120,100 @@ def unique_entry_macs(n_in, n_hidden, n_samples):
     return n_samples * (n_hidden * (n_hidden + 1) // 2) * (n_in * (n_in + 1) // 2)
 
 
+def product_macs(n_in, n_hidden, n_samples, columns):
+    """Multiply-adds of H V (the two GEMMs with X): 2 P Ni Nh per column (4 P Ni Nh FLOPs)."""
+    return 2 * n_samples * n_in * n_hidden * columns
+
+
+def spread(values) -> dict:
+    """{"min", "median", "max"} of a sequence of numbers."""
+    v = np.asarray(values, dtype=float)
+    return {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())}
+
+
+def format_spread(s: dict, fmt="{:.2f}", suffix="") -> str:
+    """'median (min-max)' of a :func:`spread`."""
+    f = (fmt + suffix).format
+    return f"{f(s['median'])} ({f(s['min'])}-{f(s['max'])})"
+
+
+def interleaved_times(funcs: dict, repeat=5, settle=SETTLE_SECONDS,
+                      min_sample=MIN_SAMPLE_SECONDS) -> dict:
+    """Seconds per call of each callable in each of ``repeat`` rounds: {name: array}.
+
+    Rounds alternate between the callables, so a slow spell of a shared machine hits
+    every method alike; ratios are then taken round by round. Each callable is warmed
+    up first; a call shorter than ``min_sample`` is repeated within its sample (the
+    mean of the sample is its time). ``settle`` seconds pass between methods.
+    """
+    number = {}
+    for name, f in funcs.items():
+        f()  # warm-up
+        t0 = time.perf_counter()
+        f()
+        number[name] = max(1, math.ceil(min_sample / max(time.perf_counter() - t0, 1e-9)))
+    times = {name: np.empty(repeat) for name in funcs}
+    for r in range(repeat):
+        for name, f in funcs.items():
+            time.sleep(settle)
+            t0 = time.perf_counter()
+            for _ in range(number[name]):
+                f()
+            times[name][r] = (time.perf_counter() - t0) / number[name]
+    return times
+
+
+def _dgemm_reference(macs):
+    """A square DGEMM of about ``macs`` multiply-adds (at least 1000^3, so that BLAS
+    reaches its peak; at most 3000^3) through SciPy's BLAS, the one fasthess uses.
+    Returns (callable, its multiply-adds)."""
+    from scipy.linalg.blas import dgemm
+
+    side = int(np.clip(round(macs ** (1 / 3)), 1000, 3000))
+    rng = np.random.default_rng(0)
+    a, b = np.asfortranarray(rng.standard_normal((side, side))), \
+        np.asfortranarray(rng.standard_normal((side, side)))
+    return (lambda: dgemm(1.0, a, b)), side**3
+
+
+def timed_with_dgemm_limit(routes: dict, repeat=5):
+    """Per-round times of ``routes`` and of a reference DGEMM (key "dgemm"), interleaved,
+    and the reference's multiply-adds; the rate of a round is macs / times["dgemm"]."""
+    ref, ref_macs = _dgemm_reference(1e9)
+    times = interleaved_times({**routes, "dgemm": ref}, repeat)
+    return times, ref_macs
+
+
+def dgemm_fraction(net, X, repeat=5):
+    """Median fraction of the DGEMM rate that fasthess.hessian achieves on the unique-entry
+    multiply-adds (DESIGN.md), both timed in the same rounds."""
+    macs = unique_entry_macs(net.n_in, net.n_hidden, X.shape[0])
+    times, ref_macs = timed_with_dgemm_limit({"fasthess": lambda: hessian(net, X)}, repeat)
+    return spread(macs * times["dgemm"] / ref_macs / times["fasthess"])["median"]
+
+
+def product_dgemm_fraction(net, X, columns=20, repeat=5):
+    """Median fraction of the DGEMM rate of ``hessian_operator(net, X) @ V`` on its
+    multiply-adds (:func:`product_macs`), V with ``columns`` columns."""
+    op = hessian_operator(net, X)
+    V = np.random.default_rng(0).standard_normal((net.n_params, columns))
+    macs = product_macs(net.n_in, net.n_hidden, X.shape[0], columns)
+    times, ref_macs = timed_with_dgemm_limit({"product": lambda: op @ V}, repeat)
+    return spread(macs * times["dgemm"] / ref_macs / times["product"])["median"]
+
+
+# ---------------------------------------------------------------------- memory
 def _status_bytes(field):
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return None
+
+
+def _child_code(body: str) -> str:
+    """Python source for a child process that imports NumPy first, as users do."""
+    return "import numpy\nimport json, sys\n" + body
 
 
 def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900,
@@ -104,14 +223,13 @@ def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900,
     Returns (bytes or None, note). ``memory_limit`` (bytes) caps the child's
     address space, to show a route running out of memory at that limit.
     """
-    code = (
-        "import sys, json; from fasthess.benchmarking import _child_peak; "
+    code = _child_code(
+        "from fasthess.benchmarking import _child_peak\n"
         f"print(json.dumps(_child_peak({method!r}, {activation!r}, {n}, {factor}, "
         f"{memory_limit!r}, {peer_module!r})))")
-    env = dict(os.environ)
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=timeout, env=env)
+                             timeout=timeout, env=dict(os.environ))
     except subprocess.TimeoutExpired:
         return None, "timed out"
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -147,41 +265,6 @@ def _child_peak(method, activation, n, factor, memory_limit=None, peer_module=No
     return {"peak_bytes": _status_bytes("VmHWM") - base, "note": ""}
 
 
-# ---------------------------------------------------------------------- report
-def interleaved_best(funcs: dict, repeat=3):
-    """Best time of each callable over ``repeat`` rounds that alternate between them,
-    so a slow spell of a shared machine hits every method alike (ratios in one run)."""
-    for f in funcs.values():
-        f()  # warm-up
-    best = {name: np.inf for name in funcs}
-    for _ in range(repeat):
-        for name, f in funcs.items():
-            t0 = time.perf_counter()
-            f()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
-def timed_with_dgemm_limit(routes: dict, macs: int, repeat=3):
-    """Best times of ``routes`` and the DGEMM rate, all timed in the same interleaved
-    rounds; the rate comes from a square GEMM of about ``macs`` multiply-adds (at
-    least 1000^3, so that BLAS reaches its peak), so a slow spell of a shared
-    machine affects the routes and the limit alike."""
-    side = int(np.clip(round(macs ** (1 / 3)), 1000, 3000))
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((side, side)), rng.standard_normal((side, side))
-    times = interleaved_best({**routes, "dgemm": lambda: a @ b}, repeat)
-    return times, side**3 / times.pop("dgemm")
-
-
-def dgemm_fraction(net, X, repeat=5):
-    """Achieved fraction of the DGEMM rate of fasthess.hessian on the unique-entry
-    multiply-adds (DESIGN.md), both timed in the same rounds."""
-    macs = unique_entry_macs(net.n_in, net.n_hidden, X.shape[0])
-    times, rate = timed_with_dgemm_limit({"fasthess": lambda: hessian(net, X)}, macs, repeat)
-    return macs / rate / times["fasthess"]
-
-
 def traced_peak(func):
     """Peak bytes NumPy allocates during func() (tracemalloc sees NumPy's buffers)."""
     import tracemalloc
@@ -194,25 +277,26 @@ def traced_peak(func):
         tracemalloc.stop()
 
 
-def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repeat=3,
-            memory=True, memory_cap=None, log=print):
-    """Measure every route; returns a list of row dicts (also logged line by line).
+# ---------------------------------------------------------------------- report
+def compare(activation="erf", sizes=(10, 20, 30, 40), factor=2.0, peer_module=None,
+            repeat=5, memory=True, memory_cap=None, memory_min_n=30, log=print):
+    """Measure every route, in this process; a list of row dicts (also logged).
 
     ``peer_module``: an importable module with a ``PEERS`` dict of extra routes
-    (the repository's ``bench.peers`` holds jax and torch).
-
-    ``memory_cap`` (bytes) caps the address space of the peak-memory child
-    processes; with a cap, peak memory is measured first, and a route that runs
-    out of memory under it is reported as such and not timed.
+    (the repository's ``bench.peers`` holds jax and torch). ``memory``: also the
+    peak memory of each route (in fresh processes) for N >= ``memory_min_n``.
+    ``memory_cap`` (bytes) caps the address space of those processes; with a cap, a
+    route that runs out of memory under it is reported as such and not timed.
     """
     rows = []
+    peers = load_peers(peer_module)
+    methods = list(METHODS) + list(peers)
     for n in sizes:
         net, X = _problem(activation, n, factor)
         D, P = net.n_params, X.shape[0]
-        peers = load_peers(peer_module)
-        methods = list(METHODS) + list(peers)
         peaks, notes = {}, {}
-        if memory:
+        with_memory = memory and n >= memory_min_n
+        if with_memory:
             for method in methods:
                 peaks[method], notes[method] = peak_memory(method, activation, n, factor,
                                                            memory_cap, peer_module=peer_module)
@@ -220,7 +304,7 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repe
         routes = {}
         for method in methods:
             if notes.get(method) == "not installed" or (
-                    memory_cap is not None and peaks.get(method) is None):
+                    memory_cap is not None and with_memory and peaks.get(method) is None):
                 log(f"  {method}: {notes.get(method)}; not timed")
                 continue
             route = _route(method, net, X, peers)
@@ -234,15 +318,18 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repe
                 if err > 1e-9:
                     raise AssertionError(f"{method} disagrees with fasthess: {err:.2e}")
             routes[method] = route
-        times, rate = timed_with_dgemm_limit(routes, unique_entry_macs(n, n, P), repeat)
+        times, ref_macs = timed_with_dgemm_limit(routes, repeat)
         t_fh = times["fasthess"]
-        limit = unique_entry_macs(n, n, P) / rate
+        macs = unique_entry_macs(n, n, P)
         eig = eigen_savings(net, X, repeat)
-        row = dict(activation=activation, n=n, D=D, P=P, fasthess_s=t_fh,
-                   dgemm_fraction=limit / t_fh, dgemm_rate=rate,
-                   speedup={m: t / t_fh for m, t in times.items() if m != "fasthess"},
+        row = dict(activation=activation, n=n, D=D, P=P, threads=get_num_threads(),
+                   fasthess_s=spread(t_fh),
+                   dgemm_fraction=spread(macs * times["dgemm"] / ref_macs / t_fh),
+                   dgemm_rate=spread(ref_macs / times["dgemm"]),
+                   speedup={m: spread(t / t_fh) for m, t in times.items()
+                            if m not in ("fasthess", "dgemm")},
                    eig_auto_method=eig["method"], eig_speedup=eig["speedup"])
-        if memory:
+        if with_memory:
             row["traced_peak_over_H"] = traced_peak(routes["fasthess"]) / (8 * D * D)
             row["peak_over_H"] = {m: None if v is None else v / (8 * D * D)
                                   for m, v in peaks.items()}
@@ -252,27 +339,114 @@ def compare(activation="erf", sizes=(20, 40), factor=2.0, peer_module=None, repe
     return rows
 
 
+def product_row(activation="erf", n=40, factor=2.0, columns=20, repeat=5, log=print):
+    """``hessian_operator(net, X) @ V`` (V with ``columns`` columns) against the DGEMM rate
+    on its multiply-adds, checked against the dense H first."""
+    net, X = _problem(activation, n, factor)
+    op = hessian_operator(net, X)
+    V = np.random.default_rng(0).standard_normal((net.n_params, columns))
+    H = hessian(net, X)
+    err = np.max(np.abs(op @ V - H @ V)) / np.max(np.abs(H @ V))
+    if err > 1e-9:
+        raise AssertionError(f"hessian_operator @ V disagrees with H @ V: {err:.2e}")
+    macs = product_macs(n, n, X.shape[0], columns)
+    times, ref_macs = timed_with_dgemm_limit({"product": lambda: op @ V}, repeat)
+    row = dict(activation=activation, n=n, D=net.n_params, P=X.shape[0], columns=columns,
+               product_s=spread(times["product"]),
+               dgemm_fraction=spread(macs * times["dgemm"] / ref_macs / times["product"]))
+    log(f"{activation} N={n} D={row['D']} P={row['P']}: hessian_operator @ V ({columns} "
+        f"columns) at {format_spread(row['dgemm_fraction'])} of the DGEMM rate on "
+        f"4 P Ni Nh FLOPs per column")
+    return row
+
+
 def eigen_savings(net, X, repeat=3):
     """Time of eigenvalues(method="auto") against the dense route (assemble + eigh),
-    on the same network and data; returns the route auto took and the ratio."""
+    on the same network and data; returns the route auto took and the ratio's spread."""
     auto = eigenvalues(net, X, method="auto")
     dense = eigenvalues(net, X, method="dense")
     err = np.max(np.abs(auto.eigenvalues - dense.eigenvalues)) / np.max(np.abs(dense.eigenvalues))
     if err > 1e-9:
         raise AssertionError(f"eigenvalues auto ({auto.method}) disagrees with dense: {err:.2e}")
-    best = interleaved_best({"auto": lambda: eigenvalues(net, X, method="auto"),
-                             "dense": lambda: eigenvalues(net, X, method="dense")}, repeat)
-    return {"method": auto.method, "speedup": best["dense"] / best["auto"],
-            "auto_s": best["auto"], "dense_s": best["dense"]}
+    times = interleaved_times({"auto": lambda: eigenvalues(net, X, method="auto"),
+                               "dense": lambda: eigenvalues(net, X, method="dense")}, repeat)
+    return {"method": auto.method, "speedup": spread(times["dense"] / times["auto"]),
+            "auto_s": spread(times["auto"]), "dense_s": spread(times["dense"])}
+
+
+def eigen_savings_of(activation, n, factor, repeat=3, log=print):
+    """:func:`eigen_savings` on the benchmark problem (activation, N = Ni = Nh, P = factor D)."""
+    net, X = _problem(activation, n, factor)
+    result = eigen_savings(net, X, repeat)
+    log(f"eigenvalues(auto) on {activation} N={n} P={X.shape[0]}: the {result['method']} "
+        f"route, {format_spread(result['speedup'], '{:.1f}', 'x')} faster than dense")
+    return result
+
+
+def under_load(activation="erf", n=20, factor=2.0, repeat=5, log=print):
+    """fasthess.hessian with all threads against one thread, while a busy loop (a child
+    process this function starts and stops) holds one core. Returns the spread of
+    t(all threads) / t(one thread) and both times."""
+    net, X = _problem(activation, n, factor)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let the busy loop take its core
+
+        def one():
+            with threads(1):
+                hessian(net, X)
+
+        times = interleaved_times({"one": one, "all": lambda: hessian(net, X)}, repeat)
+    finally:
+        busy.kill()
+        busy.wait()
+    row = dict(activation=activation, n=n, threads=get_num_threads(),
+               one_s=spread(times["one"]), all_s=spread(times["all"]),
+               all_over_one=spread(times["all"] / times["one"]))
+    log(f"under load (a busy loop on one core), N={n}: {row['threads']} threads take "
+        f"{format_spread(row['all_over_one'], suffix='x')} the time of one thread")
+    return row
+
+
+def import_order(activation="erf", n=40, factor=2.0, rounds=5, calls=7, log=print):
+    """fasthess.hessian in fresh processes that import NumPy first or fasthess first,
+    alternating; each process reports its best of ``calls`` calls. Returns the spread
+    of t(NumPy first) / t(fasthess first) over the rounds."""
+    body = ("import time\n"
+            "from fasthess.benchmarking import _problem\n"
+            f"net, X = _problem({activation!r}, {n}, {factor})\n"
+            "fasthess.hessian(net, X)\n"
+            "best = float('inf')\n"
+            f"for _ in range({calls}):\n"
+            "    t0 = time.perf_counter(); fasthess.hessian(net, X)\n"
+            "    best = min(best, time.perf_counter() - t0)\n"
+            "print(best)\n")
+    codes = {"numpy_first": "import numpy\nimport fasthess\n" + body,
+             "fasthess_first": "import fasthess\nimport numpy\n" + body}
+    times = {k: [] for k in codes}
+    for _ in range(rounds):
+        for key, code in codes.items():
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True, env=dict(os.environ))
+            times[key].append(float(out.stdout.split()[-1]))
+    ratio = np.asarray(times["numpy_first"]) / np.asarray(times["fasthess_first"])
+    row = dict(activation=activation, n=n, numpy_first_s=spread(times["numpy_first"]),
+               fasthess_first_s=spread(times["fasthess_first"]),
+               numpy_first_over_fasthess_first=spread(ratio))
+    log(f"import order, N={n}: numpy-first time / fasthess-first time "
+        f"{format_spread(row['numpy_first_over_fasthess_first'])}")
+    return row
 
 
 def format_row(row):
-    s = (f"{row['activation']} N={row['n']} D={row['D']} P={row['P']}: "
-         f"{row['dgemm_fraction']:.0%} of DGEMM rate ({row['dgemm_rate'] / 1e9:.0f} G "
-         "multiply-adds/s) on unique-entry FLOPs; speed-up vs "
-         + ", ".join(f"{m} {x:.1f}x" for m, x in row["speedup"].items())
+    s = (f"{row['activation']} N={row['n']} D={row['D']} P={row['P']}: fasthess "
+         f"{format_spread(row['fasthess_s'], '{:.3g}', ' s')}; "
+         f"{format_spread(row['dgemm_fraction'])} of the DGEMM rate "
+         f"({row['dgemm_rate']['median'] / 1e9:.0f} G multiply-adds/s) on unique-entry FLOPs; "
+         "speed-up vs "
+         + ", ".join(f"{m} {format_spread(x, suffix='x')}" for m, x in row["speedup"].items())
          + f"; eigenvalues(auto={row['eig_auto_method']}) vs dense route "
-         f"{row['eig_speedup']:.1f}x")
+         f"{format_spread(row['eig_speedup'], '{:.1f}', 'x')}")
     if "peak_over_H" in row:
         s += (f"; NumPy-traced peak/8D^2 {row['traced_peak_over_H']:.2f}; RSS peak/8D^2: "
               + ", ".join(f"{m} {'n/a (' + row['peak_notes'][m] + ')' if v is None else f'{v:.2f}'}"
@@ -281,37 +455,93 @@ def format_row(row):
 
 
 def markdown_table(rows):
+    """The dense-assembly rows as a Markdown table: medians with (min-max) of the rounds."""
     names = list(dict.fromkeys(m for r in rows for m in [*r["speedup"], *r.get("peak_notes", {})]))
     methods = [m for m in names if m != "fasthess"]
-    head = (["activation", "N", "D", "P", "% of DGEMM rate"] + [f"speed-up vs {m}" for m in methods]
+    head = (["activation", "N", "D", "P", "fasthess", "fraction of DGEMM rate"]
+            + [f"speed-up vs {m}" for m in methods]
             + ["peak / 8D^2 (traced)", "peak RSS / 8D^2"]
             + [f"RSS {m}" for m in methods])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def peak_cell(r, m):
-        v = r.get("peak_over_H", {}).get(m)
+        if "peak_over_H" not in r:
+            return "-"
+        v = r["peak_over_H"].get(m)
         note = r.get("peak_notes", {}).get(m) or "n/a"
         return note.split(":")[0] if v is None else f"{v:.2f}"
 
     for r in rows:
+        t = r["fasthess_s"]["median"]
         cells = [r["activation"], str(r["n"]), str(r["D"]), str(r["P"]),
-                 f"{r['dgemm_fraction']:.0%}"]
-        cells += [f"{r['speedup'][m]:.1f}x" if m in r["speedup"] else "n/a" for m in methods]
+                 f"{t * 1e3:.3g} ms", format_spread(r["dgemm_fraction"])]
+        cells += [format_spread(r["speedup"][m], suffix="x") if m in r["speedup"] else "n/a"
+                  for m in methods]
         traced = r.get("traced_peak_over_H")
-        cells += ["n/a" if traced is None else f"{traced:.2f}", peak_cell(r, "fasthess")]
+        cells += ["-" if traced is None else f"{traced:.2f}", peak_cell(r, "fasthess")]
         cells += [peak_cell(r, m) for m in methods]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def main(args, peer_module=None) -> int:
-    """``fasthess bench`` (and ``python -m bench.compare``, which adds the peers)."""
-    if args.threads is not None:
-        set_num_threads(args.threads)
-    sizes = args.n or [20, 40]
-    cap = None if args.memory_cap_gib is None else int(args.memory_cap_gib * 2**30)
-    rows = compare(args.activation, sizes, args.samples_factor, peer_module=peer_module,
-                   repeat=args.repeat, memory_cap=cap)
+# ---------------------------------------------------------------------- entry points
+def measure(activation="erf", sizes=(10, 20, 30, 40), factor=2.0, threads=None,
+            repeat=5, memory=True, memory_cap=None, peer_module=None, products=(40,),
+            load=False, log=print) -> dict:
+    """Everything ``fasthess bench`` reports, measured in this process:
+    {"rows": dense-assembly rows, "products": product rows, "load": row or None}."""
+    if threads is not None:
+        set_num_threads(threads)
+    rows = compare(activation, sizes, factor, peer_module=peer_module, repeat=repeat,
+                   memory=memory, memory_cap=memory_cap, log=log)
+    prods = [product_row(activation, n, factor, repeat=repeat, log=log) for n in products]
+    loaded = under_load(activation, 20, factor, repeat=repeat, log=log) if load else None
+    return {"rows": rows, "products": prods, "load": loaded}
+
+
+def measure_in_child(function="measure", timeout=None, **kwargs):
+    """``function`` of this module (default :func:`measure`) with ``kwargs``, run in a
+    fresh process that imports NumPy before fasthess, as a user's script does; its log
+    lines go to this process's stderr. Returns what it returns (JSON-compatible)."""
+    code = _child_code(
+        "from fasthess import benchmarking as B\n"
+        "kwargs = json.loads(sys.argv[2])\n"
+        "result = getattr(B, sys.argv[1])(**kwargs, "
+        "log=lambda s: print(s, file=sys.stderr, flush=True))\n"
+        "print(B._RESULT_MARK + json.dumps(result))\n")
+    out = subprocess.run([sys.executable, "-c", code, function, json.dumps(kwargs)],
+                         stdout=subprocess.PIPE, text=True, timeout=timeout, env=dict(os.environ))
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"the benchmark process failed (exit {out.returncode}); its "
+                           "error is printed above")
+    return json.loads(lines[-1][len(_RESULT_MARK):])
+
+
+def run_bench(*, activation="erf", sizes=None, samples_factor=2.0, threads=None, repeat=5,
+              memory_cap_gib=None, memory=True, products=True, with_load=False,
+              with_import_order=False, peer_module=None) -> int:
+    """``fasthess bench`` (and ``python -m bench.compare``, which adds the peers).
+
+    ``with_load``: also :func:`under_load` (N = 20); ``with_import_order``: also
+    :func:`import_order` (the largest N). Prints the tables; returns 0.
+    """
+    sizes = list(sizes or [10, 20, 30, 40])
+    cap = None if memory_cap_gib is None else int(memory_cap_gib * 2**30)
+    result = measure_in_child(activation=activation, sizes=sizes, factor=samples_factor,
+                              threads=threads, repeat=repeat, memory=memory, memory_cap=cap,
+                              peer_module=peer_module,
+                              products=[max(sizes)] if products else [], load=with_load)
     print()
-    print(markdown_table(rows))
+    print(markdown_table(result["rows"]))
+    for p in result["products"]:
+        print(f"\nhessian_operator @ V ({p['columns']} columns), {p['activation']} N={p['n']} "
+              f"P={p['P']}: {format_spread(p['dgemm_fraction'])} of the DGEMM rate on "
+              "4 P Ni Nh FLOPs per column")
+    if result["load"] is not None:
+        r = result["load"]
+        print(f"\nunder load (busy loop on one core), N={r['n']}: {r['threads']} threads / 1 "
+              f"thread = {format_spread(r['all_over_one'], suffix='x')}")
+    if with_import_order:
+        import_order(activation, max(sizes), samples_factor, log=lambda s: print("\n" + s))
     return 0

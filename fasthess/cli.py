@@ -95,12 +95,29 @@ def _add_figures_arguments(p):
 def add_bench_arguments(p):
     p.add_argument("--activation", default="erf")
     p.add_argument("--n", type=int, action="append", default=None,
-                   help="Ni = Nh (repeatable; default 20 and 40)")
+                   help="Ni = Nh (repeatable; default 10, 20, 30 and 40)")
     p.add_argument("--samples-factor", type=float, default=2.0, help="P = factor * D")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for Numba and BLAS together (default: all cores)")
+    p.add_argument("--repeat", type=int, default=5, help="interleaved rounds of timing")
     p.add_argument("--memory-cap-gib", type=float, default=None,
                    help="cap each route's memory when measuring its peak (shows OOM)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    p.add_argument("--no-products", action="store_true",
+                   help="skip the matrix-free product row (hessian_operator @ V, 20 columns)")
+    p.add_argument("--under-load", action="store_true",
+                   help="also time N = 20 with all threads and with one while a busy loop "
+                        "holds one core")
+    p.add_argument("--import-order", action="store_true",
+                   help="also time the largest N in processes importing numpy or fasthess first")
+
+
+def bench_keywords(args) -> dict:
+    """The keyword arguments of fasthess.benchmarking.run_bench from parsed bench arguments."""
+    return dict(activation=args.activation, sizes=args.n, samples_factor=args.samples_factor,
+                threads=args.threads, repeat=args.repeat, memory_cap_gib=args.memory_cap_gib,
+                memory=not args.no_memory, products=not args.no_products,
+                with_load=args.under_load, with_import_order=args.import_order)
 
 
 def _add_sweep_arguments(p):
@@ -188,9 +205,9 @@ def main(argv=None) -> int:
             return make_figures(args.out, quick=args.quick, only=args.only, scale=args.scale,
                                 seed=args.seed, progress=False if args.no_progress else None)
         if args.command == "bench":
-            from .benchmarking import main as bench_main
+            from .benchmarking import run_bench
 
-            return bench_main(args)
+            return run_bench(**bench_keywords(args))
         if args.command == "sweep":
             from .sweeps import run_sweep_command
 

@@ -16,7 +16,8 @@ from ._resources import check_fits
 from .data import is_population
 
 __all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products", "jacobian",
-           "jacobian_operator", "JacobianOperator"]
+           "jacobian_operator", "JacobianOperator", "accumulate_at_b", "accumulate_a_bt",
+           "accumulate_a_b", "row_blocks"]
 
 
 def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,25 +65,107 @@ def jacobian_from_features(f: Features) -> np.ndarray:
 
 
 def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
-    """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term."""
-    n_samples, n_in = f.X.shape
-    n_hidden = f.A.shape[1]
+    """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term.
+
+    Sample-chunked: for each chunk, one GEMM gives the input projections
+    xv = V1 X^T (Nh m x chunk, samples last), a serial kernel turns them in place
+    into the w1 factor and leaves u = J V beside them, and two GEMMs add X^T of the
+    one to the w1 rows and A^T u to the w2 rows. The chunk's block stays in cache
+    between them, so nothing of size P x Nh x m is streamed through memory. Every
+    GEMM goes to SciPy's BLAS, with the threads its work is worth.
+    """
+    from scipy.linalg.blas import get_blas_funcs
+
+    from . import _config
+    from ._kernels.products import hvp_middle
+    from ._resources import ComputeThreads, threads_for_work
+
+    X = f.X
+    dt = X.dtype
+    n_samples, n_in = X.shape
+    n_out, n_hidden = f.w2.shape
     d1 = n_hidden * n_in
-    jv, xv = jvp(f, V)
-    out = vjp(f, jv)
-    if f.residual is not None:
-        r = f.residual
-        m = V.shape[1]
-        V2 = V[d1:].reshape(-1, n_hidden, m)
-        # R11 V1 + R12 V2 (w1 rows); R21 V1 (w2 rows); THEORY.md section a
-        rb = r @ f.w2                                              # (P, Nh): r_mu . b_j
-        w1_coef = xv * (rb * f.G2)[:, :, None]                     # (P, Nh, m)
-        w1_coef += np.einsum("pk,kjm->pjm", r, V2, optimize=True) * f.G1[:, :, None]
-        out[:d1] += np.einsum("pjm,pi->jim", w1_coef, f.X, optimize=True).reshape(d1, m)
-        out[d1:] += np.einsum("pk,pjm->kjm", r, xv * f.G1[:, :, None],
-                              optimize=True).reshape(-1, m)
-    out /= n_samples
+    V = np.ascontiguousarray(V, dtype=dt)
+    m = V.shape[1]
+    off_optimum = f.residual is not None
+    empty = np.empty((0, 0), dtype=dt)
+    G2 = f.G2 if off_optimum else empty
+    residual = f.residual if off_optimum else empty
+    # V1 as ((j, col), i): xvt = V1r X_chunk^T is one GEMM
+    V1r = np.ascontiguousarray(V[:d1].reshape(n_hidden, n_in, m).transpose(0, 2, 1))
+    V1r = V1r.reshape(n_hidden * m, n_in)
+    V2 = V[d1:].reshape(n_out, n_hidden, m)
+    height = n_hidden * m
+    chunk = max(1, min(n_samples, _config.PRODUCT_CHUNK_BYTES // (height * dt.itemsize)))
+    xvt_buffer = np.empty(height * chunk, dtype=dt)
+    ut_buffer = np.empty(n_out * m * chunk, dtype=dt)
+    # the chunk's G', A, r transposed and the R11 coefficients (the last two off the optimum)
+    scratch_heights = (n_hidden, n_hidden) + ((n_out, n_hidden) if off_optimum else (0, 0))
+    scratch = np.empty(sum(scratch_heights) * chunk, dtype=dt)
+    out1r = np.zeros((height, n_in), dtype=dt)  # w1 rows, ((j, col), i) order
+    out2r = np.zeros((n_hidden, n_out * m), dtype=dt)  # A^T u, (j, (k, col)) order
+    out2 = np.zeros((n_out, n_hidden, m), dtype=dt)  # residual part, (k, j, col)
+    gemm = get_blas_funcs("gemm", dtype=dt)
+    with ComputeThreads() as scope:
+        scope.blas(threads_for_work(chunk * height * n_in, scope.budget))
+        for s0 in range(0, n_samples, chunk):
+            c = min(chunk, n_samples - s0)
+            xs = X[s0:s0 + c]
+            xvt = xvt_buffer[:height * c].reshape(height, c)
+            ut = ut_buffer[:n_out * m * c].reshape(n_out * m, c)
+            gt, at, rt, g2t = row_blocks(scratch, scratch_heights, c)
+            # xvt = V1r xs^T; in BLAS's column-major view xvt^T (c x Nh m) = xs V1r^T
+            target = xvt.T
+            res = gemm(1.0, xs.T, V1r.T, c=target, trans_a=1, overwrite_c=1)
+            if res is not target:  # BLAS wrapper copied: keep the result anyway
+                xvt[...] = res.T
+            hvp_middle(xvt, s0, f.G1, f.A, G2, residual, f.w2, V2, gt, at, rt, g2t, ut, out2)
+            accumulate_a_b(gemm, xvt, xs, out1r)
+            accumulate_a_bt(gemm, at, ut, out2r)
+    out = np.empty((d1 + n_out * n_hidden, m), dtype=dt)
+    scale = 1.0 / n_samples
+    np.multiply(out1r.reshape(n_hidden, m, n_in).transpose(0, 2, 1), scale,
+                out=out[:d1].reshape(n_hidden, n_in, m))
+    w2_rows = out[d1:].reshape(n_out, n_hidden, m)
+    np.add(out2r.reshape(n_hidden, n_out, m).transpose(1, 0, 2), out2, out=w2_rows)
+    w2_rows *= scale
     return out
+
+
+def row_blocks(buffer, heights, c):
+    """Consecutive C-ordered blocks (h x c) for h in ``heights`` of the flat ``buffer``:
+    per-sample factors of a chunk of c samples, stored samples last."""
+    blocks, start = [], 0
+    for h in heights:
+        blocks.append(buffer[start:start + h * c].reshape(h, c))
+        start += h * c
+    return blocks
+
+
+# BLAS sees a C-ordered array as the Fortran-ordered transpose, so each product below
+# is one GEMM on the arrays' own memory: no copies and no temporary (out updated in place).
+def accumulate_at_b(gemm, a, b, out, beta=1.0):
+    """out = beta*out + a^T b for C-ordered a (c x m), b (c x n), out (m x n)."""
+    _gemm_into(gemm, out, b.T, a.T, beta, trans_b=1)
+
+
+def accumulate_a_bt(gemm, a, b, out, beta=1.0):
+    """out = beta*out + a b^T for C-ordered a (m x c), b (n x c), out (m x n)."""
+    _gemm_into(gemm, out, b.T, a.T, beta, trans_a=1)
+
+
+def accumulate_a_b(gemm, a, b, out, beta=1.0):
+    """out = beta*out + a b for C-ordered a (m x c), b (c x n), out (m x n)."""
+    _gemm_into(gemm, out, b.T, a.T, beta)
+
+
+def _gemm_into(gemm, out, fa, fb, beta, trans_a=0, trans_b=0):
+    """out^T = op(fa) op(fb) + beta out^T in BLAS's column-major view, in place."""
+    target = out.T
+    res = gemm(1.0, fa, fb, beta=beta, c=target, trans_a=trans_a, trans_b=trans_b,
+               overwrite_c=1)
+    if res is not target:  # the BLAS wrapper copied: keep the result anyway
+        out[...] = res.T
 
 
 # ---------------------------------------------------------------------- public Jacobian

@@ -4,6 +4,7 @@ Timings are not asserted (machines are shared); the routes' results are, inside
 ``compare`` itself, and the reported figures must be well-formed ratios.
 """
 import numpy as np
+import pytest
 
 import fasthess as fh
 from fasthess import benchmarking as B
@@ -20,23 +21,92 @@ def test_naive_routes_agree_with_fasthess():
         np.testing.assert_allclose(got, H, rtol=1e-12, atol=1e-14)
 
 
+def _is_spread(s):
+    return (set(s) == {"min", "median", "max"} and 0 < s["min"] <= s["median"] <= s["max"]
+            and np.isfinite(s["max"]))
+
+
 def test_compare_rows_and_table():
-    rows = B.compare("erf", [4], 2.0, repeat=1, memory=True, log=lambda s: None)
+    rows = B.compare("erf", [4], 2.0, repeat=2, memory=True, memory_min_n=0, log=lambda s: None)
     (row,) = rows
     assert row["D"] == 20 and row["P"] == 40
     assert set(row["speedup"]) == {"numpy_jtj", "jacobian_syrk"}
-    assert all(v > 0 and np.isfinite(v) for v in row["speedup"].values())
-    assert 0 < row["dgemm_fraction"] < 10
+    assert all(_is_spread(v) for v in row["speedup"].values())
+    assert _is_spread(row["dgemm_fraction"]) and row["dgemm_fraction"]["max"] < 10
+    assert _is_spread(row["fasthess_s"]) and _is_spread(row["eig_speedup"])
     assert row["traced_peak_over_H"] > 0.9  # at least H itself is allocated
     assert row["peak_over_H"]["fasthess"] is not None
     table = B.markdown_table(rows)
     assert table.count("\n") == 2 and "| erf | 4 | 20 | 40 |" in table
+    # every ratio is printed with its spread: median (min-max)
+    assert table.count("x (") == 2
+
+
+def test_small_sizes_skip_the_memory_processes():
+    (row,) = B.compare("erf", [3], 2.0, repeat=1, memory=True, memory_min_n=30,
+                       log=lambda s: None)
+    assert "peak_over_H" not in row
+    assert "| - | - |" in B.markdown_table([row])
+
+
+def test_interleaved_times_rounds_and_order():
+    import time
+
+    slow = B.interleaved_times({"fast": lambda: None, "slow": lambda: time.sleep(0.003)},
+                               repeat=3, settle=0.0, min_sample=0.001)
+    assert set(slow) == {"fast", "slow"} and all(len(t) == 3 for t in slow.values())
+    assert np.all(slow["slow"] >= 0.003) and np.all(slow["fast"] < 0.003)
+
+
+def test_spread_and_format():
+    s = B.spread([3.0, 1.0, 2.0])
+    assert s == {"min": 1.0, "median": 2.0, "max": 3.0}
+    assert B.format_spread(s, suffix="x") == "2.00x (1.00x-3.00x)"
+
+
+def test_product_row_checks_and_reports_a_fraction():
+    row = B.product_row("erf", 4, 2.0, columns=3, repeat=2, log=lambda s: None)
+    assert row["columns"] == 3 and _is_spread(row["dgemm_fraction"])
+    assert B.product_macs(4, 4, row["P"], 3) == 2 * row["P"] * 16 * 3
+
+
+def test_under_load_stops_its_busy_loop(monkeypatch):
+    import subprocess
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    row = B.under_load("erf", 3, 2.0, repeat=2, log=lambda s: None)
+    assert _is_spread(row["all_over_one"]) and row["threads"] >= 1
+    (busy,) = started
+    assert busy.poll() is not None  # the busy loop was stopped
+
+
+def test_import_order_runs_both_orders():
+    row = B.import_order("erf", 3, 2.0, rounds=1, calls=1, log=lambda s: None)
+    assert _is_spread(row["numpy_first_over_fasthess_first"])
+    assert _is_spread(row["numpy_first_s"]) and _is_spread(row["fasthess_first_s"])
+
+
+def test_measure_in_child_imports_numpy_first_and_reports_failures():
+    assert B._child_code("pass").startswith("import numpy\n")
+    result = B.measure_in_child(activation="tanh", sizes=[3], factor=2.0, repeat=1,
+                                memory=False, products=[3])
+    assert result["rows"][0]["n"] == 3 and result["products"][0]["n"] == 3
+    with pytest.raises(RuntimeError, match="benchmark process failed"):
+        B.measure_in_child(activation="no-such-activation", sizes=[3], repeat=1, memory=False,
+                           products=[])
 
 
 def test_eigen_savings_reports_route():
     net, X = B._problem("linear", 6, 2.0)
     e = B.eigen_savings(net, X, repeat=1)
-    assert e["method"] == "linear" and e["speedup"] > 0
+    assert e["method"] == "linear" and _is_spread(e["speedup"])
 
 
 def test_peak_memory_reports_out_of_memory_under_a_cap():
@@ -45,9 +115,10 @@ def test_peak_memory_reports_out_of_memory_under_a_cap():
 
 
 def test_cli_bench_runs(capsys):
-    assert main(["bench", "--n", "3", "--repeat", "1"]) == 0
+    assert main(["bench", "--n", "3", "--repeat", "1", "--no-memory"]) == 0
     out = capsys.readouterr().out
-    assert "% of DGEMM rate" in out and "| erf | 3 |" in out
+    assert "fraction of DGEMM rate" in out and "| erf | 3 |" in out
+    assert "hessian_operator @ V (20 columns)" in out
 
 
 def test_peer_module_adds_routes(tmp_path, monkeypatch):
@@ -60,7 +131,7 @@ def test_peer_module_adds_routes(tmp_path, monkeypatch):
         "         'absent': lambda net, X: None}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    (row,) = B.compare("tanh", [3], 2.0, peer_module="fake_peers", repeat=1,
+    (row,) = B.compare("tanh", [3], 2.0, peer_module="fake_peers", repeat=1, memory_min_n=0,
                        log=lambda s: None)
     assert "again" in row["speedup"] and "absent" not in row["speedup"]
     assert row["peak_notes"]["absent"] == "not installed"

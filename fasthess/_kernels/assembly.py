@@ -2,15 +2,19 @@
 
 The w1w1 block entry ((j,i),(j',i')) is (W2^T W2)_{jj'} S[{j,j'},{i,i'}] / P with
 S[{j,j'},{i,i'}] = sum_mu G'_{mu j} G'_{mu j'} x_{mu i} x_{mu i'}: it depends only on
-the unordered pairs. The caller builds pair products of sample chunks with these
-kernels, lets BLAS contract them (S = Upairs^T Xpairs, ~P Nh^2 Ni^2 / 4
-multiply-adds, half a syrk of the explicit Jacobian), then scatters S into H.
+the unordered pairs. The caller builds the per-sample factors of a chunk of samples
+with :func:`chunk_factors`, lets BLAS contract them (S = Upairs^T Xpairs, ~P Nh^2 Ni^2 / 4
+multiply-adds, half a syrk of the explicit Jacobian), then writes H with
+:func:`scatter_w1w1`, :func:`write_w1w2` and :func:`write_w2w2`.
+
+These kernels run between BLAS calls and are memory-bound: they are serial, so
+that they never compete for the cores with BLAS threads that are still spinning
+after a call (DESIGN.md, "Threads").
 
 Pair (a, b), a <= b, of n items has index a*n - a*(a-1)/2 + (b - a).
 """
 from __future__ import annotations
 
-import numba
 
 from ._jit import inline_kernel, kernel
 
@@ -22,83 +26,195 @@ def pair_index(a, b, n):
     return a * n - (a * (a - 1)) // 2 + (b - a)
 
 
-@kernel(parallel=True)
-def pair_products(V, out):
-    """out[mu, pair_index(a, b)] = V[mu, a] * V[mu, b] for all pairs a <= b.
+@inline_kernel
+def _pair_rows(VT, out):
+    """out[pair_index(a, b), :] = VT[a, :] * VT[b, :] for all pairs a <= b (samples last)."""
+    n, c = VT.shape
+    row = 0
+    for a in range(n):
+        for b in range(a, n):
+            for p in range(c):
+                out[row, p] = VT[a, p] * VT[b, p]
+            row += 1
 
-    V: (c, n); out: (c, n(n+1)/2).
+
+@kernel
+def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
+                  upairs, xpairs, rows):
+    """The per-sample factors of samples s0 .. s0 + c of one dense-assembly chunk.
+
+    Every output is stored samples-last (one row per factor, c samples along it),
+    so each loop below runs over the samples, contiguously, and BLAS contracts
+    the rows: S += upairs xpairs^T, T += rows rhst^T (``by_inputs``) or
+    T += xt rows^T.
+
+    Inputs: X (P, Ni), G1, A (P, Nh); G2 (P, Nh) and residual (P, No) off the
+    optimum, else shape (0, 0); w2 (No, Nh). Outputs (c = xt.shape[1]):
+
+    - xt (Ni, c), gt (Nh, c), rhst (Nh [+ No], c), g2t (Nh or 0, c): the chunk's
+      x, G', [A | r] and G'' transposed;
+    - upairs (m_h [+ Nh], c): G'_j G'_j' for pairs j <= j', then off the optimum
+      (r_mu . b_j) G''_{mu j} (the R11 coefficient, contracted with the same xpairs);
+    - xpairs (m_in, c): x_i x_i' for pairs i <= i';
+    - rows: by_inputs (Nh*Ni, c) = G'_j x_i, otherwise (Nh*(Nh [+ No]), c) = G'_j [A | r]_c'.
     """
-    n_rows, n = V.shape
-    for r in numba.prange(n_rows):
-        col = 0
-        for a in range(n):
-            va = V[r, a]
-            for b in range(a, n):
-                out[r, col] = va * V[r, b]
-                col += 1
+    n_in, c = xt.shape
+    n_hidden = G1.shape[1]
+    n_out = w2.shape[0]
+    m_hidden = n_hidden * (n_hidden + 1) // 2
+    off_optimum = residual.shape[0] > 0
+    n_rhs = rhst.shape[0]
+    for p in range(c):
+        mu = s0 + p
+        for i in range(n_in):
+            xt[i, p] = X[mu, i]
+        for j in range(n_hidden):
+            gt[j, p] = G1[mu, j]
+            rhst[j, p] = A[mu, j]
+        if off_optimum:
+            for k in range(n_out):
+                rhst[n_hidden + k, p] = residual[mu, k]
+            for j in range(n_hidden):
+                g2t[j, p] = G2[mu, j]
+    _pair_rows(gt, upairs)
+    _pair_rows(xt, xpairs)
+    if off_optimum:
+        for j in range(n_hidden):
+            for p in range(c):
+                upairs[m_hidden + j, p] = 0.0
+            for k in range(n_out):
+                b = w2[k, j]
+                for p in range(c):
+                    upairs[m_hidden + j, p] += rhst[n_hidden + k, p] * b
+            for p in range(c):
+                upairs[m_hidden + j, p] *= g2t[j, p]
+    if by_inputs:
+        for j in range(n_hidden):
+            for i in range(n_in):
+                for p in range(c):
+                    rows[j * n_in + i, p] = gt[j, p] * xt[i, p]
+    else:
+        for j in range(n_hidden):
+            for t in range(n_rhs):
+                for p in range(c):
+                    rows[j * n_rhs + t, p] = gt[j, p] * rhst[t, p]
 
 
-@kernel(parallel=True)
-def scatter_w1w1(S, rows, pair_first, pair_second, Q, scale, n_in, out):
-    """Write the w1w1 tiles of the hidden pairs (pair_first[p], pair_second[p]).
+@inline_kernel
+def _write_tile(S, srow, q, j, jp, n_in, out):
+    """Tiles (j, j') and (j', j) of w1w1: q * S[srow, pair(i, i')], symmetric in (i, i')."""
+    for i in range(n_in):
+        r = j * n_in + i
+        rm = jp * n_in + i
+        base = i * n_in - (i * (i - 1)) // 2
+        # columns i' >= i read the S row contiguously; i' < i come from earlier rows
+        for ip in range(i):
+            v = q * S[srow, ip * n_in - (ip * (ip - 1)) // 2 + (i - ip)]
+            out[r, jp * n_in + ip] = v
+            out[rm, j * n_in + ip] = v
+        for ip in range(i, n_in):
+            v = q * S[srow, base + (ip - i)]
+            out[r, jp * n_in + ip] = v
+            out[rm, j * n_in + ip] = v
 
-    S: (., Ni(Ni+1)/2), row rows[p] the contraction for hidden pair p of the list;
-    Q: (Nh, Nh) = W2^T W2; out: the (D1 x D1) top-left block of H (or the w1w1 array).
-    The tile of (j, j') is symmetric in (i, i'), so tiles (j, j') and (j', j) are the
-    same matrix: each pair writes both, row by row (contiguous), and pairs own
-    disjoint tiles, so threads never share an output.
+
+@kernel
+def scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, out):
+    """Write the w1w1 block (Gauss-Newton and, off the optimum, residual) into out[:D1, :D1].
+
+    S: (m_h [+ Nh], m_in), the contraction of :func:`chunk_factors`' upairs with
+    xpairs: row pair_index(j, j') for hidden pairs, then (off the optimum) row
+    m_h + j holds the R11 coefficients of unit j. S may live inside ``out``, in the
+    rows of hidden units >= u0 (see ``assembly.w1w1_layout``): the tiles that write
+    those rows (j' >= u0) are written last, from ``late``, a buffer of
+    (n_late [+ Nh], m_in) rows into which they are first copied. Pass u0 = Nh when
+    S does not overlap ``out``. Q: (Nh, Nh) = W2^T W2.
     """
-    n_pairs = pair_first.shape[0]
-    for p in numba.prange(n_pairs):
-        j = pair_first[p]
-        jp = pair_second[p]
-        srow = rows[p]
-        q = Q[j, jp] * scale
+    n_hidden = Q.shape[0]
+    m_hidden = n_hidden * (n_hidden + 1) // 2
+    m_in = S.shape[1]
+    n_late = 0
+    for jp in range(u0, n_hidden):
+        for j in range(jp + 1):
+            srow = pair_index(j, jp, n_hidden)
+            for t in range(m_in):
+                late[n_late, t] = S[srow, t]
+            n_late += 1
+    if off_optimum and u0 < n_hidden:
+        for j in range(n_hidden):
+            for t in range(m_in):
+                late[n_late + j, t] = S[m_hidden + j, t]
+    for j in range(u0):
+        for jp in range(j, u0):
+            _write_tile(S, pair_index(j, jp, n_hidden), Q[j, jp] * scale, j, jp, n_in, out)
+    t = 0
+    for jp in range(u0, n_hidden):
+        for j in range(jp + 1):
+            _write_tile(late, t, Q[j, jp] * scale, j, jp, n_in, out)
+            t += 1
+    if off_optimum:
+        # R11: out[(j,i),(j,i')] += scale * sum_mu (r_mu . b_j) G''_{mu j} x_i x_i'
+        coef, row0 = (late, n_late) if u0 < n_hidden else (S, m_hidden)
+        for j in range(n_hidden):
+            for i in range(n_in):
+                for ip in range(n_in):
+                    out[j * n_in + i, j * n_in + ip] += scale * coef[row0 + j,
+                                                                    pair_index(i, ip, n_in)]
+
+
+@kernel
+def write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out, col0, mirror):
+    """out[(j,i), col0 + (k,j')] = (W2[k,j] T[(j,i),j'] + delta_jj' R[(j,i),k]) * scale.
+
+    T[(j,i), c] = sum_mu G'_{mu j} x_{mu i} [A | r]_{mu c}, stored as (Nh*Ni, n_rhs)
+    when ``by_inputs``, else as (Ni, Nh*n_rhs) (n_rhs = Nh [+ No]). The residual
+    columns (c >= Nh) give R12 off the optimum. ``mirror``: also write the
+    transposed block at out[col0 + (k,j'), (j,i)] (the w2w1 block of a full H).
+    """
+    n_out, n_hidden = w2.shape
+    n_rhs = n_hidden + (n_out if off_optimum else 0)
+    for j in range(n_hidden):
         for i in range(n_in):
             r = j * n_in + i
-            rm = jp * n_in + i
-            base = i * n_in - (i * (i - 1)) // 2
-            # columns i' >= i read S row contiguously; i' < i come from earlier rows
-            for ip in range(i):
-                v = q * S[srow, ip * n_in - (ip * (ip - 1)) // 2 + (i - ip)]
-                out[r, jp * n_in + ip] = v
-                out[rm, j * n_in + ip] = v
-            for ip in range(i, n_in):
-                v = q * S[srow, base + (ip - i)]
-                out[r, jp * n_in + ip] = v
-                out[rm, j * n_in + ip] = v
+            for k in range(n_out):
+                b = w2[k, j]
+                for jp in range(n_hidden):
+                    if by_inputs:
+                        v = b * T[r, jp]
+                    else:
+                        v = b * T[i, j * n_rhs + jp]
+                    if off_optimum and jp == j:
+                        if by_inputs:
+                            v += T[r, n_hidden + k]
+                        else:
+                            v += T[i, j * n_rhs + n_hidden + k]
+                    v *= scale
+                    out[r, col0 + k * n_hidden + jp] = v
+                    if mirror:
+                        out[col0 + k * n_hidden + jp, r] = v
 
 
-@kernel(parallel=True)
-def add_diagonal_blocks(Rpairs, scale, n_in, out):
-    """out[(j,i),(j,i')] += scale * Rpairs[j, pair(i,i')] (the residual term of w1w1)."""
-    n_hidden = Rpairs.shape[0]
-    for j in numba.prange(n_hidden):
-        for i in range(n_in):
-            for ip in range(n_in):
-                out[j * n_in + i, j * n_in + ip] += scale * Rpairs[j, pair_index(i, ip, n_in)]
-
-
-@kernel(parallel=True)
-def outer_rows(U, X, out):
-    """out[mu, j*Ni + i] = U[mu, j] * X[mu, i]: rows of the w1 part of the Jacobian (up to W2)."""
-    n_rows, n_hidden = U.shape
-    n_in = X.shape[1]
-    for r in numba.prange(n_rows):
+@kernel
+def write_w2w2(gram, scale, n_out, out, offset):
+    """out[offset + (k,j), offset + (k',j')] = delta_kk' gram[j, j'] * scale (I_No (x) A^T A / P)."""
+    n_hidden = gram.shape[0]
+    for k in range(n_out):
         for j in range(n_hidden):
-            u = U[r, j]
-            for i in range(n_in):
-                out[r, j * n_in + i] = u * X[r, i]
+            r = offset + k * n_hidden + j
+            for kp in range(n_out):
+                for jp in range(n_hidden):
+                    v = gram[j, jp] * scale if k == kp else 0.0
+                    out[r, offset + kp * n_hidden + jp] = v
 
 
-@kernel(parallel=True)
+@kernel
 def ntk_combine(K, XX, AA, n_out, scale):
     """In place: K[(mu,k),(nu,k')] = scale * (K * XX[mu,nu] + delta_kk' AA[mu,nu]).
 
     On entry K = Ustack Ustack^T with Ustack[(mu,k)] = G'[mu] * W2[k].
     """
     n = K.shape[0]
-    for r in numba.prange(n):
+    for r in range(n):
         mu = r // n_out
         k = r - mu * n_out
         for c in range(n):

@@ -4,7 +4,6 @@ Timed:   python -m pytest tests/benchmarks --benchmark-enable --benchmark-only
 In CI they run once, untimed (``--benchmark-disable`` is in the default options),
 so CI proves they still run; each also checks its result, so a fast wrong kernel fails.
 """
-import importlib
 
 import numpy as np
 import pytest
@@ -12,7 +11,8 @@ import pytest
 import fasthess as fh
 from fasthess._features import check_point, features
 from fasthess._kernels.activation import ERF, apply_activation
-from fasthess._kernels.assembly import ntk_combine, outer_rows, pair_products, scatter_w1w1
+from fasthess._kernels.assembly import chunk_factors, ntk_combine, scatter_w1w1
+from fasthess._kernels.products import hvp_middle
 
 from .. import reference
 
@@ -26,20 +26,23 @@ def problem():
     return net, X
 
 
-def test_bench_pair_products(benchmark, problem):
-    _, X = problem
-    out = np.empty((X.shape[0], N * (N + 1) // 2))
-    benchmark(pair_products, X, out)
-    a, b = np.triu_indices(N)
-    np.testing.assert_array_equal(out, X[:, a] * X[:, b])
-
-
-def test_bench_outer_rows(benchmark, problem):
+def test_bench_chunk_factors(benchmark, problem):
+    """A chunk's factors, samples last: pairs of G' and of x, and the w1w2 rows."""
     net, X = problem
-    U = X @ net.w1.T
-    out = np.empty((X.shape[0], N * N))
-    benchmark(outer_rows, U, X, out)
-    np.testing.assert_array_equal(out, (U[:, :, None] * X[:, None, :]).reshape(X.shape[0], -1))
+    f = features(check_point(net, X))
+    c, m = 256, N * (N + 1) // 2
+    xt, gt, rhst, g2t = np.empty((N, c)), np.empty((N, c)), np.empty((N, c)), np.empty((0, c))
+    up, xp, rows = np.empty((m, c)), np.empty((m, c)), np.empty((N * N, c))
+    empty = np.empty((0, 0))
+    s0 = 100
+    benchmark(chunk_factors, X, f.G1, f.A, empty, empty, f.w2, s0, True, xt, gt, rhst, g2t,
+              up, xp, rows)
+    a, b = np.triu_indices(N)
+    Xc, Gc = X[s0:s0 + c], f.G1[s0:s0 + c]
+    np.testing.assert_array_equal(xp, (Xc[:, a] * Xc[:, b]).T)
+    np.testing.assert_array_equal(up, (Gc[:, a] * Gc[:, b]).T)
+    np.testing.assert_array_equal(rows, (Gc[:, :, None] * Xc[:, None, :]).reshape(c, -1).T)
+    np.testing.assert_array_equal(rhst, f.A[s0:s0 + c].T)
 
 
 def test_bench_scatter_w1w1(benchmark, problem):
@@ -48,16 +51,15 @@ def test_bench_scatter_w1w1(benchmark, problem):
     rng = np.random.default_rng(0)
     S = rng.standard_normal((m, m))
     Q = net.w2.T @ net.w2
-    first, second = np.triu_indices(N)
     out = np.empty((N * N, N * N))
-    benchmark(scatter_w1w1, S, np.arange(m), first, second, Q, 1.0, N, out)
+    benchmark(scatter_w1w1, S, np.empty((0, 0)), N, Q, 1.0, N, False, out)
     np.testing.assert_array_equal(out, out.T)
     ia, ib = np.triu_indices(N)
     pair = np.empty((N, N), dtype=np.int64)
     pair[ia, ib] = np.arange(m)
     pair[ib, ia] = np.arange(m)
-    j, jp, i, ip = 2, 5, 3, 1
-    assert out[j * N + i, jp * N + ip] == Q[j, jp] * S[pair[j, jp], pair[i, ip]]
+    for j, jp, i, ip in [(2, 5, 3, 1), (7, 7, 0, 29), (29, 0, 4, 4)]:
+        assert out[j * N + i, jp * N + ip] == Q[j, jp] * S[pair[j, jp], pair[i, ip]]
 
 
 def test_bench_activation_erf(benchmark, problem):
@@ -92,14 +94,31 @@ def test_bench_dense_hessian(benchmark, problem):
                                atol=1e-12 * np.max(np.abs(H)))
 
 
-def test_bench_w1w1_pass(benchmark, problem):
+def test_bench_hvp_middle(benchmark, problem):
+    """The per-sample middle of H V at the optimum: xv -> G' (W2^T u), u = J V."""
     net, X = problem
-    h = importlib.import_module("fasthess.assembly")
     f = features(check_point(net, X))
-    out = np.empty((N * N, N * N))
-    benchmark(h.assemble_w1w1, f, out)
-    expected = reference.hessian_at_optimum(net, X)[: N * N, : N * N]
-    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12 * np.max(np.abs(expected)))
+    m, c = 20, 128
+    rng = np.random.default_rng(1)
+    xv0 = rng.standard_normal((c, N, m))
+    xvt0 = np.ascontiguousarray(xv0.transpose(1, 2, 0).reshape(N * m, c))
+    V2 = rng.standard_normal((1, N, m))
+    empty = np.empty((0, 0))
+    gt, at, rt, g2t = np.empty((N, c)), np.empty((N, c)), np.empty((0, c)), np.empty((0, c))
+    xvt, ut, out2 = xvt0.copy(), np.empty((m, c)), np.zeros((1, N, m))
+
+    def run():
+        xvt[...] = xvt0
+        hvp_middle(xvt, 0, f.G1, f.A, empty, empty, f.w2, V2, gt, at, rt, g2t, ut, out2)
+
+    benchmark(run)
+    G1, A, b = f.G1[:c], f.A[:c], net.w2[0]
+    u_ref = np.einsum("pj,pjm->pm", G1 * b, xv0) + A @ V2[0]
+    np.testing.assert_allclose(ut.T, u_ref, rtol=1e-12, atol=1e-12)
+    back = (G1 * b)[:, :, None] * u_ref[:, None, :]
+    np.testing.assert_allclose(xvt, back.transpose(1, 2, 0).reshape(N * m, c),
+                               rtol=1e-12, atol=1e-12)
+    assert not out2.any()  # the residual part is zero at the optimum
 
 
 def test_bench_operator_matvec(benchmark, problem):
@@ -109,3 +128,12 @@ def test_bench_operator_matvec(benchmark, problem):
     y = benchmark(op.matvec, v)
     H = reference.hessian_at_optimum(net, X)
     np.testing.assert_allclose(y, H @ v, rtol=0, atol=1e-12 * np.max(np.abs(H @ v)))
+
+
+def test_bench_operator_matmat_20(benchmark, problem):
+    net, X = problem
+    op = fh.hessian_operator(net, X)
+    V = np.random.default_rng(2).standard_normal((net.n_params, 20))
+    Y = benchmark(op.matmat, V)
+    H = reference.hessian_at_optimum(net, X)
+    np.testing.assert_allclose(Y, H @ V, rtol=0, atol=1e-12 * np.max(np.abs(H @ V)))
