@@ -218,13 +218,13 @@ def plot_population(data, ax=None):
     ax.legend(loc="lower left", frameon=False, fontsize="small")
     if right is not None:
         _plot_distance(data, right)
-        add_caption(fig, f"Computed: one erf teacher g(z) = erf(z/√2), Ni = Nh = {n}, No = 1, "
-                         f"w1 ~ N(0, 1/Ni), w2 ~ N(0, 1/Nh), seed {scalar(data, 'seed')}, at the "
+        add_caption(fig, f"Computed: seed {scalar(data, 'seed')}; one erf teacher g(z) = erf(z/√2), "
+                         f"Ni = Nh = {n}, No = 1, w1 ~ N(0, 1/Ni), w2 ~ N(0, 1/Nh), at the "
                          f"optimum. Population: eigh of the exact H∞ = E[a aᵀ] for x ~ N(0, I). "
                          f"Sampled: H_P = JᵀJ/P on Gaussian inputs, {scalar(data, 'n_replicates')} "
                          f"independent data sets per P (left: the first; eigenvalues past its "
                          f"numerical rank are round-off zeros, not drawn). d(P): the Hoffman-"
-                         f"Wielandt distance of the sorted spectra; σ² = E‖a‖⁴ − ‖H∞‖²_F with "
+                         f"Wielandt distance of the sorted spectra; σ² = E‖a‖⁴ − ‖H∞‖F² with "
                          f"E‖a‖⁴ from {scalar(data, 'n_monte_carlo')} further samples.")
     return fig
 
