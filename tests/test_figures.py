@@ -22,7 +22,8 @@ from fasthess.cli import build_parser
 from fasthess.cli import main as cli_main
 from fasthess.figures import (FIGURE_NAMES, FIGURES, FigureSpec, dynamics_data,
                               erf_spectrum_data, ks_distance, linear_density_data,
-                              make_figures, quadratic_spectrum_data, rank_vs_n_data)
+                              make_figures, population_data, quadratic_spectrum_data,
+                              rank_vs_n_data, rank_vs_n_population_data)
 from fasthess.network import TwoLayerNet
 from fasthess.theory import effective_parameters, linear_cdf
 
@@ -30,7 +31,7 @@ from . import reference as ref
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPECTED_NAMES = ("linear_density", "dynamics", "quadratic_spectrum", "erf_spectrum",
-                  "rank_vs_n")
+                  "rank_vs_n", "population", "rank_vs_n_population")
 # THEORY.md d: GD stops before the quadratic model reaches this loss.
 LOSS_FLOOR = 1e-22
 # The dynamics claim: measured late slope vs 2 log(1 - lr lambda_min).
@@ -207,7 +208,52 @@ def check_rank_vs_n(data):
     assert bool(data["claim_holds"])
 
 
-CHECKS = {"linear_density": check_linear_density, "dynamics": check_dynamics,
+def check_population(data):
+    assert_keys(data, {"population", "sampled", "sampled_rank", "n_samples", "distance",
+                       "frobenius", "sigma", "fourth_moment", "frobenius_ratio", "slope",
+                       "hoffman_wielandt_holds", "n", "D", "factors", "n_replicates"})
+    n, D = int(data["n"]), int(data["D"])
+    assert D == n * n + n
+    Ps = np.asarray(data["n_samples"])
+    np.testing.assert_array_equal(Ps, np.round(np.asarray(data["factors"]) * D).astype(int))
+    population = np.asarray(data["population"])
+    assert population.size == D and population.min() > 0  # erf: full rank
+    # the first data set's distance is the one of its stored spectrum (both ascending)
+    sampled = np.asarray(data["sampled"])
+    for i in range(Ps.size):
+        d = np.sqrt(np.sum((np.sort(sampled[i]) - np.sort(population)) ** 2))
+        assert d == pytest.approx(float(data["distance"][i, 0]), rel=1e-10)
+        assert int(data["sampled_rank"][i]) == min(int(Ps[i]), D)
+    # Hoffman-Wielandt, and the exact mean-square law of the Frobenius distance
+    distance, frob = np.asarray(data["distance"]), np.asarray(data["frobenius"])
+    assert np.all(distance <= frob * (1 + 1e-10))
+    ratio = np.sqrt(np.mean(Ps[:, None] * frob ** 2, axis=1)) / float(data["sigma"])
+    np.testing.assert_allclose(np.asarray(data["frobenius_ratio"]), ratio, rtol=1e-12)
+    assert np.all(np.abs(np.log(ratio)) <= math.log(1.25))
+    slope = np.polyfit(np.log(Ps), np.log(np.sqrt(np.mean(distance ** 2, axis=1))), 1)[0]
+    assert slope == pytest.approx(float(data["slope"]), rel=1e-10)
+    assert abs(slope + 0.5) <= 0.25
+    assert bool(data["claim_holds"])
+
+
+def check_rank_vs_n_population(data):
+    assert_keys(data, {"ns", "activations", "methods", "rank", "predicted", "gap_decades",
+                       "resolved", "D", "min_gap_decades"})
+    acts = [str(a) for a in data["activations"]]
+    resolved = np.asarray(data["resolved"])
+    np.testing.assert_array_equal(resolved, np.asarray(data["gap_decades"]) >= MIN_GAP_DECADES)
+    for j, n in enumerate(int(n) for n in data["ns"]):
+        expected = rank_closed_forms(n)  # P -> infinity: the same closed forms
+        for a, name in enumerate(acts):
+            assert int(data["predicted"][a, j]) == expected[name], (name, n)
+            if resolved[a, j]:
+                assert int(data["rank"][a, j]) == expected[name], (name, n)
+    assert resolved.any()
+    assert bool(data["claim_holds"])
+
+
+CHECKS = {"population": check_population, "rank_vs_n_population": check_rank_vs_n_population,
+          "linear_density": check_linear_density, "dynamics": check_dynamics,
           "quadratic_spectrum": check_quadratic_spectrum, "erf_spectrum": check_erf_spectrum,
           "rank_vs_n": check_rank_vs_n}
 
@@ -271,6 +317,50 @@ def test_rank_vs_n_claim():
                 act, int(n), int(n), 1, n_samples=int(data["n_samples"][a, j]))
 
 
+def test_population_claim():
+    check_population(population_data(n=6, n_replicates=8, n_monte_carlo=40_000, seed=0,
+                                      progress=False))
+
+
+def test_population_claim_fails_for_a_wrong_population_hessian(monkeypatch):
+    # H_inf off by a fixed matrix: ||H_P - H_wrong||_F stops falling with P
+    real = figures.population.hessian
+
+    def shifted(net, X, *args, **kwargs):
+        H = real(net, X, *args, **kwargs)
+        return H + 0.05 * np.eye(H.shape[0]) if X is figures.population.POPULATION else H
+
+    monkeypatch.setattr(figures.population, "hessian", shifted)
+    data = population_data(n=4, factors=(2, 10, 50), n_replicates=2, n_monte_carlo=20_000,
+                           progress=False)
+    assert not bool(data["claim_holds"])
+
+
+def test_population_bad_arguments():
+    with pytest.raises(ValueError, match="factors"):
+        population_data(n=3, factors=(2,), progress=False)
+    with pytest.raises(ValueError, match="n_replicates"):
+        population_data(n=3, n_replicates=0, progress=False)
+
+
+def test_rank_vs_n_population_claim():
+    data = rank_vs_n_population_data(ns=(2, 3, 4), seed=0, progress=False)
+    check_rank_vs_n_population(data)
+    for a, name in enumerate(data["activations"]):
+        act = figures.rank_vs_n.rank_activation(str(name))
+        for j, n in enumerate(data["ns"]):
+            assert data["predicted"][a, j] == effective_parameters(act, int(n), int(n), 1,
+                                                                   n_samples=None)
+
+
+def test_rank_vs_n_population_unresolved_points_are_not_counted(monkeypatch):
+    # a wider required gap leaves fewer points resolved, and never more matches
+    monkeypatch.setattr(figures.rank_vs_n, "MIN_GAP_DECADES", 1e3)
+    data = rank_vs_n_population_data(ns=(2, 3), activations=("quadratic",), progress=False)
+    assert not np.asarray(data["resolved"]).any()
+    assert not bool(data["claim_holds"])  # nothing resolved: nothing shown
+
+
 def test_rank_vs_n_unknown_activation():
     with pytest.raises(ValueError, match="tanh"):
         rank_vs_n_data(ns=(2,), activations=("tanh",), progress=False)
@@ -307,9 +397,10 @@ def test_progress_bar_and_fallback(monkeypatch, capsys):
 def test_registry_one_entry_per_figure():
     assert FIGURE_NAMES == EXPECTED_NAMES == tuple(FIGURES)
     for name, spec in FIGURES.items():
-        module = getattr(figures, name)
+        module = sys.modules[spec.data.__module__]
         assert isinstance(spec, FigureSpec) and spec.name == name
-        assert module.FIGURE is spec  # the module's one entry is the registry's
+        # the module's entry is the registry's (rank_vs_n also holds its H_inf variant)
+        assert spec in [v for v in vars(module).values() if isinstance(v, FigureSpec)]
         # the public names stay importable from fasthess.figures
         assert getattr(figures, f"{name}_data") is spec.data
         assert getattr(figures, f"plot_{name}") is spec.plot
@@ -356,6 +447,9 @@ def small_data():
         "erf_spectrum": erf_spectrum_data(ns=(2, 3), wide=((3, 9),), n_candidates=3,
                                           progress=False),
         "rank_vs_n": rank_vs_n_data(ns=(2, 3, 4, 5), progress=False),
+        "population": population_data(n=3, factors=(2, 10), n_replicates=2,
+                                      n_monte_carlo=20_000, progress=False),
+        "rank_vs_n_population": rank_vs_n_population_data(ns=(2, 3, 4, 5), progress=False),
     }
 
 

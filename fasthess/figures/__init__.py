@@ -46,8 +46,10 @@ from ._spec import FigureSpec
 from .dynamics import dynamics_data, plot_dynamics
 from .erf_spectrum import erf_spectrum_data, plot_erf_spectrum
 from .linear_density import ks_bound, ks_distance, linear_density_data, plot_linear_density
+from .population import plot_population, population_data
 from .quadratic_spectrum import plot_quadratic_spectrum, quadratic_spectrum_data
-from .rank_vs_n import plot_rank_vs_n, rank_vs_n_data
+from .rank_vs_n import (plot_rank_vs_n, plot_rank_vs_n_population, rank_vs_n_data,
+                        rank_vs_n_population_data)
 
 __all__ = [
     "FIGURE_NAMES", "FIGURES", "FigureSpec", "figure_spec",
@@ -56,6 +58,8 @@ __all__ = [
     "quadratic_spectrum_data", "plot_quadratic_spectrum",
     "erf_spectrum_data", "plot_erf_spectrum",
     "rank_vs_n_data", "plot_rank_vs_n",
+    "population_data", "plot_population",
+    "rank_vs_n_population_data", "plot_rank_vs_n_population",
     "ks_distance", "ks_bound",
     "make_figure", "make_figures",
 ]

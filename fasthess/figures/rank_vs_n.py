@@ -13,7 +13,7 @@ import numpy as np
 
 from .._io import progress as progress_bar
 from ..activations import Polynomial
-from ..data import gaussian_inputs
+from ..data import POPULATION, gaussian_inputs
 from ..network import TwoLayerNet
 from ..rank import numerical_rank
 from ..spectrum import eigenvalues
@@ -23,7 +23,8 @@ from ._spec import FigureSpec, scaled_size
 from ._spectra import route_words, samples_for
 
 __all__ = ["rank_vs_n_data", "plot_rank_vs_n", "rank_activation", "RANK_ACTIVATIONS",
-           "FIGURE"]
+           "rank_vs_n_population_data", "plot_rank_vs_n_population", "MIN_GAP_DECADES",
+           "FIGURE", "POPULATION_FIGURE"]
 
 
 class _Curve(NamedTuple):
@@ -59,6 +60,11 @@ RANK_ACTIVATIONS = tuple(_CURVES)
 # on average: P = 2D + 20 = 32 gave rank D - Nh - 1 for one N = 2 teacher; THEORY.md c
 # met D - Nh at P = 2000 on its misses. So relu uses at least this many samples.
 _RELU_MIN_SAMPLES = 1000
+#: A population rank (eigh of H_inf, no svd route: there is no J) is resolved only
+#: inside a gap this wide (THEORY.md c); a full rank, where nothing is dropped, only
+#: when the smallest eigenvalue is this far above eps lambda_max, the level at which
+#: eigh puts the zero modes it does find.
+MIN_GAP_DECADES = 8.0
 # Tick positions of the log N axis, where they fall inside the plotted range.
 _N_TICKS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
 
@@ -166,6 +172,92 @@ def rank_vs_n_data(ns=tuple(range(2, 17)), activations=RANK_ACTIVATIONS, samples
     }
 
 
+def rank_vs_n_population_data(ns=tuple(range(2, 31)), activations=RANK_ACTIVATIONS, seed=0,
+                              progress=None) -> dict:
+    """Rank of the population Hessian H_inf against the effective parameters, no sampling.
+
+    For each activation and N (Ni = Nh = N, No = 1) one teacher; the rank of
+    :func:`fasthess.spectrum.eigenvalues` with :data:`fasthess.POPULATION` (eigh of
+    the exact H_inf; the closed form for linear) against
+    :func:`fasthess.theory.effective_parameters` with ``n_samples=None``. eigh
+    resolves eigenvalues only down to ~1e-16 of the largest, and the smallest
+    genuine ones of H_inf fall with N (~2e-8 for z + z^2 at N = 20, below 1e-11 at
+    N = 30), so each point's separation is recorded: the gap in decades, or, at full
+    rank, log10(lambda_min / (eps lambda_max)). A point is resolved when its
+    separation is at least :data:`MIN_GAP_DECADES`, and the claim is checked there
+    only; unresolved points are reported, never counted as a match.
+
+    Parameters
+    ----------
+    ns : sequence of int
+        The sizes N.
+    activations : sequence of str
+        Among :data:`RANK_ACTIVATIONS`.
+    seed : int
+        Seeds the teachers.
+    progress : bool or None
+        A tqdm bar over the (activation, N) pairs.
+
+    Returns
+    -------
+    dict
+        ``ns``, ``activations``, ``methods``, ``rank``, ``predicted``,
+        ``gap_decades`` (the separation above), ``resolved`` (bool, activations x
+        ns), ``D``, ``min_gap_decades``, ``population`` (True), ``seed``,
+        ``claim_holds`` (rank == predicted at every resolved point, and at least one
+        resolved point).
+
+    Raises
+    ------
+    ValueError
+        An activation name not among :data:`RANK_ACTIVATIONS`.
+
+    Examples
+    --------
+    >>> from fasthess.figures import rank_vs_n_population_data
+    >>> d = rank_vs_n_population_data(ns=(2, 3), activations=("quadratic", "erf"),
+    ...                               progress=False)
+    >>> d["rank"].tolist(), bool(d["resolved"].all()), bool(d["claim_holds"])
+    ([[5, 9], [6, 12]], True, True)
+    """
+    ns = [int(n) for n in ns]
+    activations = list(activations)
+    unknown = [a for a in activations if a not in _CURVES]
+    if unknown:
+        raise ValueError(f"activations: unknown {unknown}; choose from {list(_CURVES)}")
+    rng = np.random.default_rng(seed)
+    shape = (len(activations), len(ns))
+    rank = np.zeros(shape, dtype=np.int64)
+    predicted = np.zeros(shape, dtype=np.int64)
+    gaps = np.zeros(shape)
+    methods = [""] * len(activations)
+    pairs = [(a, j) for a in range(len(activations)) for j in range(len(ns))]
+    eps = float(np.finfo(np.float64).eps)
+    for a, j in progress_bar(pairs, len(pairs), "rank_vs_n_population", progress, leave=False):
+        name, n = activations[a], ns[j]
+        act = rank_activation(name)
+        net = TwoLayerNet.random(n, n, activation=act, rng=rng)
+        spec = eigenvalues(net, POPULATION)
+        methods[a] = spec.method
+        r = numerical_rank(spec)
+        rank[a, j] = r.rank
+        magnitudes = np.abs(spec.eigenvalues)
+        if r.rank == magnitudes.size:  # nothing dropped: the distance to eigh's zero level
+            gaps[a, j] = np.log10(magnitudes.min() / (eps * magnitudes.max()))
+        else:
+            gaps[a, j] = r.gap_decades
+        predicted[a, j] = effective_parameters(act, n, n, 1, n_samples=None)
+    resolved = gaps >= MIN_GAP_DECADES
+    return {
+        "ns": np.array(ns), "activations": np.array(activations), "methods": np.array(methods),
+        "rank": rank, "predicted": predicted, "gap_decades": gaps, "resolved": resolved,
+        "D": np.array([n * (n + 1) for n in ns]), "min_gap_decades": MIN_GAP_DECADES,
+        "population": True, "seed": int(seed),
+        "claim_holds": bool(resolved.any() and np.array_equal(rank[resolved],
+                                                              predicted[resolved])),
+    }
+
+
 def plot_rank_vs_n(data, ax=None):
     """Measured ranks (markers) on the predicted ones (lines), D for reference.
 
@@ -209,6 +301,15 @@ def plot_rank_vs_n(data, ax=None):
         ax.plot(ns, rank[a], curve.marker, ls="none", zorder=3 if curve.filled else 4, **style)
         handles.append((line, Line2D([], [], marker=curve.marker, ls="none", **style)))
         labels.append(f"{curve.label} ({np.asarray(data['methods'])[a]} route)")
+    population = "resolved" in data
+    if population:  # unresolved ranks: crossed out, never a silent match
+        unresolved = ~np.asarray(data["resolved"], dtype=bool)
+        where = np.nonzero(unresolved)
+        ax.plot(ns[where[1]], rank[where], "x", ms=11, mew=1.8, color="k", zorder=5)
+        if unresolved.any():
+            handles.append(Line2D([], [], marker="x", ls="none", ms=9, mew=1.8, color="k"))
+            labels.append(f"unresolved: gap < {scalar(data, 'min_gap_decades'):g} decades "
+                          f"(not checked)")
     # what lines and markers mean, apart, in the empty corner under the linear ranks
     key = [Line2D([], [], color="0.3", lw=1.2),
            Line2D([], [], marker="o", ls="none", color="0.3", mfc="white", mew=1.3)]
@@ -227,12 +328,30 @@ def plot_rank_vs_n(data, ax=None):
     ax.set_xlabel(r"width $N = N_i = N_h$")
     ax.set_ylabel(r"rank of the Hessian at the optimum")
     gaps = np.asarray(data["gap_decades"])
-    ax.set_title(f"Measured rank (markers) vs predicted effective parameters (lines)\n"
-                 f"every rank inside a gap of at least {np.min(gaps):.0f} decades",
-                 fontsize="medium")
+    if population:
+        ok = np.asarray(data["resolved"], dtype=bool)
+        matched = int(np.sum((rank == predicted) & ok))
+        ax.set_title(f"Population Hessian ($P \\to \\infty$): rank vs predicted effective "
+                     f"parameters\n{matched}/{int(ok.sum())} resolved ranks match; "
+                     f"{int((~ok).sum())} of {ok.size} unresolved (gap < "
+                     f"{scalar(data, 'min_gap_decades'):g} decades)", fontsize="medium")
+    else:
+        ax.set_title(f"Measured rank (markers) vs predicted effective parameters (lines)\n"
+                     f"every rank inside a gap of at least {np.min(gaps):.0f} decades",
+                     fontsize="medium")
     ax.legend(handles, labels, loc="upper left", frameon=False, fontsize="small",
               handler_map={tuple: HandlerTuple(ndivide=1)})
-    if owned:
+    if owned and population:
+        add_caption(fig, f"Computed: one teacher per (activation, N), N = {ns[0]}..{ns[-1]}, "
+                         f"No = 1, w1 ~ N(0, 1/N), w2 ~ N(0, 1/N), seed {scalar(data, 'seed')}; "
+                         f"no samples: eigh of the exact population Hessian H∞ (x ~ N(0, I)), "
+                         f"the closed form for linear; rank = number of eigenvalues above "
+                         f"D ε λmax. eigh resolves only ~1e-16 λmax while the smallest genuine "
+                         f"eigenvalues fall with N, so a rank counts only inside a gap of "
+                         f"{scalar(data, 'min_gap_decades'):g} decades (at full rank: λmin "
+                         f"that far above ε λmax); the others are crossed out. Smallest "
+                         f"separation {np.min(gaps):.1f} decades.")
+    elif owned:
         Pmin, Pmax = int(np.min(data["n_samples"])), int(np.max(data["n_samples"]))
         add_caption(fig, f"Computed: one teacher per (activation, N), N = {ns[0]}..{ns[-1]}, "
                          f"No = 1, w1 ~ N(0, 1/N), w2 ~ N(0, 1/N), seed "
@@ -243,6 +362,44 @@ def plot_rank_vs_n(data, ax=None):
                          f"D ε λmax for linear (exact route). z³ and relu both have rank N² for "
                          f"N ≥ 4: the small diamonds (z³) sit inside the open triangles (relu).")
     return fig
+
+
+def plot_rank_vs_n_population(data, ax=None):
+    """:func:`plot_rank_vs_n` for :func:`rank_vs_n_population_data`: unresolved ranks crossed.
+
+    Parameters
+    ----------
+    data : mapping
+        From :func:`rank_vs_n_population_data` (or ``numpy.load`` of its file).
+    ax : matplotlib Axes, optional
+        Draw here; default a new Figure, with a caption saying what was computed.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn on (a new one when ``ax`` is None).
+
+    Examples
+    --------
+    >>> from fasthess.figures import rank_vs_n_population_data, plot_rank_vs_n_population
+    >>> fig = plot_rank_vs_n_population(rank_vs_n_population_data(ns=(2, 3), progress=False))
+    >>> fig.axes[0].get_legend() is not None
+    True
+    """
+    return plot_rank_vs_n(data, ax)
+
+
+def _population_summary(data) -> str:
+    rank, predicted = np.asarray(data["rank"]), np.asarray(data["predicted"])
+    ok = np.asarray(data["resolved"], dtype=bool)
+    ns = np.asarray(data["ns"])
+    low = [f"{a} N={n} ({g:.1f})" for a, row, okrow in zip(
+        np.asarray(data["activations"]).tolist(), np.asarray(data["gap_decades"]), ok)
+        for n, g, o in zip(ns.tolist(), row, okrow) if not o]
+    return (f"population: rank == predicted for {int(np.sum((rank == predicted) & ok))}/"
+            f"{int(ok.sum())} resolved (activation, N), N = {ns[0]}..{ns[-1]}; "
+            f"unresolved (gap decades): {', '.join(low) if low else 'none'}; mismatches "
+            f"anywhere: {int(np.sum(rank != predicted))}")
 
 
 def _summary(data) -> str:
@@ -268,4 +425,18 @@ FIGURE = FigureSpec(
     scale=_scale,
     summary=_summary,
     claim="numerical rank == theory.effective_parameters at every (activation, N)",
+)
+
+
+#: The registry entry of the population variant: H_inf, no sampling noise, N up to 30.
+POPULATION_FIGURE = FigureSpec(
+    name="rank_vs_n_population",
+    data=rank_vs_n_population_data,
+    plot=plot_rank_vs_n_population,
+    quick=dict(ns=list(range(2, 11))),
+    full=dict(ns=list(range(2, 31))),
+    scale=_scale,
+    summary=_population_summary,
+    claim="rank of the population Hessian == theory.effective_parameters(n_samples=None) at "
+          "every point resolved by a gap of MIN_GAP_DECADES",
 )
