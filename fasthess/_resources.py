@@ -88,6 +88,7 @@ def set_num_threads(n: int) -> None:
     n = _check_threads(n)
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")  # takes effect now, until changed again
+    _explicit[0] = True  # a thread count the user chose is used as given (reproducible)
 
 
 def get_num_threads() -> int:
@@ -140,13 +141,15 @@ def threads(n: int):
     from threadpoolctl import threadpool_limits
 
     n = _check_threads(n)
-    old = numba.get_num_threads()
+    old, old_explicit = numba.get_num_threads(), _explicit[0]
     numba.set_num_threads(n)
+    _explicit[0] = True
     try:
         with threadpool_limits(limits=n, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(old)
+        _explicit[0] = old_explicit
 
 
 def _check_threads(n, name="n") -> int:
@@ -171,6 +174,8 @@ def apply_env_threads() -> None:
 
 # ------------------------------------------------------- threads of one computation
 _blas_pools_cache: tuple | None = None
+# Whether the user chose the thread count (then the load does not change it).
+_explicit = [False]
 
 
 def blas_pools() -> tuple:
@@ -191,16 +196,20 @@ def threads_for_work(macs_per_call: float, budget: int) -> int:
     """Threads for BLAS calls of ``macs_per_call`` multiply-adds each, at most ``budget``.
 
     Each thread gets at least ``_config.MIN_MACS_PER_THREAD``: below that, waking and
-    joining threads costs more than it saves. And only cores that no other work is
-    running on right now are used (:func:`idle_cores`): on a busy machine a BLAS
-    thread that shares its core is descheduled for whole time slices while the
-    others wait for it at every synchronisation (measured: 4x, at worst 17x slower
-    than one thread at N = 30 beside a busy loop), as ``OMP_DYNAMIC`` does for OpenMP.
+    joining threads costs more than it saves. And, unless the user chose the thread
+    count (:func:`set_num_threads`, :func:`threads`, ``FASTHESS_NUM_THREADS``), only
+    cores that no other work is running on right now are used (:func:`idle_cores`):
+    on a busy machine a BLAS thread that shares its core is descheduled for whole
+    time slices while the others wait for it at every synchronisation (measured: 4x,
+    at worst 17x slower than one thread at N = 30 beside a busy loop), as
+    ``OMP_DYNAMIC`` does for OpenMP. A chosen count is used as given, so that results
+    are bit-identical from run to run whatever the load (BLAS sums in another order
+    on another thread count).
     """
     from . import _config
 
     n = int(max(1, min(budget, macs_per_call // _config.MIN_MACS_PER_THREAD)))
-    return n if n == 1 else max(1, min(n, idle_cores()))
+    return n if n == 1 or _explicit[0] else max(1, min(n, idle_cores()))
 
 
 _idle_cache = [-1.0, 1]  # (monotonic time read, idle cores)
