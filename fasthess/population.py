@@ -39,6 +39,7 @@ import numpy as np
 from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
+from ._resources import ComputeThreads, threads_for_work
 from ._validation import check_dtype, check_teacher
 
 __all__ = [
@@ -490,15 +491,20 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
     work = (np.empty(n_hidden * block * n_hidden, dtype=dt),
             np.empty(n_hidden * block * n_hidden, dtype=dt))
-    for c0 in range(0, n_cols, block):
-        c1 = min(n_cols, c0 + block)
-        Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
-        if c0 == 0 and c1 == n_cols:
-            _product_block(coefs, w1, w2, Vb, out, work)
-        else:
-            ob = np.empty((n, c1 - c0), dtype=dt)
-            _product_block(coefs, w1, w2, Vb, ob, work)
-            out[:, c0:c1] = ob
+    # one thread pool at a time: the Hadamard pass (O(Nh^2) per column, memory-bound)
+    # runs on the calling thread, the GEMMs (O(Nh^2 Ni)) on as many BLAS threads as
+    # their size and the idle cores justify
+    with ComputeThreads() as scope:
+        scope.blas(threads_for_work(n_hidden * n_hidden * w1.shape[1] * block, scope.budget))
+        for c0 in range(0, n_cols, block):
+            c1 = min(n_cols, c0 + block)
+            Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
+            if c0 == 0 and c1 == n_cols:
+                _product_block(coefs, w1, w2, Vb, out, work)
+            else:
+                ob = np.empty((n, c1 - c0), dtype=dt)
+                _product_block(coefs, w1, w2, Vb, ob, work)
+                out[:, c0:c1] = ob
     return out.reshape(n) if vector else out
 
 
