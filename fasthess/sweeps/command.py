@@ -48,6 +48,27 @@ def run_sweep_command(grid, store, *, scheduler=None, workers=None, rerun_failed
     ------
     ValueError, TypeError
         A bad grid file or argument (the CLI prints the message and exits with 2).
+
+    Examples
+    --------
+    On a scheduler running in this process (a real one would be ``tcp://HOST:8786``):
+
+    >>> import os, shutil, tempfile
+    >>> from distributed import Client
+    >>> from fasthess.sweeps import load_sweep, run_sweep_command
+    >>> tmp = tempfile.mkdtemp()
+    >>> grid, store = os.path.join(tmp, "grid.toml"), os.path.join(tmp, "store")
+    >>> with open(grid, "w") as f:
+    ...     _ = f.write('measure = "rank"\\nactivation = ["erf", "linear"]\\nn = 2\\n')
+    >>> with Client(processes=False, n_workers=1, threads_per_worker=1,
+    ...             dashboard_address=":0") as client:
+    ...     run_sweep_command(grid, store, scheduler=client.scheduler.address,
+    ...                       progress=False)  # doctest: +ELLIPSIS
+    fasthess sweep: 2 run (0 failed), 0 already in the store ...store
+    0
+    >>> sorted(record["status"] for record in load_sweep(store))
+    ['ok', 'ok']
+    >>> shutil.rmtree(tmp)
     """
     configs, measure = read_grid(grid)
     if scheduler and workers is not None:
