@@ -1,17 +1,21 @@
 """Sweeps: grid files, keys, the store, and faults on a real LocalCluster (processes).
 
 One module-scoped LocalCluster of 2 worker processes serves every test that needs
-Dask; one test starts the default cluster of :func:`fasthess.sweep` itself.
+Dask; two tests start the default cluster of :func:`fasthess.sweep` itself. The
+store's own faults without Dask are in test_sweep_store.py.
 """
+import errno
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 import fasthess as fh
-from fasthess import sweeps
+from fasthess import _io, sweeps
 from fasthess.sweeps import (FORMAT_VERSION, StoreVersionError, load_sweep, read_grid,
                              record_key, resolve_n_samples, run_config, sweep)
 from fasthess.sweeps import store as store_module
@@ -69,6 +73,21 @@ def die_on_seed_0_slowly(net, X, seed):
         time.sleep(0.5)
         os._exit(1)
     return {"alive": True}
+
+
+class LogRuns:
+    """Appends each run's seed to a log file (on the worker) and takes a while."""
+
+    name = "log_runs"
+
+    def __init__(self, log, seconds):
+        self.log, self.seconds = str(log), seconds
+
+    def __call__(self, net, X, seed):
+        with open(self.log, "a") as f:  # O_APPEND: lines from two workers do not mix
+            f.write(f"{seed}\n")
+        time.sleep(self.seconds)
+        return {"ran": True}
 
 
 def _config(**kw):
@@ -494,6 +513,137 @@ def test_interrupted_sweep_keeps_what_finished(client, tmp_path, monkeypatch):
     report = sweep(configs, top_eigenvalue, store, client=client, progress=False)
     assert (report.n_run, report.n_skipped) == (4, 2)
     assert len(_json_records(store)) == 6
+
+
+def test_damaged_records_are_run_again(client, tmp_path):
+    store = tmp_path / "s"
+    configs = [_config(seed=s) for s in range(4)]
+    first = sweep(configs, top_eigenvalue, store, client=client, progress=False)
+    records = store / "records"
+    path = {s: records / f"{k}.json" for s, k in enumerate(first.keys)}
+    path[0].write_text(path[0].read_text()[:40])                   # truncated
+    body = json.loads(path[1].read_text())
+    del body["status"]
+    path[1].write_text(json.dumps(body))                           # no "status"
+    npz = records / f"{first.keys[2]}.npz"
+    npz.write_bytes(b"PK\x03\x04")                                 # arrays damaged
+    # --rerun-failed reads every status: a record without one is damaged, no KeyError
+    again = sweep(configs, top_eigenvalue, store, client=client, progress=False,
+                  rerun_failed=True)
+    assert (again.n_run, again.n_skipped, again.n_failed) == (3, 1, 0)
+    assert sorted(d.split(" ")[0] for d in again.damaged) == sorted(
+        [str(path[0]), str(path[1]), str(npz)])  # each damaged file named
+    recs = {r["seed"]: r for r in load_sweep(store)}  # whole again: no warning
+    assert sorted(recs) == [0, 1, 2, 3]
+    for cfg in configs:
+        assert recs[cfg["seed"]]["status"] == "ok"
+        np.testing.assert_array_equal(recs[cfg["seed"]]["ev"],
+                                      run_config(cfg, top_eigenvalue)["ev"])
+
+
+CLAIM_AND_WAIT = """
+import sys, time
+from fasthess.sweeps.store import Store
+claims = Store(sys.argv[1], create=True).claims().__enter__()
+assert claims.claim(sys.argv[2])
+print("claimed", flush=True)
+time.sleep(600)
+"""
+
+
+def _python(code, *args, **kwargs):
+    """A Python process from the repository root (so this checkout is imported)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def test_config_claimed_by_a_live_sweep_is_left_to_it_until_it_dies(client, tmp_path):
+    store = tmp_path / "s"
+    configs = [_config(seed=s) for s in range(3)]
+    holder = _python(CLAIM_AND_WAIT, store, record_key(configs[1], top_eigenvalue))
+    try:
+        assert holder.stdout.readline().strip() == "claimed", holder.stderr.read()
+        report = sweep(configs, top_eigenvalue, store, client=client, progress=False)
+        assert (report.n_run, report.n_skipped, report.n_elsewhere) == (2, 0, 1)
+        assert sorted(r["seed"] for r in load_sweep(store)) == [0, 2]
+    finally:
+        holder.kill()  # as kill -9: no chance to release its claim
+        holder.communicate()
+    # the operating system dropped its lock with it: the claim is stale, taken over
+    report = sweep(configs, top_eigenvalue, store, client=client, progress=False)
+    assert (report.n_run, report.n_skipped, report.n_elsewhere) == (1, 2, 0)
+    assert sorted(r["seed"] for r in load_sweep(store)) == [0, 1, 2]
+    assert set(os.listdir(store / "claims")) <= {"takeover.lock"}
+
+
+SWEEP_WHEN_TOLD = """
+import glob, json, os, sys, time
+from distributed import Client
+from fasthess.sweeps import sweep
+from tests.test_sweeps import LogRuns, _config
+address, store, log, wait_for_claims = sys.argv[1:]
+with Client(address) as client:
+    deadline = time.monotonic() + 120
+    while wait_for_claims == "yes" and not glob.glob(os.path.join(store, "claims", "*.claim")):
+        assert time.monotonic() < deadline, "the other sweep never claimed anything"
+        time.sleep(0.01)
+    r = sweep([_config(seed=s) for s in range(8)], LogRuns(log, 1.0), store, client=client,
+              progress=False)
+print(json.dumps([r.n_run, r.n_skipped, r.n_elsewhere]))
+"""
+
+
+def test_two_sweeps_on_one_store_at_once_run_each_config_once(client, tmp_path):
+    """The second starts once the first has claimed: the two overlap for sure."""
+    store, log = tmp_path / "s", tmp_path / "runs.log"
+    procs = [_python(SWEEP_WHEN_TOLD, client.scheduler.address, store, log, wait)
+             for wait in ("no", "yes")]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    (run_a, skipped_a, elsewhere_a), (run_b, skipped_b, elsewhere_b) = [
+        json.loads(out.splitlines()[-1]) for out, _ in outs]
+    runs = log.read_text().split()
+    assert len(runs) == 8 == len(set(runs))  # every configuration measured exactly once
+    assert run_a + run_b == 8 and elsewhere_b >= 1
+    assert run_b + skipped_b + elsewhere_b == 8
+    assert sorted(r["status"] for r in load_sweep(store)) == ["ok"] * 8
+
+
+def test_disk_full_mid_sweep_stops_and_leaves_only_whole_records(client, tmp_path,
+                                                                 monkeypatch):
+    store = tmp_path / "s"
+    configs = [_config(seed=s) for s in range(5)]
+    real, records = _io.atomic_write, []
+
+    def disk_full_at_third_record(path, write, sync_dir=True):
+        if str(path).endswith(".json") and os.path.basename(os.path.dirname(path)) == "records":
+            records.append(path)
+            if len(records) == 3:  # half of it written, then the disk is full
+                def half_then_full(f):
+                    class Full:
+                        def write(self, data):
+                            f.write(bytes(data)[: len(data) // 2])
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+                    write(Full())
+
+                return real(path, half_then_full, sync_dir=sync_dir)
+        return real(path, write, sync_dir=sync_dir)
+
+    monkeypatch.setattr(_io, "atomic_write", disk_full_at_third_record)
+    with pytest.raises(OSError) as info:
+        sweep(configs, top_eigenvalue, store, client=client, progress=False)
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(records[2])
+    # the two records written before are whole; of the third nothing is left
+    assert sorted(os.listdir(store / "records")) == sorted(
+        os.path.basename(p)[:-5] + ext for p in records[:2] for ext in (".json", ".npz"))
+    assert set(os.listdir(store / "claims")) <= {"takeover.lock"}  # claims given up
+    assert len(load_sweep(store)) == 2
+    report = sweep(configs, top_eigenvalue, store, client=client, progress=False)
+    assert (report.n_run, report.n_skipped) == (3, 2)
 
 
 def test_cli_main_with_scheduler(client, tmp_path):

@@ -33,13 +33,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 from .._validation import check_int
 from .configuration import check_measures, config_keys, normalize_config
 from .measures import REGISTRY
 
-__all__ = ["read_grid", "expand_grid"]
+__all__ = ["read_grid", "expand_grid", "MAX_CONFIGS"]
+
+#: The most configurations one grid may hold: each is one Dask task and one record
+#: file, and the whole list is built in memory first; larger grids are refused before
+#: they are expanded.
+MAX_CONFIGS = 1_000_000
 
 
 def read_grid(path):
@@ -85,6 +91,8 @@ def read_grid(path):
         if isinstance(exc, FileNotFoundError):
             raise ValueError(f"grid: no such file {path}") from None
         raise ValueError(f"grid: cannot read {path}: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"grid: cannot read {path}: it is nested too deeply") from None
     try:
         return expand_grid(table)
     except (TypeError, ValueError) as exc:
@@ -125,6 +133,13 @@ def expand_grid(table: dict):
     >>> configs
     [{'activation': 'erf', 'n': 3}, {'activation': 'relu', 'n': 3}]
     """
+    try:
+        return _expand(table)
+    except RecursionError:  # a value nested a thousand deep, reached by a check or repr
+        raise ValueError("a value of the grid is nested too deeply") from None
+
+
+def _expand(table):
     if not isinstance(table, dict):
         raise TypeError(f"the grid must be a table (a dict), got {type(table).__name__}")
     table = dict(table)
@@ -136,7 +151,8 @@ def expand_grid(table: dict):
     if seeds is not None:
         if "seed" in table:
             raise ValueError("give either 'seeds' or 'seed', not both")
-        seeds = seeds if isinstance(seeds, list) else list(range(check_int(seeds, "seeds")))
+        if not isinstance(seeds, list):
+            seeds = range(check_int(seeds, "seeds", minimum=0))  # not expanded yet
     if "configs" in table:
         explicit = table.pop("configs")
         if not isinstance(explicit, list) or not all(isinstance(c, dict) for c in explicit):
@@ -145,6 +161,7 @@ def expand_grid(table: dict):
         if listed:
             raise ValueError(f"with 'configs', the other keys are single-valued defaults; "
                              f"{listed} are lists")
+        _check_count(len(explicit) * (1 if seeds is None else len(seeds)), seeds)
         configs = [{**table, **c} for c in explicit]
         if seeds is not None:  # every listed configuration once per seed
             seeded = [c for c in configs if "seed" in c]
@@ -161,12 +178,21 @@ def expand_grid(table: dict):
         if unknown:
             raise ValueError(f"unknown key(s) {unknown}; allowed: measure, configs, seeds, "
                              f"{', '.join(allowed)}")
-        axes = [table[k] if isinstance(table[k], list) else [table[k]] for k in order]
+        axes = [table[k] if isinstance(table[k], (list, range)) else [table[k]]
+                for k in order]
         empty = [k for k, a in zip(order, axes) if not a]
         if empty:
             raise ValueError(f"empty list for {empty}")
+        _check_count(math.prod(len(a) for a in axes), seeds)
         configs = [dict(zip(order, values)) for values in itertools.product(*axes)]
     for c in configs:
         normalize_config(c, names)  # fail on the first bad entry, before any work
     return configs, measure
 
+
+def _check_count(count: int, seeds) -> None:
+    """Refuse a grid of more than MAX_CONFIGS configurations, before expanding it."""
+    if count > MAX_CONFIGS:
+        of_seeds = f" ({len(seeds)} seeds)" if seeds is not None else ""
+        raise ValueError(f"the grid has {count} configurations{of_seeds}, more than the "
+                         f"{MAX_CONFIGS} one sweep takes; split it into several grids")

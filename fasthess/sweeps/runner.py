@@ -46,8 +46,14 @@ class SweepReport:
     n_cancelled : int
         Tasks cancelled from outside (e.g. ``client.restart()``): not run, not
         recorded; rerunning the sweep runs them.
+    n_elsewhere : int
+        Configurations claimed by another sweep running on the same store: not run
+        here (rerunning once it ends runs any it did not finish).
     failed : list of (dict, str)
         (configuration, error message) of each failure of this run.
+    damaged : list of str
+        What was wrong with each damaged record found in the store (naming its
+        file); those configurations were run again.
     """
 
     store: Path
@@ -56,7 +62,9 @@ class SweepReport:
     n_skipped: int = 0
     n_failed: int = 0
     n_cancelled: int = 0
+    n_elsewhere: int = 0
     failed: list = field(default_factory=list)
+    damaged: list = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -92,9 +100,10 @@ def _cluster_client(client, n_workers, retries):
 class _Run:
     """The tasks of one sweep on one client, and the recording of their outcomes."""
 
-    def __init__(self, client, distributed, store, todo, names, measures, retries, report,
-                 bar):
-        self.client, self.distributed, self.store = client, distributed, store
+    def __init__(self, client, distributed, store, claims, todo, names, measures, retries,
+                 report, bar):
+        self.client, self.distributed = client, distributed
+        self.store, self.claims = store, claims
         self.todo, self.names, self.measures = todo, names, measures
         self.retries, self.report, self.bar = retries, report, bar
         self.futures = {}
@@ -143,6 +152,7 @@ class _Run:
         report = self.report
         if fut.status == "cancelled":  # by someone else (a restart): no record
             report.n_cancelled += 1
+            self.claims.release(key)
             return
         if fut.status != "finished":  # the task was lost (its workers kept dying)
             exc = fut.exception()  # `result` holds it in a version-dependent form
@@ -151,6 +161,7 @@ class _Run:
                       "worker": None, "host": None, "pid": None}
         self.store.write(make_record(key, self.todo[key], self.names, result),
                          result["arrays"])
+        self.claims.release(key)
         report.n_run += 1
         if result["status"] == "failed":
             report.n_failed += 1
@@ -168,7 +179,9 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
     """Measure every configuration as a Dask task; store each record as it finishes.
 
     A crash or Ctrl-C loses nothing that finished, and rerunning the same sweep skips
-    what the store already holds.
+    what the store already holds, runs again what it holds damaged, and leaves to
+    another sweep running on the same store the configurations that sweep claimed
+    (:mod:`fasthess.sweeps.store`).
 
     Parameters
     ----------
@@ -214,6 +227,9 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
         If ``store`` was written by another store format version.
     ImportError
         If dask[distributed] is not installed (``pip install fasthess[dist]``).
+    OSError
+        If the store cannot be created or written (read-only, disk full, a file in
+        the way); the error names the path. Records written before stay whole.
 
     Examples
     --------
@@ -248,22 +264,44 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
     distributed = import_distributed()  # before touching the disk
     report = SweepReport(Path(store), [key_of(c, names) for c in canons])
     st = Store(store, create=True)
-    todo = {}
-    for key, canon in zip(report.keys, canons):
-        if key in todo or (st.has(key) and not (
-                rerun_failed and st.read(key, arrays=False)[0]["status"] == "failed")):
-            continue
-        todo[key] = canon
-    report.n_skipped = len(set(report.keys)) - len(todo)
-    if not todo:
-        return report
-    with _cluster_client(client, n_workers, retries) as c, \
-            _io.progress(total=len(todo), desc="fasthess sweep", enabled=progress,
-                         unit="config", postfix=f"{report.n_skipped} in store") as bar:
-        run = _Run(c, distributed, st, todo, names, measures, retries, report, bar)
-        try:
-            run.run()
-        finally:
-            # Ctrl-C or an error here: stop the rest; what was written stays written
-            run.cancel_pending()
+    with st.claims() as claims:
+        todo = _claim_todo(st, claims, report, canons, rerun_failed)
+        if not todo:
+            return report
+        with _cluster_client(client, n_workers, retries) as c, \
+                _io.progress(total=len(todo), desc="fasthess sweep", enabled=progress,
+                             unit="config", postfix=f"{report.n_skipped} in store") as bar:
+            run = _Run(c, distributed, st, claims, todo, names, measures, retries, report,
+                       bar)
+            try:
+                run.run()
+            finally:
+                # Ctrl-C or an error here: stop the rest; what was written stays written
+                # (and leaving `claims` gives up the keys not run)
+                run.cancel_pending()
     return report
+
+
+def _claim_todo(st, claims, report, canons, rerun_failed) -> dict:
+    """``{key: canonical config}`` to run now, each claimed for this sweep."""
+
+    def done(status):
+        return status == "ok" or (status == "failed" and not rerun_failed)
+
+    todo = {}
+    distinct = dict(zip(report.keys, canons))
+    for key, canon in distinct.items():
+        if done(st.state(key)[0]):
+            continue
+        if not claims.claim(key):  # another sweep on this store is running it
+            report.n_elsewhere += 1
+            continue
+        status, damage = st.state(key)  # again: another sweep may have finished it since
+        if done(status):
+            claims.release(key)
+            continue
+        if status == "damaged":
+            report.damaged.append(damage)
+        todo[key] = canon
+    report.n_skipped = len(distinct) - len(todo) - report.n_elsewhere
+    return todo
