@@ -65,12 +65,9 @@ def main(argv=None):
 
 
 def _plot(sd, top, args, d, t_coef, t_eigsh, t_slq, peak):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from fasthess.figures._plotting import add_caption, new_figure
 
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax, _ = new_figure(None)
     ax.plot(sd.grid, sd.density, color="#0072B2", lw=1.8,
             label="SLQ density, 4 probes x 40 Lanczos steps")
     for i, v in enumerate(top):
@@ -80,12 +77,14 @@ def _plot(sd, top, args, d, t_coef, t_eigsh, t_slq, peak):
     ax.set_ylim(bottom=max(1e-6, sd.density.max() * 1e-7))
     ax.set_xlabel(r"eigenvalue $\lambda$ of $H_\infty$")
     ax.set_ylabel(r"density $\rho(\lambda)$")
-    ax.set_title(f"Population Hessian of an erf teacher, $N_i = N_h$ = {args.n}, D = {d:,}")
+    ax.set_title(f"Population Hessian of an erf teacher, $N_i = N_h$ = {args.n}, "
+                 f"D = {d:,}", fontsize="medium")
     ax.legend(frameon=False, fontsize="small")
-    fig.text(0.01, 0.005,
-             f"fh.POPULATION (x ~ N(0, I), P -> inf), no samples, no D x D matrix; 2 cores: "
-             f"coefficients {t_coef:.0f} s, eigsh {t_eigsh:.0f} s, SLQ {t_slq:.0f} s, peak "
-             f"{peak / 2**30:.1f} GiB; rng={args.rng}", fontsize=6.5, color="0.35")
+    add_caption(fig, f"X = fasthess.POPULATION (x ~ N(0, I), P -> infinity): no samples and "
+                     f"no D x D matrix (it would be {8 * d * d / 2**40:.1f} TiB). On 2 cores: "
+                     f"pair coefficients {t_coef:.0f} s, eigsh (k = 3) {t_eigsh:.0f} s, SLQ "
+                     f"{t_slq:.0f} s, peak memory {peak / 2**30:.1f} GiB. Teacher and probes "
+                     f"from rng = {args.rng}; Gaussian smoothing 1% of the node range.")
     fig.savefig(args.out, dpi=120)
 
 

@@ -159,3 +159,9 @@ FIG_CAPTION_WIDTH = 105
 DEFAULT_WORKERS = 2
 # A temporary file older than this is left over from a crash, never a live write.
 STALE_TMP_SECONDS = 3600
+# The most configurations one grid may hold: each is one Dask task and one record
+# file, and the whole list is built in memory first; larger grids are refused before
+# they are expanded.
+MAX_GRID_CONFIGS = 1_000_000
+# How long the default LocalCluster waits for a killed worker's nanny to restart it.
+LOST_WORKER_TIMEOUT = "10 minutes"

@@ -36,13 +36,6 @@ RESULT_CLASSES = {"fasthess.Spectrum", "fasthess.RankResult", "fasthess.Spectral
                   "fasthess.GDResult", "fasthess.HessianBlocks"}
 MODULES = {"fasthess": fh, "fasthess.theory": theory, "fasthess.distributed": distributed}
 
-# Docstrings in modules other engineers own; their fixes are with those owners (strict
-# xfail: the test fails as soon as one is fixed, so the entry is then removed here).
-OWNED_ELSEWHERE = {
-    "fasthess.load_sweep": "sweeps",
-}
-
-
 def _members(cls):
     """Public methods and properties defined by ``cls`` itself (inherited ones are
     validated where they are defined)."""
@@ -73,11 +66,7 @@ PUBLIC = public_objects()
 
 def _params():
     for name in PUBLIC:
-        marks = ()
-        if name in OWNED_ELSEWHERE:
-            marks = pytest.mark.xfail(strict=True, reason=f"docstring owned by "
-                                                          f"{OWNED_ELSEWHERE[name]}")
-        yield pytest.param(name, marks=marks, id=name)
+        yield pytest.param(name, id=name)
 
 
 def test_the_public_api_is_covered():
@@ -88,7 +77,6 @@ def test_the_public_api_is_covered():
                  "fasthess.distributed.DistributedHessianOperator.close"):
         assert name in PUBLIC, name
     assert len(PUBLIC) > 70
-    assert set(OWNED_ELSEWHERE) <= set(PUBLIC)
 
 
 @pytest.mark.parametrize("name", list(_params()))

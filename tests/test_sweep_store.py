@@ -18,7 +18,7 @@ from fasthess import _io
 from fasthess.cli import main as cli_main
 from fasthess.sweeps import expand_grid, load_sweep, read_grid, run_config
 from fasthess.sweeps.configuration import check_measures, normalize_config
-from fasthess.sweeps.grid import MAX_CONFIGS
+from fasthess._config import MAX_GRID_CONFIGS as MAX_CONFIGS
 from fasthess.sweeps.store import (FORMAT_VERSION, DamagedRecordError, DamagedRecordWarning,
                                    Store, key_of, make_record)
 from fasthess.sweeps.task import execute

@@ -176,7 +176,7 @@ def test_bad_config_is_refused_before_any_work(config, measure, match):
 @pytest.mark.parametrize("config, match", [
     ({"activation": "erf", "n": 3.0}, "n_in must be an integer"),
     ({"activation": "erf", "n": 3, "seed": True}, "seed must be an integer"),
-    ({"activation": "erf", "n": 3, "lr": "fast"}, "lr must be a number"),
+    ({"activation": "erf", "n": 3, "lr": "fast"}, "lr must be a real number"),
 ])
 def test_bad_config_types_name_the_key(config, match):
     with pytest.raises(TypeError, match=match):
@@ -276,7 +276,7 @@ def test_a_measure_is_one_registry_entry():
                                                                 "frobenius")
         with pytest.raises(ValueError, match="'scale' is a parameter of measure 'frobenius'"):
             sweeps.normalize_config(_config(scale=2.0), "rank")
-        with pytest.raises(TypeError, match="scale must be a number"):
+        with pytest.raises(TypeError, match="scale must be a real number"):
             sweeps.normalize_config(_config(scale="2"), "frobenius")
         r = run_config(_config(scale=2.0), "frobenius")
         p = Problem(sweeps.normalize_config(_config(), "frobenius"))

@@ -38,11 +38,11 @@ import zlib
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_int, check_real
 from .measures import REGISTRY
 
 __all__ = ["BASE_DEFAULTS", "config_keys", "resolve_n_samples", "normalize_config",
-           "canonical_activation", "build_activation", "check_measures", "check_real",
+           "canonical_activation", "build_activation", "check_measures",
            "measure_seed", "teacher_rng", "data_rng"]
 
 #: Defaults of the configuration keys that are not measure parameters.
@@ -115,13 +115,6 @@ def resolve_n_samples(n_samples, n_params: int) -> int:
     c = int(m["c"]) * (-1 if m["sign"] == "-" else 1) if m["c"] else 0
     # round before ceil so that "0.1D" with D = 30 is 3, not 4 from 3.0000000000000004
     return math.ceil(round(a * n_params / b, 9)) + c
-
-
-def check_real(value, name: str) -> float:
-    """``value`` as a float; a bool, a string or a non-real is refused, naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
 
 
 def canonical_activation(spec):

@@ -36,16 +36,13 @@ import json
 import math
 from pathlib import Path
 
+from .. import _config
 from .._validation import check_int
 from .configuration import check_measures, config_keys, normalize_config
 from .measures import REGISTRY
 
-__all__ = ["read_grid", "expand_grid", "MAX_CONFIGS"]
+__all__ = ["read_grid", "expand_grid"]
 
-#: The most configurations one grid may hold: each is one Dask task and one record
-#: file, and the whole list is built in memory first; larger grids are refused before
-#: they are expanded.
-MAX_CONFIGS = 1_000_000
 
 
 def read_grid(path):
@@ -191,8 +188,9 @@ def _expand(table):
 
 
 def _check_count(count: int, seeds) -> None:
-    """Refuse a grid of more than MAX_CONFIGS configurations, before expanding it."""
-    if count > MAX_CONFIGS:
+    """Refuse a grid of more than ``_config.MAX_GRID_CONFIGS`` configurations, before
+    expanding it."""
+    if count > _config.MAX_GRID_CONFIGS:
         of_seeds = f" ({len(seeds)} seeds)" if seeds is not None else ""
         raise ValueError(f"the grid has {count} configurations{of_seeds}, more than the "
-                         f"{MAX_CONFIGS} one sweep takes; split it into several grids")
+                         f"{_config.MAX_GRID_CONFIGS} one sweep takes; split it into several grids")

@@ -26,8 +26,6 @@ __all__ = ["WORKER_ENV", "SweepReport", "sweep"]
 #: applies.
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "MKL_NUM_THREADS": "1", "FASTHESS_NUM_THREADS": "1"}
-# How long the default LocalCluster waits for a killed worker's nanny to restart it.
-_LOST_WORKER_TIMEOUT = "10 minutes"
 
 
 @dataclass
@@ -85,7 +83,7 @@ def _cluster_client(client, n_workers, retries):
     # (read when a worker dies, so set for the cluster's whole life): the 15 s default
     # is shorter than a restart on a busy machine, and the cluster then shrinks for good
     with dask.config.set({"distributed.scheduler.allowed-failures": retries,
-                          "distributed.deploy.lost-worker-timeout": _LOST_WORKER_TIMEOUT}):
+                          "distributed.deploy.lost-worker-timeout": _config.LOST_WORKER_TIMEOUT}):
         # the dashboard takes a free port: a fixed one may be taken by another cluster
         cluster = distributed.LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True,
