@@ -30,16 +30,16 @@ ASSEMBLY_OVERHEAD = 1.3
 OVERFLOW_MARGIN = 16.0
 
 # ---------------------------------------------------------------- threads
-# Fewest multiply-adds a BLAS call gives each of its threads (fasthess chooses the
-# thread count of each call by its work, _resources.threads_for_work). Waking and
-# joining a thread costs tens of microseconds, and on a busy machine a descheduled
-# thread stalls the whole call: below ~1 ms of work per thread, one thread is faster.
+# Fewest multiply-adds a product gives each of its threads (fasthess chooses the
+# thread count of each product by its work, _resources.planned_threads): waking and
+# joining a thread costs tens of microseconds; ~1 ms of work per thread amortises it.
 MIN_MACS_PER_THREAD = 16_000_000
+# Pieces per thread that run_pieces splits a product into: more balance the load
+# when a thread is descheduled; fewer repeat less of BLAS's packing of the shared
+# operand (each piece packs it again, ~6 / rows of the piece of extra work).
+PIECES_PER_THREAD = 3
 # How long a reading of the cores that other work occupies (/proc/loadavg) stays valid.
 IDLE_CHECK_SECONDS = 0.05
-# How long OpenBLAS workers keep spinning after a call (2^28 cycles, ~0.1 s; measured:
-# their CPU use stops within 0.15 s); fasthess's own are not counted as other work.
-BLAS_SPIN_SECONDS = 0.2
 
 # ---------------------------------------------------------------- matrix-free products
 # Bytes of the (chunk x Nh m) block that a Hessian-vector product streams between its

@@ -15,8 +15,8 @@ import numpy as np
 
 from . import _config
 from ._features import Features, Point, check_point, features, refuse_if_too_large
-from ._resources import ComputeThreads, threads_for_work
-from .products import accumulate_a_bt, accumulate_at_b, row_blocks
+from ._resources import ComputeThreads, pieces_for, planned_threads, running_threads
+from .products import gemm_into, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
            "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout",
@@ -171,11 +171,9 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     One pass over sample chunks: a serial kernel writes each chunk's factors,
     samples last (:func:`fasthess._kernels.assembly.chunk_factors`), two GEMMs
     contract them (the pairs of w1w1 with the R11 coefficients, and the w1w2
-    products); then serial kernels write the blocks. All BLAS calls go to SciPy's
-    BLAS, whose pool ``scope`` allows the threads that the chunk's work is worth.
+    products); then serial kernels write the blocks. Every GEMM goes to SciPy's BLAS,
+    in pieces on the threads that the chunk's work is worth (:func:`gemm_into`).
     """
-    from scipy.linalg.blas import get_blas_funcs
-
     from ._kernels.assembly import chunk_factors, scatter_w1w1, write_w1w2, write_w2w2
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
@@ -214,20 +212,25 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
     chunk, work = _chunk_workspace(free, n_samples, sum(heights), dt)
 
-    gemm = get_blas_funcs("gemm", dtype=dt)
-    scope.blas(threads_for_work(chunk * s_rows * m_in, scope.budget))
+    gram = np.zeros((n_hidden, n_hidden), dtype=dt)
+    # the split of each chunk's GEMMs into pieces is fixed by the work and the thread
+    # setting; how many threads run them follows the idle cores, chunk by chunk
+    planned = planned_threads(chunk * s_rows * m_in, scope.budget)
+    pieces = pieces_for(planned, s_rows)
     for s0 in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s0)
         xt, gt, rhst, g2t, upairs, xpairs, rows = row_blocks(work, heights, c)
         chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
                       upairs, xpairs, rows)
-        accumulate_a_bt(gemm, upairs, xpairs, S, beta=0.0 if s0 == 0 else 1.0)
+        threads = running_threads(planned)
+        gemm_into(S, upairs, xpairs, b_transposed=True, beta=0.0 if s0 == 0 else 1.0,
+                  pieces=pieces, threads=threads)
         if by_inputs:
-            accumulate_a_bt(gemm, rows, rhst, T)
+            gemm_into(T, rows, rhst, b_transposed=True, pieces=pieces, threads=threads)
         else:
-            accumulate_a_bt(gemm, xt, rows, T)
-    gram = np.empty((n_hidden, n_hidden), dtype=dt)
-    accumulate_at_b(gemm, A, A, gram, beta=0.0)
+            gemm_into(T, xt, rows, b_transposed=True, pieces=pieces, threads=threads)
+        at = rhst[:n_hidden]
+        gemm_into(gram, at, at, b_transposed=True)
     Q = w2.T @ w2
     scale = 1.0 / n_samples
     scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
@@ -268,7 +271,11 @@ def assemble_ntk(point: Point) -> np.ndarray:
         n = ntk_size(point)
         n_out = point.net.n_out
         U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
-        scope.blas(threads_for_work(n * n * max(U.shape[1], f.X.shape[1]), scope.budget))
-        K = U @ U.T
-        ntk_combine(K, f.X @ f.X.T, f.A @ f.A.T, n_out, 1.0 / f.n_samples)
+        K, XX, AA = (np.empty((k, k), dtype=U.dtype) for k in (n, f.n_samples, f.n_samples))
+        for gram, factor in ((K, U), (XX, f.X), (AA, f.A)):
+            planned = planned_threads(gram.size * factor.shape[1], scope.budget)
+            gemm_into(gram, factor, factor, b_transposed=True, beta=0.0,
+                      pieces=pieces_for(planned, gram.shape[0]),
+                      threads=running_threads(planned))
+        ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
     return K
