@@ -172,27 +172,6 @@ def _blas_gemm(dtype):
     return fn
 
 
-def _gemm_rows(out, a, b, b_transposed, beta, r0, r1):
-    """out[r0:r1] = beta out[r0:r1] + a[r0:r1] op(b), one single-threaded BLAS call.
-
-    BLAS sees a C-ordered array as the Fortran-ordered transpose: out^T = op(b)^T a^T,
-    so b goes first ('T' when it is stored (n x k)) and a second, on the arrays' own
-    memory, with no copies.
-    """
-    import ctypes
-
-    c_int, byref = ctypes.c_int, ctypes.byref
-    item = out.itemsize
-    scalar = ctypes.c_double if out.dtype == np.float64 else ctypes.c_float
-    _blas_gemm(out.dtype)(
-        b"T" if b_transposed else b"N", b"N",
-        byref(c_int(out.shape[1])), byref(c_int(r1 - r0)), byref(c_int(a.shape[1])),
-        byref(scalar(1.0)), ctypes.c_void_p(b.ctypes.data), byref(c_int(b.strides[0] // item)),
-        ctypes.c_void_p(a.ctypes.data + r0 * a.strides[0]), byref(c_int(a.strides[0] // item)),
-        byref(scalar(beta)), ctypes.c_void_p(out.ctypes.data + r0 * out.strides[0]),
-        byref(c_int(out.strides[0] // item)))
-
-
 def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1,
               threads: int = 1) -> None:
     """out = beta out + a @ (b.T if b_transposed else b), in place.
@@ -201,10 +180,10 @@ def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int =
     contiguous rows (C-ordered blocks, or row ranges of them). The rows of out are
     split into ``pieces``, each one single-threaded BLAS call, run on ``threads``
     threads by :func:`fasthess._resources.run_pieces`: the result depends on the
-    pieces, never on the threads.
+    pieces, never on the threads. BLAS sees a C-ordered array as the Fortran-ordered
+    transpose, so each call is out^T = op(b)^T a^T on the arrays' own memory, with
+    no copies.
     """
-    from ._resources import run_pieces
-
     m = out.shape[0]
     if m == 0 or out.shape[1] == 0:
         return
@@ -212,6 +191,35 @@ def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int =
         out *= beta
         return
     pieces = max(1, min(pieces, m))
+    if pieces == 1:  # one call: SciPy's wrapper of the same BLAS routine, less overhead
+        from scipy.linalg.blas import get_blas_funcs
+
+        target = out.T
+        res = get_blas_funcs("gemm", dtype=out.dtype)(
+            1.0, b.T, a.T, beta=beta, c=target, trans_a=int(b_transposed), overwrite_c=1)
+        if res is not target:  # the wrapper copied: keep the result anyway
+            out[...] = res.T
+        return
+    import ctypes
+
+    from ._resources import run_pieces
+
+    c_int, byref, address = ctypes.c_int, ctypes.byref, ctypes.c_void_p
+    item = out.itemsize
+    scalar = ctypes.c_double if out.dtype == np.float64 else ctypes.c_float
+    gemm = _blas_gemm(out.dtype)
     bounds = [m * i // pieces for i in range(pieces + 1)]
-    run_pieces(lambda i: _gemm_rows(out, a, b, b_transposed, beta, bounds[i], bounds[i + 1]),
-               pieces, threads)
+    const = dict(transa=b"T" if b_transposed else b"N", n=byref(c_int(out.shape[1])),
+                 k=byref(c_int(a.shape[1])), alpha=byref(scalar(1.0)),
+                 b=address(b.ctypes.data), ldb=byref(c_int(b.strides[0] // item)),
+                 lda=byref(c_int(a.strides[0] // item)), beta=byref(scalar(beta)),
+                 ldc=byref(c_int(out.strides[0] // item)))
+    a0, out0 = a.ctypes.data, out.ctypes.data
+
+    def piece(i):
+        r0, r1 = bounds[i], bounds[i + 1]
+        gemm(const["transa"], b"N", const["n"], byref(c_int(r1 - r0)), const["k"],
+             const["alpha"], const["b"], const["ldb"], address(a0 + r0 * a.strides[0]),
+             const["lda"], const["beta"], address(out0 + r0 * out.strides[0]), const["ldc"])
+
+    run_pieces(piece, pieces, threads)
