@@ -23,6 +23,10 @@ MAX_CHUNK_SAMPLES = 1024
 # CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
 MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
+# Problems whose factors (all samples) and S take at most this many bytes are assembled
+# in one kernel call, without Python between the steps (N ~ 10: the steps themselves
+# take tens of microseconds). Its memory is apart from H: kept small.
+ONE_CALL_BYTES = 2 * 2**20
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 ASSEMBLY_OVERHEAD = 1.3
 # Bytes that a single float64 Hessian entry may reach before summing P of them

@@ -174,7 +174,8 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     products); then serial kernels write the blocks. Every GEMM goes to SciPy's BLAS,
     in pieces on the threads that the chunk's work is worth (:func:`gemm_into`).
     """
-    from ._kernels.assembly import chunk_factors, scatter_w1w1, write_w1w2, write_w2w2
+    from ._kernels.assembly import (assemble_one_chunk, chunk_factors, scatter_w1w1,
+                                    write_w1w2, write_w2w2)
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
@@ -192,8 +193,17 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     # G' (x) [A | r] against x; the narrower product row moves less memory.
     by_inputs = d1 <= n_hidden * n_rhs
     width = d1 if by_inputs else n_hidden * n_rhs
-    T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
 
+    d_w1w2 = d1 if mirror else 0
+    scale = 1.0 / n_samples
+    per_sample = n_in + n_hidden + n_rhs + (n_hidden if off_optimum else 0) + s_rows + m_in + width
+    if ((n_samples * per_sample + s_rows * m_in) * dt.itemsize <= _config.ONE_CALL_BYTES
+            and n_samples <= _config.MAX_CHUNK_SAMPLES
+            and planned_threads(n_samples * s_rows * m_in, scope.budget) == 1):
+        # one chunk, one thread: the whole assembly in one kernel call
+        assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, w1w1, w1w2, d_w1w2,
+                           mirror, w2w2, d_w1w2)
+        return
     row_width = w1w1.shape[1]
     flat = w1w1.reshape(-1)  # C-contiguous: a view
     layout = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
@@ -207,6 +217,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         free = flat[:start]
         n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
         late = np.empty((n_late + (n_hidden if off_optimum else 0), m_in), dtype=dt)
+    T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
     n_g2 = n_hidden if off_optimum else 0
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
     heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
@@ -232,9 +243,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         at = rhst[:n_hidden]
         gemm_into(gram, at, at, b_transposed=True)
     Q = w2.T @ w2
-    scale = 1.0 / n_samples
     scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
-    d_w1w2 = d1 if mirror else 0
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
     write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
 

@@ -383,14 +383,16 @@ def eigen_savings_of(activation, n, factor, repeat=3, log=print):
     return result
 
 
-def under_load(activation="erf", n=20, factor=2.0, repeat=5, log=print):
+def under_load(activation="erf", n=20, factor=2.0, repeat=5, busy=True, log=print):
     """fasthess.hessian with all threads against one thread, while a busy loop (a child
-    process this function starts and stops) holds one core. Returns the spread of
-    t(all threads) / t(one thread) and both times."""
+    process this function starts and stops) holds one core; ``busy=False``: on the
+    machine as it is. Returns the spread of t(all threads) / t(one thread) and both
+    times."""
     net, X = _problem(activation, n, factor)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
-        time.sleep(0.5)  # let the busy loop take its core
+        if loop is not None:
+            time.sleep(0.5)  # let the busy loop take its core
 
         def one():
             with threads(1):
@@ -398,13 +400,15 @@ def under_load(activation="erf", n=20, factor=2.0, repeat=5, log=print):
 
         times = interleaved_times({"one": one, "all": lambda: hessian(net, X)}, repeat)
     finally:
-        busy.kill()
-        busy.wait()
-    row = dict(activation=activation, n=n, threads=get_num_threads(),
+        if loop is not None:
+            loop.kill()
+            loop.wait()
+    row = dict(activation=activation, n=n, threads=get_num_threads(), busy=busy,
                one_s=spread(times["one"]), all_s=spread(times["all"]),
                all_over_one=spread(times["all"] / times["one"]))
-    log(f"under load (a busy loop on one core), N={n}: {row['threads']} threads take "
-        f"{format_spread(row['all_over_one'], suffix='x')} the time of one thread")
+    log(f"{'under load (a busy loop on one core)' if busy else 'threads'}, N={n}: "
+        f"{row['threads']} threads take {format_spread(row['all_over_one'], suffix='x')} "
+        "the time of one thread")
     return row
 
 

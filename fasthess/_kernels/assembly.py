@@ -15,7 +15,7 @@ Pair (a, b), a <= b, of n items has index a*n - a*(a-1)/2 + (b - a).
 """
 from __future__ import annotations
 
-import numba
+import numpy as np
 
 from ._jit import inline_kernel, kernel
 
@@ -225,3 +225,40 @@ def ntk_combine(K, XX, AA, n_out, scale):
             if k == kp:
                 v += AA[mu, nu]
             K[r, c] = scale * v
+
+
+@kernel
+def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, out_w1w1, out_w1w2,
+                       col0, mirror, out_w2w2, offset):
+    """The whole dense assembly of a problem small enough for one chunk, in one call.
+
+    The same steps as the chunked route (chunk_factors, the contractions, the
+    scatter), with the contractions by ``np.dot`` (SciPy's BLAS): no Python between
+    them, which is most of the time at N ~ 10. Arguments as in :func:`chunk_factors`
+    and the writers; S and the factors are allocated here (small by construction).
+    """
+    n_samples, n_in = X.shape
+    n_out, n_hidden = w2.shape
+    off_optimum = residual.shape[0] > 0
+    m_in = n_in * (n_in + 1) // 2
+    s_rows = n_hidden * (n_hidden + 1) // 2 + (n_hidden if off_optimum else 0)
+    n_rhs = n_hidden + (n_out if off_optimum else 0)
+    width = n_hidden * n_in if by_inputs else n_hidden * n_rhs
+    dt = X.dtype
+    xt = np.empty((n_in, n_samples), dt)
+    gt = np.empty((n_hidden, n_samples), dt)
+    rhst = np.empty((n_rhs, n_samples), dt)
+    g2t = np.empty((n_hidden if off_optimum else 0, n_samples), dt)
+    upairs = np.empty((s_rows, n_samples), dt)
+    xpairs = np.empty((m_in, n_samples), dt)
+    rows = np.empty((width, n_samples), dt)
+    chunk_factors(X, G1, A, G2, residual, w2, 0, by_inputs, xt, gt, rhst, g2t,
+                  upairs, xpairs, rows)
+    S = np.dot(upairs, xpairs.T)
+    T = np.dot(rows, rhst.T) if by_inputs else np.dot(xt, rows.T)
+    at = rhst[:n_hidden]
+    gram = np.dot(at, at.T)
+    Q = np.dot(w2.T, w2)
+    scatter_w1w1(S, S[:0], n_hidden, Q, scale, n_in, off_optimum, out_w1w1)
+    write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out_w1w2, col0, mirror)
+    write_w2w2(gram, scale, n_out, out_w2w2, offset)
