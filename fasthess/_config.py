@@ -42,6 +42,10 @@ MIN_MACS_PER_THREAD = 16_000_000
 # when a thread is descheduled; fewer repeat less of BLAS's packing of the shared
 # operand (each piece packs it again, ~6 / rows of the piece of extra work).
 PIECES_PER_THREAD = 3
+# Fewest rows of a GEMM's output in one piece: thinner pieces run BLAS's edge kernels
+# and repack the shared operand too often (measured: 6 pieces of 35 rows of the N = 20
+# contraction took 25% longer than one call).
+MIN_PIECE_ROWS = 64
 # How long a reading of the cores that other work occupies (/proc/loadavg) stays valid.
 IDLE_CHECK_SECONDS = 0.05
 

@@ -155,12 +155,15 @@ def running_threads(planned: int) -> int:
 
 
 def pieces_for(planned: int, limit: int) -> int:
-    """Pieces to split work planned for ``planned`` threads into (at most ``limit``):
-    one when it is not split, else ``_config.PIECES_PER_THREAD`` per thread, so that a
-    descheduled thread delays a small piece of the work, not half of it."""
+    """Pieces to split work planned for ``planned`` threads into (at most ``limit``,
+    at least one per thread when the limit allows): one when it is not split, else
+    ``_config.PIECES_PER_THREAD`` per thread, so that a descheduled thread delays a
+    small piece of the work, not half of it."""
     from . import _config
 
-    return 1 if planned == 1 else max(1, min(limit, planned * _config.PIECES_PER_THREAD))
+    if planned == 1:
+        return 1
+    return max(1, min(planned * _config.PIECES_PER_THREAD, max(planned, limit)))
 
 
 _idle_cache = [-1.0, 1]  # (monotonic time read, idle cores)
@@ -169,9 +172,10 @@ _idle_cache = [-1.0, 1]  # (monotonic time read, idle cores)
 def idle_cores() -> int:
     """Cores of this process's affinity that no other runnable task occupies now.
 
-    Linux's /proc/loadavg counts the runnable tasks at this instant, this process
-    among them. Read at most once per ``_config.IDLE_CHECK_SECONDS``. Elsewhere (no
-    /proc): all cores.
+    Linux's /proc/loadavg counts the runnable tasks at this instant; this process's
+    own runnable threads (the caller, BLAS workers still spinning after a call) are
+    not other work and are subtracted. Read at most once per
+    ``_config.IDLE_CHECK_SECONDS``. Elsewhere (no /proc): all cores.
     """
     import time
 
@@ -187,9 +191,28 @@ def idle_cores() -> int:
             running = int(f.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         running = 1
-    idle = max(1, cores - max(0, running - 1))
+    idle = max(1, cores - max(0, running - _own_runnable_threads()))
     _idle_cache[:] = [now, idle]
     return idle
+
+
+def _own_runnable_threads() -> int:
+    """This process's threads in state R (running or runnable), at least 1 (the caller)."""
+    count = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # the state follows the command name, which is in parentheses and may hold spaces
+        if stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R":
+            count += 1
+    return max(1, count)
 
 
 _pool: list = [None, None]  # [pid that created it, ThreadPoolExecutor]

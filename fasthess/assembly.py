@@ -224,10 +224,10 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     chunk, work = _chunk_workspace(free, n_samples, sum(heights), dt)
 
     gram = np.zeros((n_hidden, n_hidden), dtype=dt)
-    # the split of each chunk's GEMMs into pieces is fixed by the work and the thread
-    # setting; how many threads run them follows the idle cores, chunk by chunk
+    # the threads a chunk's contraction is worth; its split into pieces (so the result)
+    # is fixed by them, and the threads that run the pieces follow the idle cores
     planned = planned_threads(chunk * s_rows * m_in, scope.budget)
-    pieces = pieces_for(planned, s_rows)
+    pieces = pieces_for(planned, s_rows // _config.MIN_PIECE_ROWS)
     for s0 in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s0)
         xt, gt, rhst, g2t, upairs, xpairs, rows = row_blocks(work, heights, c)
@@ -284,7 +284,7 @@ def assemble_ntk(point: Point) -> np.ndarray:
         for gram, factor in ((K, U), (XX, f.X), (AA, f.A)):
             planned = planned_threads(gram.size * factor.shape[1], scope.budget)
             gemm_into(gram, factor, factor, b_transposed=True, beta=0.0,
-                      pieces=pieces_for(planned, gram.shape[0]),
+                      pieces=pieces_for(planned, gram.shape[0] // _config.MIN_PIECE_ROWS),
                       threads=running_threads(planned))
         ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
     return K

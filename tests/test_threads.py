@@ -144,7 +144,8 @@ def test_threads_follow_the_work_and_the_idle_cores(monkeypatch):
 
 
 def test_idle_cores_counts_other_runnable_tasks(monkeypatch, tmp_path):
-    """/proc/loadavg's runnable count, minus this process; no /proc means all cores."""
+    """/proc/loadavg's runnable count, minus this process's own runnable threads; no
+    /proc means all cores."""
     import builtins
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -158,6 +159,9 @@ def test_idle_cores_counts_other_runnable_tasks(monkeypatch, tmp_path):
             return real_open(fake, *args, **kwargs)
         return real_open(path, *args, **kwargs)
 
+    assert _resources._own_runnable_threads() >= 1  # the caller, read from /proc/self/task
+    own = {"threads": 1}
+    monkeypatch.setattr(_resources, "_own_runnable_threads", lambda: own["threads"])
     monkeypatch.setattr(builtins, "open", fake_open)
     monkeypatch.setattr(_config, "IDLE_CHECK_SECONDS", 0.0)  # no cached reading
     assert idle_cores() == cores  # only this process runs
@@ -165,6 +169,8 @@ def test_idle_cores_counts_other_runnable_tasks(monkeypatch, tmp_path):
     assert idle_cores() == 1
     state["running"] = 2
     assert idle_cores() == max(1, cores - 1)
+    own["threads"] = 2  # the other runnable thread is this process's own (a BLAS spinner)
+    assert idle_cores() == cores
 
     def no_proc(path, *args, **kwargs):
         if path == "/proc/loadavg":
