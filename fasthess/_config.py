@@ -37,15 +37,16 @@ OVERFLOW_MARGIN = 16.0
 # Fewest multiply-adds a product gives each of its threads (fasthess chooses the
 # thread count of each product by its work, _resources.planned_threads): waking and
 # joining a thread costs tens of microseconds; ~1 ms of work per thread amortises it.
-MIN_MACS_PER_THREAD = 16_000_000
+MIN_MACS_PER_THREAD = 8_000_000
 # Pieces per thread that run_pieces splits a product into: more balance the load
 # when a thread is descheduled; fewer repeat less of BLAS's packing of the shared
-# operand (each piece packs it again, ~6 / rows of the piece of extra work).
-PIECES_PER_THREAD = 3
+# operand. Measured on 2 idle cores (465^2 and 820^2 outputs, K ~ 260): 2 pieces on 2
+# threads 1.6-1.9x one call, 4 pieces the same within 5%, 6 pieces of 77 rows 1.4x.
+PIECES_PER_THREAD = 2
 # Fewest rows of a GEMM's output in one piece: thinner pieces run BLAS's edge kernels
-# and repack the shared operand too often (measured: 6 pieces of 35 rows of the N = 20
-# contraction took 25% longer than one call).
-MIN_PIECE_ROWS = 64
+# and repack the shared operand too often (6 pieces of 77 rows ran 22% longer than one
+# call, single-threaded).
+MIN_PIECE_ROWS = 128
 # How long a reading of the cores that other work occupies (/proc/loadavg) stays valid.
 IDLE_CHECK_SECONDS = 0.05
 

@@ -154,16 +154,20 @@ def running_threads(planned: int) -> int:
     return planned if planned == 1 else max(1, min(planned, idle_cores()))
 
 
-def pieces_for(planned: int, limit: int) -> int:
-    """Pieces to split work planned for ``planned`` threads into (at most ``limit``,
-    at least one per thread when the limit allows): one when it is not split, else
-    ``_config.PIECES_PER_THREAD`` per thread, so that a descheduled thread delays a
-    small piece of the work, not half of it."""
+def pieces_for(planned: int, rows: int) -> int:
+    """Pieces to split a product planned for ``planned`` threads into, along ``rows``.
+
+    One when it is not split; else ``_config.PIECES_PER_THREAD`` per thread, so that
+    a descheduled thread delays a small piece of the work, not half of it, but with
+    at least ``_config.MIN_PIECE_ROWS`` rows each; never fewer than one per thread.
+    """
     from . import _config
 
     if planned == 1:
         return 1
-    return max(1, min(planned * _config.PIECES_PER_THREAD, max(planned, limit)))
+    per_thread = max(1, min(_config.PIECES_PER_THREAD,
+                            rows // (planned * _config.MIN_PIECE_ROWS)))
+    return max(1, min(rows, planned * per_thread))
 
 
 _idle_cache = [-1.0, 1]  # (monotonic time read, idle cores)

@@ -15,8 +15,9 @@ import numpy as np
 
 from . import _config
 from ._features import Features, Point, check_point, features, refuse_if_too_large
-from ._resources import ComputeThreads, pieces_for, planned_threads, running_threads
-from .products import gemm_into, row_blocks
+from ._resources import (ComputeThreads, pieces_for, planned_threads, run_pieces,
+                         running_threads)
+from .products import gemm_into, gemm_tasks, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
            "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout",
@@ -221,27 +222,51 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     n_g2 = n_hidden if off_optimum else 0
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
     heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
-    chunk, work = _chunk_workspace(free, n_samples, sum(heights), dt)
-
-    gram = np.zeros((n_hidden, n_hidden), dtype=dt)
+    per_chunk = sum(heights)
+    chunk, work = _chunk_workspace(free, n_samples, per_chunk, dt)
     # the threads a chunk's contraction is worth; its split into pieces (so the result)
     # is fixed by them, and the threads that run the pieces follow the idle cores
     planned = planned_threads(chunk * s_rows * m_in, scope.budget)
-    pieces = pieces_for(planned, s_rows // _config.MIN_PIECE_ROWS)
-    for s0 in range(0, n_samples, chunk):
-        c = min(chunk, n_samples - s0)
-        xt, gt, rhst, g2t, upairs, xpairs, rows = row_blocks(work, heights, c)
-        chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
-                      upairs, xpairs, rows)
-        threads = running_threads(planned)
-        gemm_into(S, upairs, xpairs, b_transposed=True, beta=0.0 if s0 == 0 else 1.0,
-                  pieces=pieces, threads=threads)
-        if by_inputs:
-            gemm_into(T, rows, rhst, b_transposed=True, pieces=pieces, threads=threads)
-        else:
-            gemm_into(T, xt, rows, b_transposed=True, pieces=pieces, threads=threads)
+    if planned > 1 and work.size >= 2 * per_chunk * chunk:
+        # two workspaces: the factors of chunk k + 1 are built while chunk k is contracted
+        spaces = (work[:chunk * per_chunk], work[chunk * per_chunk:2 * chunk * per_chunk])
+    else:
+        spaces = (work,)
+    pieces_s = pieces_for(planned, s_rows)
+    pieces_t = pieces_for(planned, T.shape[0])
+    gram = np.zeros((n_hidden, n_hidden), dtype=dt)
+    starts = list(range(0, n_samples, chunk))
+
+    def blocks(k):
+        c = min(chunk, n_samples - starts[k])
+        return c, row_blocks(spaces[k % len(spaces)], heights, c)
+
+    def factor_tasks(k):
+        c, b = blocks(k)
+        return [lambda i=i: chunk_factors(X, G1, A, G2, residual, w2, starts[k], by_inputs,
+                                          *b, c * i // planned, c * (i + 1) // planned)
+                for i in range(planned)]
+
+    def contraction_tasks(k):
+        _, (xt, gt, rhst, g2t, upairs, xpairs, rows) = blocks(k)
         at = rhst[:n_hidden]
-        gemm_into(gram, at, at, b_transposed=True)
+        return (gemm_tasks(S, upairs, xpairs, b_transposed=True, beta=0.0 if k == 0 else 1.0,
+                           pieces=pieces_s)
+                + gemm_tasks(T, *((rows, rhst) if by_inputs else (xt, rows)),
+                             b_transposed=True, pieces=pieces_t)
+                + gemm_tasks(gram, at, at, b_transposed=True))
+
+    def run(tasks):
+        run_pieces(lambda i: tasks[i](), len(tasks), running_threads(planned))
+
+    if len(spaces) == 1:
+        for k in range(len(starts)):
+            run(factor_tasks(k))
+            run(contraction_tasks(k))
+    else:  # one round per chunk: its contraction beside the next chunk's factors
+        run(factor_tasks(0))
+        for k in range(len(starts)):
+            run((factor_tasks(k + 1) if k + 1 < len(starts) else []) + contraction_tasks(k))
     Q = w2.T @ w2
     scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
@@ -284,7 +309,7 @@ def assemble_ntk(point: Point) -> np.ndarray:
         for gram, factor in ((K, U), (XX, f.X), (AA, f.A)):
             planned = planned_threads(gram.size * factor.shape[1], scope.budget)
             gemm_into(gram, factor, factor, b_transposed=True, beta=0.0,
-                      pieces=pieces_for(planned, gram.shape[0] // _config.MIN_PIECE_ROWS),
+                      pieces=pieces_for(planned, gram.shape[0]),
                       threads=running_threads(planned))
         ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
     return K

@@ -11,7 +11,7 @@ import numpy as np
 from ._features import Features
 
 __all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products",
-           "gemm_into", "row_blocks"]
+           "gemm_into", "gemm_tasks", "row_blocks"]
 
 
 def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +75,7 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
 
     from . import _config
     from ._kernels.products import hvp_middle
-    from ._resources import (ComputeThreads, pieces_for, planned_threads, run_pieces,
-                             running_threads)
+    from ._resources import ComputeThreads, planned_threads, run_pieces, running_threads
 
     X = f.X
     dt = X.dtype
@@ -99,7 +98,9 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
     scratch_heights = (n_hidden, n_hidden) + ((n_out, n_hidden) if off_optimum else (0, 0))
     with ComputeThreads() as scope:
         planned = planned_threads(2 * n_samples * n_in * height, scope.budget)
-        n_pieces = pieces_for(planned, -(-n_samples // chunk))
+        # pieces of whole chunks of samples: as many per thread as pieces_for allows
+        n_pieces = 1 if planned == 1 else max(planned, min(
+            -(-n_samples // chunk), planned * _config.PIECES_PER_THREAD))
         bounds = [n_samples * i // n_pieces for i in range(n_pieces + 1)]
         out1r = np.zeros((n_pieces, height, n_in), dtype=dt)  # w1 rows, ((j, col), i)
         out2r = np.zeros((n_pieces, n_hidden, n_out * m), dtype=dt)  # A^T u, (j, (k, col))
@@ -178,20 +179,16 @@ def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int =
 
     out (m x n), a (m x k), b (n x k) or (k x n): the dtype of out, each with
     contiguous rows (C-ordered blocks, or row ranges of them). The rows of out are
-    split into ``pieces``, each one single-threaded BLAS call, run on ``threads``
-    threads by :func:`fasthess._resources.run_pieces`: the result depends on the
-    pieces, never on the threads. BLAS sees a C-ordered array as the Fortran-ordered
-    transpose, so each call is out^T = op(b)^T a^T on the arrays' own memory, with
-    no copies.
+    split into ``pieces`` (:func:`gemm_tasks`), each one single-threaded BLAS call,
+    run on ``threads`` threads by :func:`fasthess._resources.run_pieces`: the
+    result depends on the pieces, never on the threads.
     """
-    m = out.shape[0]
-    if m == 0 or out.shape[1] == 0:
-        return
-    if a.shape[1] == 0:  # nothing to add: BLAS would leave out as it is, scale it here
-        out *= beta
-        return
-    pieces = max(1, min(pieces, m))
-    if pieces == 1:  # one call: SciPy's wrapper of the same BLAS routine, less overhead
+    from ._resources import run_pieces
+
+    tasks = gemm_tasks(out, a, b, b_transposed=b_transposed, beta=beta, pieces=pieces)
+    if len(tasks) == 1 and threads == 1 and a.shape[1] > 0:
+        # alone on this thread: SciPy's wrapper of the same BLAS routine, with the same
+        # arguments (so the same result), costs 1 us a call instead of ~9
         from scipy.linalg.blas import get_blas_funcs
 
         target = out.T
@@ -200,26 +197,38 @@ def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int =
         if res is not target:  # the wrapper copied: keep the result anyway
             out[...] = res.T
         return
+    run_pieces(lambda i: tasks[i](), len(tasks), threads)
+
+
+def gemm_tasks(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1) -> list:
+    """The BLAS calls of :func:`gemm_into` as zero-argument callables, one per piece of
+    rows of out, each releasing the GIL (to be run with other tasks by run_pieces).
+
+    BLAS sees a C-ordered array as the Fortran-ordered transpose, so each call is
+    out^T = op(b)^T a^T on the arrays' own memory, with no copies.
+    """
     import ctypes
 
-    from ._resources import run_pieces
-
+    m = out.shape[0]
+    if m == 0 or out.shape[1] == 0:
+        return []
+    if a.shape[1] == 0:  # nothing to add: BLAS would leave out as it is, scale it here
+        return [lambda: out.__imul__(beta)]
+    pieces = max(1, min(pieces, m))
     c_int, byref, address = ctypes.c_int, ctypes.byref, ctypes.c_void_p
     item = out.itemsize
     scalar = ctypes.c_double if out.dtype == np.float64 else ctypes.c_float
     gemm = _blas_gemm(out.dtype)
-    bounds = [m * i // pieces for i in range(pieces + 1)]
-    const = dict(transa=b"T" if b_transposed else b"N", n=byref(c_int(out.shape[1])),
-                 k=byref(c_int(a.shape[1])), alpha=byref(scalar(1.0)),
-                 b=address(b.ctypes.data), ldb=byref(c_int(b.strides[0] // item)),
-                 lda=byref(c_int(a.strides[0] // item)), beta=byref(scalar(beta)),
-                 ldc=byref(c_int(out.strides[0] // item)))
-    a0, out0 = a.ctypes.data, out.ctypes.data
+    transa = b"T" if b_transposed else b"N"
+    n, k = byref(c_int(out.shape[1])), byref(c_int(a.shape[1]))
+    alpha, beta_ = byref(scalar(1.0)), byref(scalar(beta))
+    b_ptr, ldb = address(b.ctypes.data), byref(c_int(b.strides[0] // item))
+    lda, ldc = byref(c_int(a.strides[0] // item)), byref(c_int(out.strides[0] // item))
+    a0, out0, a_step, out_step = a.ctypes.data, out.ctypes.data, a.strides[0], out.strides[0]
 
-    def piece(i):
-        r0, r1 = bounds[i], bounds[i + 1]
-        gemm(const["transa"], b"N", const["n"], byref(c_int(r1 - r0)), const["k"],
-             const["alpha"], const["b"], const["ldb"], address(a0 + r0 * a.strides[0]),
-             const["lda"], const["beta"], address(out0 + r0 * out.strides[0]), const["ldc"])
+    def piece(r0, r1):
+        return lambda: gemm(transa, b"N", n, byref(c_int(r1 - r0)), k, alpha, b_ptr, ldb,
+                            address(a0 + r0 * a_step), lda, beta_,
+                            address(out0 + r0 * out_step), ldc)
 
-    run_pieces(piece, pieces, threads)
+    return [piece(m * i // pieces, m * (i + 1) // pieces) for i in range(pieces)]

@@ -52,8 +52,8 @@ def _use(monkeypatch, route):
                             lambda a, r: seen.__setitem__("one_call", seen["one_call"] + 1)))
     monkeypatch.setattr(assembly, "_chunk_workspace",
                         spy("workspace", assembly._chunk_workspace, count_buffer))
-    monkeypatch.setattr(_resources, "run_pieces",
-                        spy("pieces", _resources.run_pieces, count_pieces))
+    for module in (_resources, assembly):  # products' and assembly's own reference
+        monkeypatch.setattr(module, "run_pieces", spy("pieces", module.run_pieces, count_pieces))
     return seen
 
 

@@ -135,8 +135,11 @@ def test_threads_follow_the_work_and_the_idle_cores(monkeypatch):
     assert planned_threads(per_thread - 1, 8) == 1
     assert planned_threads(3 * per_thread, 8) == 3
     assert planned_threads(100 * per_thread, 2) == 2
-    assert pieces_for(1, 1000) == 1
-    assert pieces_for(3, 1000) == 3 * _config.PIECES_PER_THREAD and pieces_for(3, 4) == 4
+    rows = 10 * _config.PIECES_PER_THREAD * _config.MIN_PIECE_ROWS
+    assert pieces_for(1, rows) == 1
+    assert pieces_for(3, rows) == 3 * _config.PIECES_PER_THREAD  # a few per thread
+    assert pieces_for(3, 3 * _config.MIN_PIECE_ROWS) == 3  # but none too thin
+    assert pieces_for(3, 2) == 2  # and never more than the rows
     monkeypatch.setattr(_resources, "idle_cores", lambda: 8)
     assert running_threads(3) == 3 and running_threads(1) == 1
     monkeypatch.setattr(_resources, "idle_cores", lambda: 1)  # another job holds the rest

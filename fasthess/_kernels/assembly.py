@@ -28,26 +28,27 @@ def pair_index(a, b, n):
 
 
 @inline_kernel
-def _pair_rows(VT, out):
-    """out[pair_index(a, b), :] = VT[a, :] * VT[b, :] for all pairs a <= b (samples last)."""
-    n, c = VT.shape
+def _pair_rows(VT, out, p0, p1):
+    """out[pair_index(a, b), p] = VT[a, p] * VT[b, p] for all pairs a <= b, p0 <= p < p1."""
+    n = VT.shape[0]
     row = 0
     for a in range(n):
         for b in range(a, n):
-            for p in range(c):
+            for p in range(p0, p1):
                 out[row, p] = VT[a, p] * VT[b, p]
             row += 1
 
 
 @kernel
 def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
-                  upairs, xpairs, rows):
-    """The per-sample factors of samples s0 .. s0 + c of one dense-assembly chunk.
+                  upairs, xpairs, rows, p0, p1):
+    """The per-sample factors of samples s0 + p0 .. s0 + p1 of one dense-assembly chunk.
 
-    Every output is stored samples-last (one row per factor, c samples along it),
+    Every output is stored samples last (one row per factor, c samples along it),
     so each loop below runs over the samples, contiguously, and BLAS contracts
     the rows: S += upairs xpairs^T, T += rows rhst^T (``by_inputs``) or
-    T += xt rows^T.
+    T += xt rows^T. Only columns p0 .. p1 - 1 are written (callers split a chunk
+    into column ranges, one per thread).
 
     Inputs: X (P, Ni), G1, A (P, Nh); G2 (P, Nh) and residual (P, No) off the
     optimum, else shape (0, 0); w2 (No, Nh). Outputs (c = xt.shape[1]):
@@ -59,13 +60,13 @@ def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
     - xpairs (m_in, c): x_i x_i' for pairs i <= i';
     - rows: by_inputs (Nh*Ni, c) = G'_j x_i, otherwise (Nh*(Nh [+ No]), c) = G'_j [A | r]_c'.
     """
-    n_in, c = xt.shape
+    n_in = xt.shape[0]
     n_hidden = G1.shape[1]
     n_out = w2.shape[0]
     m_hidden = n_hidden * (n_hidden + 1) // 2
     off_optimum = residual.shape[0] > 0
     n_rhs = rhst.shape[0]
-    for p in range(c):
+    for p in range(p0, p1):
         mu = s0 + p
         for i in range(n_in):
             xt[i, p] = X[mu, i]
@@ -77,27 +78,27 @@ def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
                 rhst[n_hidden + k, p] = residual[mu, k]
             for j in range(n_hidden):
                 g2t[j, p] = G2[mu, j]
-    _pair_rows(gt, upairs)
-    _pair_rows(xt, xpairs)
+    _pair_rows(gt, upairs, p0, p1)
+    _pair_rows(xt, xpairs, p0, p1)
     if off_optimum:
         for j in range(n_hidden):
-            for p in range(c):
+            for p in range(p0, p1):
                 upairs[m_hidden + j, p] = 0.0
             for k in range(n_out):
                 b = w2[k, j]
-                for p in range(c):
+                for p in range(p0, p1):
                     upairs[m_hidden + j, p] += rhst[n_hidden + k, p] * b
-            for p in range(c):
+            for p in range(p0, p1):
                 upairs[m_hidden + j, p] *= g2t[j, p]
     if by_inputs:
         for j in range(n_hidden):
             for i in range(n_in):
-                for p in range(c):
+                for p in range(p0, p1):
                     rows[j * n_in + i, p] = gt[j, p] * xt[i, p]
     else:
         for j in range(n_hidden):
             for t in range(n_rhs):
-                for p in range(c):
+                for p in range(p0, p1):
                     rows[j * n_rhs + t, p] = gt[j, p] * rhst[t, p]
 
 
@@ -253,7 +254,7 @@ def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, out_w1w1, o
     xpairs = np.empty((m_in, n_samples), dt)
     rows = np.empty((width, n_samples), dt)
     chunk_factors(X, G1, A, G2, residual, w2, 0, by_inputs, xt, gt, rhst, g2t,
-                  upairs, xpairs, rows)
+                  upairs, xpairs, rows, 0, n_samples)
     S = np.dot(upairs, xpairs.T)
     T = np.dot(rows, rhst.T) if by_inputs else np.dot(xt, rows.T)
     at = rhst[:n_hidden]
