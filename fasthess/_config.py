@@ -23,6 +23,10 @@ MAX_CHUNK_SAMPLES = 1024
 # CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
 MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
+# Problems whose factors (all samples) and S take at most this many bytes are assembled
+# in one kernel call, without Python between the steps (N ~ 10: the steps themselves
+# take tens of microseconds). Its memory is apart from H: kept small.
+ONE_CALL_BYTES = 2 * 2**20
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 ASSEMBLY_OVERHEAD = 1.3
 # Bytes that a single float64 Hessian entry may reach before summing P of them
@@ -30,16 +34,21 @@ ASSEMBLY_OVERHEAD = 1.3
 OVERFLOW_MARGIN = 16.0
 
 # ---------------------------------------------------------------- threads
-# Fewest multiply-adds a BLAS call gives each of its threads (fasthess chooses the
-# thread count of each call by its work, _resources.threads_for_work). Waking and
-# joining a thread costs tens of microseconds, and on a busy machine a descheduled
-# thread stalls the whole call: below ~1 ms of work per thread, one thread is faster.
-MIN_MACS_PER_THREAD = 16_000_000
+# Fewest multiply-adds a product gives each of its threads (fasthess chooses the
+# thread count of each product by its work, _resources.planned_threads): waking and
+# joining a thread costs tens of microseconds; ~1 ms of work per thread amortises it.
+MIN_MACS_PER_THREAD = 8_000_000
+# Pieces per thread that run_pieces splits a product into: more balance the load
+# when a thread is descheduled; fewer repeat less of BLAS's packing of the shared
+# operand. Measured on 2 idle cores (465^2 and 820^2 outputs, K ~ 260): 2 pieces on 2
+# threads 1.6-1.9x one call, 4 pieces the same within 5%, 6 pieces of 77 rows 1.4x.
+PIECES_PER_THREAD = 2
+# Fewest rows of a GEMM's output in one piece: thinner pieces run BLAS's edge kernels
+# and repack the shared operand too often (6 pieces of 77 rows ran 22% longer than one
+# call, single-threaded).
+MIN_PIECE_ROWS = 128
 # How long a reading of the cores that other work occupies (/proc/loadavg) stays valid.
 IDLE_CHECK_SECONDS = 0.05
-# How long OpenBLAS workers keep spinning after a call (2^28 cycles, ~0.1 s; measured:
-# their CPU use stops within 0.15 s); fasthess's own are not counted as other work.
-BLAS_SPIN_SECONDS = 0.2
 
 # ---------------------------------------------------------------- matrix-free products
 # Bytes of the (chunk x Nh m) block that a Hessian-vector product streams between its

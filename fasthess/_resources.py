@@ -4,9 +4,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 
 __all__ = ["available_memory", "memory_limit", "format_bytes", "check_fits", "set_num_threads",
-           "get_num_threads", "threads", "ComputeThreads", "threads_for_work"]
+           "get_num_threads", "threads", "ComputeThreads", "planned_threads", "running_threads",
+           "pieces_for", "run_pieces", "idle_cores"]
 
 
 def available_memory() -> int:
@@ -62,25 +64,6 @@ def set_num_threads(n: int) -> None:
     The environment variable ``FASTHESS_NUM_THREADS`` sets the default at import
     of the first kernel-using call. Numba and BLAS never run concurrently in
     fasthess (BLAS is never called inside prange), so n threads total is n cores.
-
-    Parameters
-    ----------
-    n : int
-        Threads, >= 1; capped at the cores (Numba's thread pool), since more would
-        oversubscribe them.
-
-    See Also
-    --------
-    threads : The same for one block of code.
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> before = fh.get_num_threads()
-    >>> fh.set_num_threads(1)
-    >>> fh.get_num_threads()
-    1
-    >>> fh.set_num_threads(before)
     """
     import numba
     from threadpoolctl import threadpool_limits
@@ -88,25 +71,9 @@ def set_num_threads(n: int) -> None:
     n = _check_threads(n)
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")  # takes effect now, until changed again
-    _explicit[0] = True  # a thread count the user chose is used as given (reproducible)
 
 
 def get_num_threads() -> int:
-    """Return the number of threads fasthess kernels use.
-
-    Returns
-    -------
-    int
-        Numba's current thread count (BLAS is set to the same by
-        :func:`set_num_threads`).
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> with fh.threads(1):
-    ...     fh.get_num_threads()
-    1
-    """
     import numba
 
     return numba.get_num_threads()
@@ -114,42 +81,18 @@ def get_num_threads() -> int:
 
 @contextlib.contextmanager
 def threads(n: int):
-    """Run a block with ``n`` threads for Numba and BLAS (a context manager).
-
-    The previous settings come back when the block ends, also on an exception.
-
-    Parameters
-    ----------
-    n : int
-        Threads, >= 1; capped at the cores.
-
-    Yields
-    ------
-    None
-        The block runs with ``n`` threads.
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(30, 4, rng=1)
-    >>> with fh.threads(1):
-    ...     H = fh.hessian(net, X)
-    >>> H.shape
-    (15, 15)
-    """
+    """Context manager: run the block with ``n`` threads (Numba and BLAS)."""
     import numba
     from threadpoolctl import threadpool_limits
 
     n = _check_threads(n)
-    old, old_explicit = numba.get_num_threads(), _explicit[0]
+    old = numba.get_num_threads()
     numba.set_num_threads(n)
-    _explicit[0] = True
     try:
         with threadpool_limits(limits=n, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(old)
-        _explicit[0] = old_explicit
 
 
 def _check_threads(n, name="n") -> int:
@@ -174,8 +117,6 @@ def apply_env_threads() -> None:
 
 # ------------------------------------------------------- threads of one computation
 _blas_pools_cache: tuple | None = None
-# Whether the user chose the thread count (then the load does not change it).
-_explicit = [False]
 
 
 def blas_pools() -> tuple:
@@ -192,37 +133,53 @@ def blas_pools() -> tuple:
     return _blas_pools_cache
 
 
-def threads_for_work(macs_per_call: float, budget: int) -> int:
-    """Threads for BLAS calls of ``macs_per_call`` multiply-adds each, at most ``budget``.
+def planned_threads(macs: float, budget: int) -> int:
+    """Threads that ``macs`` multiply-adds of work are worth, at most ``budget``.
 
     Each thread gets at least ``_config.MIN_MACS_PER_THREAD``: below that, waking and
-    joining threads costs more than it saves. And, unless the user chose the thread
-    count (:func:`set_num_threads`, :func:`threads`, ``FASTHESS_NUM_THREADS``), only
-    cores that no other work is running on right now are used (:func:`idle_cores`):
-    on a busy machine a BLAS thread that shares its core is descheduled for whole
-    time slices while the others wait for it at every synchronisation (measured: 4x,
-    at worst 17x slower than one thread at N = 30 beside a busy loop), as
-    ``OMP_DYNAMIC`` does for OpenMP. A chosen count is used as given, so that results
-    are bit-identical from run to run whatever the load (BLAS sums in another order
-    on another thread count).
+    joining threads costs more than it saves. The plan fixes how the work is split
+    into pieces (so, at a fixed thread setting, the result); how many threads then
+    run the pieces is :func:`running_threads`.
     """
     from . import _config
 
-    n = int(max(1, min(budget, macs_per_call // _config.MIN_MACS_PER_THREAD)))
-    return n if n == 1 or _explicit[0] else max(1, min(n, idle_cores()))
+    return int(max(1, min(budget, macs // _config.MIN_MACS_PER_THREAD)))
+
+
+def running_threads(planned: int) -> int:
+    """Threads to run ``planned`` threads' pieces on now: only cores that no other
+    work occupies (:func:`idle_cores`, as ``OMP_DYNAMIC`` does for OpenMP). A thread
+    sharing its core with another job is descheduled for whole time slices; fewer
+    threads then finish sooner, and the result is the same (:func:`run_pieces`)."""
+    return planned if planned == 1 else max(1, min(planned, idle_cores()))
+
+
+def pieces_for(planned: int, rows: int) -> int:
+    """Pieces to split a product planned for ``planned`` threads into, along ``rows``.
+
+    One when it is not split; else ``_config.PIECES_PER_THREAD`` per thread, so that
+    a descheduled thread delays a small piece of the work, not half of it, but with
+    at least ``_config.MIN_PIECE_ROWS`` rows each; never fewer than one per thread.
+    """
+    from . import _config
+
+    if planned == 1:
+        return 1
+    per_thread = max(1, min(_config.PIECES_PER_THREAD,
+                            rows // (planned * _config.MIN_PIECE_ROWS)))
+    return max(1, min(rows, planned * per_thread))
 
 
 _idle_cache = [-1.0, 1]  # (monotonic time read, idle cores)
-_own_spinning = [-1.0, 0]  # (monotonic end of our last multi-threaded BLAS work, its workers)
 
 
 def idle_cores() -> int:
     """Cores of this process's affinity that no other runnable task occupies now.
 
-    Linux's /proc/loadavg counts the runnable tasks at this instant; this process
-    is one, and so are its own BLAS workers still spinning after a recent call (they
-    yield to real work), which are not counted against the cores. Read at most once
-    per ``_config.IDLE_CHECK_SECONDS``. Elsewhere (no /proc): all cores.
+    Linux's /proc/loadavg counts the runnable tasks at this instant; this process's
+    own runnable threads (the caller, BLAS workers still spinning after a call) are
+    not other work and are subtracted. Read at most once per
+    ``_config.IDLE_CHECK_SECONDS``. Elsewhere (no /proc): all cores.
     """
     import time
 
@@ -238,39 +195,128 @@ def idle_cores() -> int:
             running = int(f.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         running = 1
-    own = _own_spinning[1] if now - _own_spinning[0] < _config.BLAS_SPIN_SECONDS else 0
-    idle = max(1, cores - max(0, running - 1 - own))
+    idle = max(1, cores - max(0, running - _own_runnable_threads()))
     _idle_cache[:] = [now, idle]
     return idle
+
+
+def _own_runnable_threads() -> int:
+    """This process's threads in state R (running or runnable), at least 1 (the caller)."""
+    count = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # the state follows the command name, which is in parentheses and may hold spaces
+        if stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R":
+            count += 1
+    return max(1, count)
+
+
+_pool: list = [None, None]  # [pid that created it, ThreadPoolExecutor]
+_pool_lock = threading.Lock()
+
+
+def run_pieces(task, n_pieces: int, threads: int) -> None:
+    """Call ``task(i)`` for i in range(n_pieces), on ``threads`` threads at once.
+
+    The calling thread works too; the others come from a pool of plain threads that
+    sleep while idle (they never spin), created on first use. Pieces are handed out
+    one at a time, in order, to whichever thread is free: a thread descheduled by
+    another job on its core delays one piece, not the whole product, as a static
+    split (OpenMP, OpenBLAS) would. ``task`` must release the GIL for its work (a
+    BLAS call through ctypes, a ``nogil`` Numba kernel) and write outputs of its own:
+    the same pieces give the same results whatever ``threads`` is. The first
+    exception raised by a task is raised here, after every thread has stopped.
+    """
+    import itertools
+
+    if threads <= 1 or n_pieces <= 1:
+        for i in range(n_pieces):
+            task(i)
+        return
+    counter = itertools.count()  # next() on it is atomic under the GIL
+    failed = []
+
+    def drain():
+        while not failed:
+            i = next(counter)
+            if i >= n_pieces:
+                return
+            try:
+                task(i)
+            except BaseException as exc:  # stop every thread, re-raised below
+                failed.append(exc)
+                raise
+
+    workers = [_thread_pool().submit(drain) for _ in range(min(threads, n_pieces) - 1)]
+    try:
+        drain()
+    finally:
+        for w in workers:
+            w.exception()  # wait for it; its exception, if any, is in ``failed``
+    if failed:
+        raise failed[0]
+
+
+def _thread_pool():
+    """The pool of :func:`run_pieces`: as many threads as Numba's pool (the cores) less
+    the caller's, created once per process (a forked child makes its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    with _pool_lock:
+        if _pool[0] != os.getpid():
+            _pool[:] = [os.getpid(), ThreadPoolExecutor(
+                max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                thread_name_prefix="fasthess")]
+        return _pool[1]
 
 
 class ComputeThreads:
     """Context manager for the threads of one fasthess computation.
 
-    Inside: Numba kernels run on the calling thread only, and every BLAS pool on
-    one thread until :meth:`blas` allows more. On exit every setting is restored.
-    The budget is the thread setting on entry (:func:`get_num_threads`); a pool is
-    never given more threads than it had (a caller's threadpoolctl limit holds).
+    Inside, Numba kernels run on the calling thread only and every BLAS library on
+    one thread: the computation's parallelism is its own (:func:`run_pieces`, with
+    :func:`planned_threads` out of ``budget``, the thread setting on entry,
+    :func:`get_num_threads`). On exit the Numba setting of this thread is restored,
+    and when the last scope of the process exits (scopes may nest, or run in several
+    threads at once) every BLAS pool gets back the count it had when the first one
+    entered, and threadpoolctl's controlling thread is released: nothing lasts
+    beyond the computation, and no environment variable is read or written for it.
 
-    Why: Numba's OpenMP workers and each BLAS library's workers keep spinning on
-    the cores for a while after their last task (OpenBLAS ~0.1 s). Two pools
-    taking turns then compete for the same cores; with one pool working at a time
-    and the memory-bound Numba passes on the calling thread, they never do. No
-    environment variable or lasting setting is changed.
+    Why: Numba's OpenMP workers and each BLAS library's workers (NumPy and SciPy
+    wheels each load their own OpenBLAS) keep spinning on the cores for a while
+    after their last task, ~0.1 s for OpenBLAS; pools taking turns then fight for
+    the cores. And their static splits of the work stall whenever one of their
+    threads is descheduled by another job (measured beside a busy loop: two
+    OpenBLAS threads took 4.4x, at worst 17x, the time of one at N = 30).
 
     Examples
     --------
     >>> from fasthess._resources import ComputeThreads
     >>> with ComputeThreads() as scope:
-    ...     n = scope.blas(scope.budget)  # BLAS may now use the whole budget
-    >>> n >= 1
+    ...     budget = scope.budget  # the threads this computation may use
+    >>> budget >= 1
     True
     """
+
+    # Process-wide, like the BLAS pools: the counts recorded by the first scope to
+    # enter, restored by the last to exit.
+    _lock = threading.Lock()
+    _active = 0
+    _originals: list = []  # [(controller, count on entry)]
 
     def __init__(self):
         self.budget = 1
         self._numba_before = 1
-        self._pools: list = []
 
     def __enter__(self) -> "ComputeThreads":
         import numba
@@ -278,38 +324,39 @@ class ComputeThreads:
         self.budget = self._numba_before = numba.get_num_threads()
         if self._numba_before != 1:
             numba.set_num_threads(1)
-        self._pools = []
-        for lib in blas_pools():
-            before = lib.get_num_threads()
-            if before is not None:
-                self._pools.append([lib, before, before])
-        self.blas(1)
+        cls = ComputeThreads
+        with cls._lock:
+            if cls._active == 0:
+                cls._originals = [(lib, n) for lib in blas_pools()
+                                  if (n := lib.get_num_threads()) is not None and n != 1]
+                for lib, _ in cls._originals:
+                    lib.set_num_threads(1)
+            cls._active += 1
         return self
 
-    def blas(self, n: int) -> int:
-        """Let every BLAS pool use up to ``n`` threads (capped by what it had); returns
-        the largest count set."""
-        used = 1
-        for entry in self._pools:
-            lib, before, current = entry
-            target = max(1, min(int(n), before))
-            if target != current:
-                lib.set_num_threads(target)
-                entry[2] = target
-            used = max(used, target)
-        return used
-
     def __exit__(self, *exc) -> None:
-        import time
-
         import numba
 
-        used = max((current for _, _, current in self._pools), default=1)
-        if used > 1:  # its workers spin a while yet: idle_cores does not count them
-            _own_spinning[:] = [time.monotonic(), used - 1]
-        for lib, before, current in self._pools:
-            if current != before:
-                lib.set_num_threads(before)
-        self._pools = []
+        cls = ComputeThreads
+        with cls._lock:
+            cls._active -= 1
+            if cls._active == 0:
+                if cls._originals:
+                    _release_blas_control()  # whichever thread set them, this one restores
+                    for lib, before in cls._originals:
+                        lib.set_num_threads(before)
+                    _release_blas_control()
+                cls._originals = []
         if self._numba_before != 1:
             numba.set_num_threads(self._numba_before)
+
+
+def _release_blas_control() -> None:
+    """Clear threadpoolctl's controlling thread of OpenBLAS (threadpoolctl >= 3.6 lets
+    only that thread set OpenBLAS's shared pool; older versions have no such state)."""
+    import threadpoolctl
+
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)

@@ -15,8 +15,9 @@ import numpy as np
 
 from . import _config
 from ._features import Features, Point, check_point, features, refuse_if_too_large
-from ._resources import ComputeThreads, threads_for_work
-from .products import accumulate_a_bt, accumulate_at_b, row_blocks
+from ._resources import (ComputeThreads, pieces_for, planned_threads, run_pieces,
+                         running_threads)
+from .products import gemm_into, gemm_tasks, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
            "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout",
@@ -267,12 +268,11 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     One pass over sample chunks: a serial kernel writes each chunk's factors,
     samples last (:func:`fasthess._kernels.assembly.chunk_factors`), two GEMMs
     contract them (the pairs of w1w1 with the R11 coefficients, and the w1w2
-    products); then serial kernels write the blocks. All BLAS calls go to SciPy's
-    BLAS, whose pool ``scope`` allows the threads that the chunk's work is worth.
+    products); then serial kernels write the blocks. Every GEMM goes to SciPy's BLAS,
+    in pieces on the threads that the chunk's work is worth (:func:`gemm_into`).
     """
-    from scipy.linalg.blas import get_blas_funcs
-
-    from ._kernels.assembly import chunk_factors, scatter_w1w1, write_w1w2, write_w2w2
+    from ._kernels.assembly import (assemble_one_chunk, chunk_factors, scatter_w1w1,
+                                    write_w1w2, write_w2w2)
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
@@ -290,8 +290,17 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     # G' (x) [A | r] against x; the narrower product row moves less memory.
     by_inputs = d1 <= n_hidden * n_rhs
     width = d1 if by_inputs else n_hidden * n_rhs
-    T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
 
+    d_w1w2 = d1 if mirror else 0
+    scale = 1.0 / n_samples
+    per_sample = n_in + n_hidden + n_rhs + (n_hidden if off_optimum else 0) + s_rows + m_in + width
+    if ((n_samples * per_sample + s_rows * m_in) * dt.itemsize <= _config.ONE_CALL_BYTES
+            and n_samples <= _config.MAX_CHUNK_SAMPLES
+            and planned_threads(n_samples * s_rows * m_in, scope.budget) == 1):
+        # one chunk, one thread: the whole assembly in one kernel call
+        assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, w1w1, w1w2, d_w1w2,
+                           mirror, w2w2, d_w1w2)
+        return
     row_width = w1w1.shape[1]
     flat = w1w1.reshape(-1)  # C-contiguous: a view
     layout = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
@@ -305,29 +314,57 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         free = flat[:start]
         n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
         late = np.empty((n_late + (n_hidden if off_optimum else 0), m_in), dtype=dt)
+    T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
     n_g2 = n_hidden if off_optimum else 0
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
     heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
-    chunk, work = _chunk_workspace(free, n_samples, sum(heights), dt)
+    per_chunk = sum(heights)
+    chunk, work = _chunk_workspace(free, n_samples, per_chunk, dt)
+    # the threads a chunk's contraction is worth; its split into pieces (so the result)
+    # is fixed by them, and the threads that run the pieces follow the idle cores
+    planned = planned_threads(chunk * s_rows * m_in, scope.budget)
+    if planned > 1 and work.size >= 2 * per_chunk * chunk:
+        # two workspaces: the factors of chunk k + 1 are built while chunk k is contracted
+        spaces = (work[:chunk * per_chunk], work[chunk * per_chunk:2 * chunk * per_chunk])
+    else:
+        spaces = (work,)
+    pieces_s = pieces_for(planned, s_rows)
+    pieces_t = pieces_for(planned, T.shape[0])
+    gram = np.zeros((n_hidden, n_hidden), dtype=dt)
+    starts = list(range(0, n_samples, chunk))
 
-    gemm = get_blas_funcs("gemm", dtype=dt)
-    scope.blas(threads_for_work(chunk * s_rows * m_in, scope.budget))
-    for s0 in range(0, n_samples, chunk):
-        c = min(chunk, n_samples - s0)
-        xt, gt, rhst, g2t, upairs, xpairs, rows = row_blocks(work, heights, c)
-        chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
-                      upairs, xpairs, rows)
-        accumulate_a_bt(gemm, upairs, xpairs, S, beta=0.0 if s0 == 0 else 1.0)
-        if by_inputs:
-            accumulate_a_bt(gemm, rows, rhst, T)
-        else:
-            accumulate_a_bt(gemm, xt, rows, T)
-    gram = np.empty((n_hidden, n_hidden), dtype=dt)
-    accumulate_at_b(gemm, A, A, gram, beta=0.0)
+    def blocks(k):
+        c = min(chunk, n_samples - starts[k])
+        return c, row_blocks(spaces[k % len(spaces)], heights, c)
+
+    def factor_tasks(k):
+        c, b = blocks(k)
+        return [lambda i=i: chunk_factors(X, G1, A, G2, residual, w2, starts[k], by_inputs,
+                                          *b, c * i // planned, c * (i + 1) // planned)
+                for i in range(planned)]
+
+    def contraction_tasks(k):
+        _, (xt, gt, rhst, g2t, upairs, xpairs, rows) = blocks(k)
+        at = rhst[:n_hidden]
+        return (gemm_tasks(S, upairs, xpairs, b_transposed=True, beta=0.0 if k == 0 else 1.0,
+                           pieces=pieces_s)
+                + gemm_tasks(T, *((rows, rhst) if by_inputs else (xt, rows)),
+                             b_transposed=True, pieces=pieces_t)
+                + gemm_tasks(gram, at, at, b_transposed=True))
+
+    def run(tasks):
+        run_pieces(lambda i: tasks[i](), len(tasks), running_threads(planned))
+
+    if len(spaces) == 1:
+        for k in range(len(starts)):
+            run(factor_tasks(k))
+            run(contraction_tasks(k))
+    else:  # one round per chunk: its contraction beside the next chunk's factors
+        run(factor_tasks(0))
+        for k in range(len(starts)):
+            run((factor_tasks(k + 1) if k + 1 < len(starts) else []) + contraction_tasks(k))
     Q = w2.T @ w2
-    scale = 1.0 / n_samples
     scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
-    d_w1w2 = d1 if mirror else 0
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
     write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
 
@@ -399,7 +436,11 @@ def assemble_ntk(point: Point) -> np.ndarray:
         n = ntk_size(point)
         n_out = point.net.n_out
         U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
-        scope.blas(threads_for_work(n * n * max(U.shape[1], f.X.shape[1]), scope.budget))
-        K = U @ U.T
-        ntk_combine(K, f.X @ f.X.T, f.A @ f.A.T, n_out, 1.0 / f.n_samples)
+        K, XX, AA = (np.empty((k, k), dtype=U.dtype) for k in (n, f.n_samples, f.n_samples))
+        for gram, factor in ((K, U), (XX, f.X), (AA, f.A)):
+            planned = planned_threads(gram.size * factor.shape[1], scope.budget)
+            gemm_into(gram, factor, factor, b_transposed=True, beta=0.0,
+                      pieces=pieces_for(planned, gram.shape[0]),
+                      threads=running_threads(planned))
+        ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
     return K

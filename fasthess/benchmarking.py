@@ -70,15 +70,39 @@ def _problem(activation, n, factor, seed=0):
     return net, X
 
 
+def _numpy_activation(activation, pre):
+    """g(pre) and g'(pre) with NumPy / SciPy ufuncs, as a user writes them without
+    fasthess (polynomials by Horner on the coefficients; other activations through
+    their own single-threaded evaluation)."""
+    name = activation.name
+    if name == "erf":
+        from scipy.special import erf
+
+        return erf(pre / np.sqrt(2.0)), np.sqrt(2.0 / np.pi) * np.exp(-0.5 * pre * pre)
+    if name == "tanh":
+        t = np.tanh(pre)
+        return t, 1.0 - t * t
+    if name == "relu":
+        return np.maximum(pre, 0.0), (pre > 0).astype(pre.dtype)
+    coeffs = activation.coeffs
+    if coeffs.size:
+        g, d1 = np.zeros_like(pre), np.zeros_like(pre)
+        for c in coeffs[::-1]:
+            d1 = d1 * pre + g
+            g = g * pre + c
+        return g, d1
+    A, G1, G2 = np.empty_like(pre), np.empty_like(pre), np.empty_like(pre)
+    with threads(1):
+        activation.apply(pre, A, G1, G2)
+    return A, G1
+
+
 def _explicit_jacobian(net, X):
-    """J (P No x D) from NumPy broadcasting, as a user writes it without fasthess
-    (the activation's own g, g' through its public ``apply``)."""
+    """J (P No x D) from NumPy broadcasting, as a user writes it without fasthess."""
     P = X.shape[0]
     w1, w2 = net.w1, net.w2
     n_out, n_hidden = w2.shape
-    pre = X @ w1.T
-    A, G1, G2 = np.empty_like(pre), np.empty_like(pre), np.empty_like(pre)
-    net.activation.apply(pre, A, G1, G2)
+    A, G1 = _numpy_activation(net.activation, X @ w1.T)
     J = np.zeros((P, n_out, net.n_params))
     d1 = w1.size
     J[:, :, :d1] = ((G1[:, None, :] * w2[None, :, :])[:, :, :, None]
@@ -383,14 +407,16 @@ def eigen_savings_of(activation, n, factor, repeat=3, log=print):
     return result
 
 
-def under_load(activation="erf", n=20, factor=2.0, repeat=5, log=print):
+def under_load(activation="erf", n=20, factor=2.0, repeat=5, busy=True, log=print):
     """fasthess.hessian with all threads against one thread, while a busy loop (a child
-    process this function starts and stops) holds one core. Returns the spread of
-    t(all threads) / t(one thread) and both times."""
+    process this function starts and stops) holds one core; ``busy=False``: on the
+    machine as it is. Returns the spread of t(all threads) / t(one thread) and both
+    times."""
     net, X = _problem(activation, n, factor)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
-        time.sleep(0.5)  # let the busy loop take its core
+        if loop is not None:
+            time.sleep(0.5)  # let the busy loop take its core
 
         def one():
             with threads(1):
@@ -398,13 +424,15 @@ def under_load(activation="erf", n=20, factor=2.0, repeat=5, log=print):
 
         times = interleaved_times({"one": one, "all": lambda: hessian(net, X)}, repeat)
     finally:
-        busy.kill()
-        busy.wait()
-    row = dict(activation=activation, n=n, threads=get_num_threads(),
+        if loop is not None:
+            loop.kill()
+            loop.wait()
+    row = dict(activation=activation, n=n, threads=get_num_threads(), busy=busy,
                one_s=spread(times["one"]), all_s=spread(times["all"]),
                all_over_one=spread(times["all"] / times["one"]))
-    log(f"under load (a busy loop on one core), N={n}: {row['threads']} threads take "
-        f"{format_spread(row['all_over_one'], suffix='x')} the time of one thread")
+    log(f"{'under load (a busy loop on one core)' if busy else 'threads'}, N={n}: "
+        f"{row['threads']} threads take {format_spread(row['all_over_one'], suffix='x')} "
+        "the time of one thread")
     return row
 
 

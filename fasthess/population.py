@@ -39,7 +39,7 @@ import numpy as np
 from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
-from ._resources import ComputeThreads, threads_for_work
+from ._resources import ComputeThreads, pieces_for, planned_threads, running_threads
 from ._validation import check_dtype, check_teacher
 
 __all__ = [
@@ -491,25 +491,36 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
     work = (np.empty(n_hidden * block * n_hidden, dtype=dt),
             np.empty(n_hidden * block * n_hidden, dtype=dt))
-    # one thread pool at a time: the Hadamard pass (O(Nh^2) per column, memory-bound)
-    # runs on the calling thread, the GEMMs (O(Nh^2 Ni)) on as many BLAS threads as
-    # their size and the idle cores justify
+    # the Hadamard pass (O(Nh^2) per column, memory-bound) runs on the calling thread;
+    # the three big GEMMs (O(Nh^2 Ni) each) are split into row pieces fixed by their
+    # size and the thread setting (so the result is too), run on the idle cores
     with ComputeThreads() as scope:
-        scope.blas(threads_for_work(n_hidden * n_hidden * w1.shape[1] * block, scope.budget))
+        planned = planned_threads(n_hidden * n_hidden * w1.shape[1] * block, scope.budget)
+        split = (planned, running_threads(planned))
         for c0 in range(0, n_cols, block):
             c1 = min(n_cols, c0 + block)
             Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
             if c0 == 0 and c1 == n_cols:
-                _product_block(coefs, w1, w2, Vb, out, work)
+                _product_block(coefs, w1, w2, Vb, out, work, split)
             else:
                 ob = np.empty((n, c1 - c0), dtype=dt)
-                _product_block(coefs, w1, w2, Vb, ob, work)
+                _product_block(coefs, w1, w2, Vb, ob, work, split)
                 out[:, c0:c1] = ob
     return out.reshape(n) if vector else out
 
 
-def _product_block(coefs, w1, w2, Vb, out, work):
-    """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype)."""
+def _product_block(coefs, w1, w2, Vb, out, work, split):
+    """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype).
+
+    ``split``: (planned threads, running threads) of the big GEMMs."""
+    from .products import gemm_into
+
+    planned, threads = split
+
+    def gemm(dst, a, b):  # dst = a @ b in row pieces
+        gemm_into(dst, a, b, b_transposed=False, beta=0.0,
+                  pieces=pieces_for(planned, dst.shape[0]), threads=threads)
+
     from ._kernels.population import (
         add_w1_terms,
         gather_diagonal,
@@ -526,8 +537,7 @@ def _product_block(coefs, w1, w2, Vb, out, work):
     K = work[0][: n_hidden * m * n_hidden].reshape(n_hidden, m * n_hidden)
     T = work[1][: n_hidden * m * n_hidden].reshape(n_hidden, m * n_hidden)
     # K[j, c, k] = w_j . v_k ; T[j, c, k] = sum_m W2[m, j] V2[m, k, c]
-    np.matmul(w1, np.ascontiguousarray(V1.transpose(1, 2, 0)).reshape(n_in, m * n_hidden),
-              out=K)
+    gemm(K, w1, np.ascontiguousarray(V1.transpose(1, 2, 0)).reshape(n_in, m * n_hidden))
     np.matmul(w2.T, np.ascontiguousarray(V2.transpose(0, 2, 1)).reshape(n_out, m * n_hidden),
               out=T)
     K3 = K.reshape(n_hidden, m, n_hidden)
@@ -538,8 +548,9 @@ def _product_block(coefs, w1, w2, Vb, out, work):
     product_hadamard(K3, T3, d, coefs.a, coefs.c, coefs.qm11, coefs.qm12, coefs.qm22, r)
     # w1 part: (Q o a) V1 + B W1 + diag(r) W1 (+ orthonormal-basis relu pairs)
     out1 = out[:d1].reshape(n_hidden, n_in * m)
-    np.matmul(coefs.qa, Vb[:d1].reshape(n_hidden, n_in * m), out=out1)
-    BW = T.reshape(n_hidden * m, n_hidden) @ w1
+    gemm(out1, coefs.qa, Vb[:d1].reshape(n_hidden, n_in * m))
+    BW = np.empty((n_hidden * m, n_in), dtype=Vb.dtype)
+    gemm(BW, T.reshape(n_hidden * m, n_hidden), w1)
     add_w1_terms(out1.reshape(n_hidden, n_in, m), BW.reshape(n_hidden, m, n_in), r, w1)
     if coefs.par_indices.size:
         parallel_pairs_product(w1, coefs.norms, coefs.Q, coefs.par_indptr, coefs.par_indices,

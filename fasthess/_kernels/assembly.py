@@ -15,6 +15,7 @@ Pair (a, b), a <= b, of n items has index a*n - a*(a-1)/2 + (b - a).
 """
 from __future__ import annotations
 
+import numpy as np
 
 from ._jit import inline_kernel, kernel
 
@@ -27,26 +28,27 @@ def pair_index(a, b, n):
 
 
 @inline_kernel
-def _pair_rows(VT, out):
-    """out[pair_index(a, b), :] = VT[a, :] * VT[b, :] for all pairs a <= b (samples last)."""
-    n, c = VT.shape
+def _pair_rows(VT, out, p0, p1):
+    """out[pair_index(a, b), p] = VT[a, p] * VT[b, p] for all pairs a <= b, p0 <= p < p1."""
+    n = VT.shape[0]
     row = 0
     for a in range(n):
         for b in range(a, n):
-            for p in range(c):
+            for p in range(p0, p1):
                 out[row, p] = VT[a, p] * VT[b, p]
             row += 1
 
 
 @kernel
 def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
-                  upairs, xpairs, rows):
-    """The per-sample factors of samples s0 .. s0 + c of one dense-assembly chunk.
+                  upairs, xpairs, rows, p0, p1):
+    """The per-sample factors of samples s0 + p0 .. s0 + p1 of one dense-assembly chunk.
 
-    Every output is stored samples-last (one row per factor, c samples along it),
+    Every output is stored samples last (one row per factor, c samples along it),
     so each loop below runs over the samples, contiguously, and BLAS contracts
     the rows: S += upairs xpairs^T, T += rows rhst^T (``by_inputs``) or
-    T += xt rows^T.
+    T += xt rows^T. Only columns p0 .. p1 - 1 are written (callers split a chunk
+    into column ranges, one per thread).
 
     Inputs: X (P, Ni), G1, A (P, Nh); G2 (P, Nh) and residual (P, No) off the
     optimum, else shape (0, 0); w2 (No, Nh). Outputs (c = xt.shape[1]):
@@ -58,13 +60,13 @@ def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
     - xpairs (m_in, c): x_i x_i' for pairs i <= i';
     - rows: by_inputs (Nh*Ni, c) = G'_j x_i, otherwise (Nh*(Nh [+ No]), c) = G'_j [A | r]_c'.
     """
-    n_in, c = xt.shape
+    n_in = xt.shape[0]
     n_hidden = G1.shape[1]
     n_out = w2.shape[0]
     m_hidden = n_hidden * (n_hidden + 1) // 2
     off_optimum = residual.shape[0] > 0
     n_rhs = rhst.shape[0]
-    for p in range(c):
+    for p in range(p0, p1):
         mu = s0 + p
         for i in range(n_in):
             xt[i, p] = X[mu, i]
@@ -76,27 +78,27 @@ def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
                 rhst[n_hidden + k, p] = residual[mu, k]
             for j in range(n_hidden):
                 g2t[j, p] = G2[mu, j]
-    _pair_rows(gt, upairs)
-    _pair_rows(xt, xpairs)
+    _pair_rows(gt, upairs, p0, p1)
+    _pair_rows(xt, xpairs, p0, p1)
     if off_optimum:
         for j in range(n_hidden):
-            for p in range(c):
+            for p in range(p0, p1):
                 upairs[m_hidden + j, p] = 0.0
             for k in range(n_out):
                 b = w2[k, j]
-                for p in range(c):
+                for p in range(p0, p1):
                     upairs[m_hidden + j, p] += rhst[n_hidden + k, p] * b
-            for p in range(c):
+            for p in range(p0, p1):
                 upairs[m_hidden + j, p] *= g2t[j, p]
     if by_inputs:
         for j in range(n_hidden):
             for i in range(n_in):
-                for p in range(c):
+                for p in range(p0, p1):
                     rows[j * n_in + i, p] = gt[j, p] * xt[i, p]
     else:
         for j in range(n_hidden):
             for t in range(n_rhs):
-                for p in range(c):
+                for p in range(p0, p1):
                     rows[j * n_rhs + t, p] = gt[j, p] * rhst[t, p]
 
 
@@ -224,3 +226,40 @@ def ntk_combine(K, XX, AA, n_out, scale):
             if k == kp:
                 v += AA[mu, nu]
             K[r, c] = scale * v
+
+
+@kernel
+def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, out_w1w1, out_w1w2,
+                       col0, mirror, out_w2w2, offset):
+    """The whole dense assembly of a problem small enough for one chunk, in one call.
+
+    The same steps as the chunked route (chunk_factors, the contractions, the
+    scatter), with the contractions by ``np.dot`` (SciPy's BLAS): no Python between
+    them, which is most of the time at N ~ 10. Arguments as in :func:`chunk_factors`
+    and the writers; S and the factors are allocated here (small by construction).
+    """
+    n_samples, n_in = X.shape
+    n_out, n_hidden = w2.shape
+    off_optimum = residual.shape[0] > 0
+    m_in = n_in * (n_in + 1) // 2
+    s_rows = n_hidden * (n_hidden + 1) // 2 + (n_hidden if off_optimum else 0)
+    n_rhs = n_hidden + (n_out if off_optimum else 0)
+    width = n_hidden * n_in if by_inputs else n_hidden * n_rhs
+    dt = X.dtype
+    xt = np.empty((n_in, n_samples), dt)
+    gt = np.empty((n_hidden, n_samples), dt)
+    rhst = np.empty((n_rhs, n_samples), dt)
+    g2t = np.empty((n_hidden if off_optimum else 0, n_samples), dt)
+    upairs = np.empty((s_rows, n_samples), dt)
+    xpairs = np.empty((m_in, n_samples), dt)
+    rows = np.empty((width, n_samples), dt)
+    chunk_factors(X, G1, A, G2, residual, w2, 0, by_inputs, xt, gt, rhst, g2t,
+                  upairs, xpairs, rows, 0, n_samples)
+    S = np.dot(upairs, xpairs.T)
+    T = np.dot(rows, rhst.T) if by_inputs else np.dot(xt, rows.T)
+    at = rhst[:n_hidden]
+    gram = np.dot(at, at.T)
+    Q = np.dot(w2.T, w2)
+    scatter_w1w1(S, S[:0], n_hidden, Q, scale, n_in, off_optimum, out_w1w1)
+    write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out_w1w2, col0, mirror)
+    write_w2w2(gram, scale, n_out, out_w2w2, offset)

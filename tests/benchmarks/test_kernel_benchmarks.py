@@ -36,7 +36,7 @@ def test_bench_chunk_factors(benchmark, problem):
     empty = np.empty((0, 0))
     s0 = 100
     benchmark(chunk_factors, X, f.G1, f.A, empty, empty, f.w2, s0, True, xt, gt, rhst, g2t,
-              up, xp, rows)
+              up, xp, rows, 0, c)
     a, b = np.triu_indices(N)
     Xc, Gc = X[s0:s0 + c], f.G1[s0:s0 + c]
     np.testing.assert_array_equal(xp, (Xc[:, a] * Xc[:, b]).T)

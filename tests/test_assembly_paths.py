@@ -1,0 +1,124 @@
+"""Every route through dense assembly against the independent twin: the one-call
+kernel of small problems, the chunked route with its workspace inside H (extreme
+shapes where S barely fits, many chunks, the separate-buffer fallback), and the
+product in pieces; at and off the optimum, float64 and float32, No > 1."""
+import numpy as np
+import pytest
+
+import fasthess as fh
+from fasthess import _config
+
+from . import reference as ref
+from .conftest import RTOL_EXACT, RTOL_FLOAT32, perturbed, rel_err
+
+ROUTES = {
+    "one_call": {},
+    "chunked": {"ONE_CALL_BYTES": 0},
+    "many_chunks": {"ONE_CALL_BYTES": 0, "MAX_CHUNK_SAMPLES": 7},
+    # H too small for a whole chunk, and no partial one accepted: a separate buffer
+    "separate_buffer": {"ONE_CALL_BYTES": 0, "MIN_CHUNK_SAMPLES": 10**6, "CHUNK_BYTES": 1},
+    "pieces": {"ONE_CALL_BYTES": 0, "MIN_MACS_PER_THREAD": 1},
+}
+
+
+def _use(monkeypatch, route):
+    """Set the route's tunables; returns a record of what the calls then did."""
+    import importlib
+
+    from fasthess import _resources
+
+    for name, value in ROUTES[route].items():
+        monkeypatch.setattr(_config, name, value)
+    kernels = importlib.import_module("fasthess._kernels.assembly")
+    assembly = importlib.import_module("fasthess.assembly")
+    seen = {"one_call": 0, "separate_buffer": 0, "chunks": 0, "pieces": 0}
+
+    def spy(name, real, count):
+        def wrapper(*args, **kwargs):
+            result = real(*args, **kwargs)
+            count(args, result)
+            return result
+        return wrapper
+
+    def count_buffer(args, result):
+        seen["chunks"] += -(-args[1] // result[0])
+        seen["separate_buffer"] += not np.shares_memory(result[1], args[0])
+
+    def count_pieces(args, result):
+        seen["pieces"] += args[1] > 1
+
+    monkeypatch.setattr(kernels, "assemble_one_chunk",
+                        spy("one", kernels.assemble_one_chunk,
+                            lambda a, r: seen.__setitem__("one_call", seen["one_call"] + 1)))
+    monkeypatch.setattr(assembly, "_chunk_workspace",
+                        spy("workspace", assembly._chunk_workspace, count_buffer))
+    for module in (_resources, assembly):  # products' and assembly's own reference
+        monkeypatch.setattr(module, "run_pieces", spy("pieces", module.run_pieces, count_pieces))
+    return seen
+
+
+def _check_route(route, seen):
+    if route == "one_call":
+        assert seen["one_call"] > 0 and seen["chunks"] == 0
+    else:
+        assert seen["one_call"] == 0 and seen["chunks"] > 0
+    if route == "many_chunks":
+        assert seen["chunks"] >= 2 * (61 // 7)
+    if route == "separate_buffer":
+        assert seen["separate_buffer"] > 0
+    if route == "pieces":
+        assert seen["pieces"] > 0
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 6, 2), (6, 1, 1), (2, 9, 1), (9, 2, 3),
+                                   (5, 5, 2), (7, 9, 2)])
+def test_every_route_matches_the_twin(monkeypatch, route, shape):
+    n_in, n_hidden, n_out = shape
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="tanh", seed=3)
+    teacher = perturbed(net, 0.2, seed=4)
+    X = fh.gaussian_inputs(61, n_in, seed=5)
+    seen = _use(monkeypatch, route)
+    for t in (None, teacher):
+        expected = ref.hessian(net, X, t)
+        if t is not None:  # off the optimum for real: the residual term matters
+            assert rel_err(expected, ref.hessian_at_optimum(net, X)) > 1e-3
+        assert rel_err(fh.hessian(net, X, teacher=t), expected) < RTOL_EXACT
+        blocks = fh.hessian_blocks(net, X, teacher=t)
+        assert rel_err(blocks.full(), expected) < RTOL_EXACT
+        H32 = fh.hessian(net.astype(np.float32), X.astype(np.float32),
+                         teacher=None if t is None else t.astype(np.float32))
+        assert H32.dtype == np.float32
+        expected32 = ref.hessian(net.astype(np.float32), X.astype(np.float32),
+                                 None if t is None else t.astype(np.float32))
+        assert rel_err(H32, expected32) < RTOL_FLOAT32
+    _check_route(route, seen)
+
+
+@pytest.mark.parametrize("route", ["one_call", "chunked", "pieces"])
+def test_routes_agree_on_a_larger_problem(monkeypatch, route):
+    """N = 12, P = 2D, erf, No = 2: each route against the twin (the one-call kernel is
+    taken by default at this size, the others are forced)."""
+    net = fh.TwoLayerNet.random(12, 12, n_out=2, activation="erf", seed=6)
+    teacher = perturbed(net, 0.1, seed=7)
+    X = fh.gaussian_inputs(2 * net.n_params, 12, seed=8)
+    seen = _use(monkeypatch, route)
+    assert rel_err(fh.hessian(net, X, teacher=teacher), ref.hessian(net, X, teacher)) < RTOL_EXACT
+    _check_route(route, seen)
+    assert rel_err(fh.ntk(net, X[:40]), ref.ntk(net, X[:40])) < RTOL_EXACT
+
+
+@pytest.mark.parametrize("route", ["default", "pieces"])
+@pytest.mark.parametrize("columns", [1, 5])
+def test_products_in_pieces_match_the_twin(monkeypatch, route, columns):
+    net = fh.TwoLayerNet.random(6, 7, n_out=2, activation="erf", seed=9)
+    teacher = perturbed(net, 0.2, seed=10)
+    X = fh.gaussian_inputs(500, 6, seed=11)
+    V = np.random.default_rng(12).standard_normal((net.n_params, columns))
+    if route == "pieces":  # several pieces of samples, each of several chunks
+        monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)
+        monkeypatch.setattr(_config, "PRODUCT_CHUNK_BYTES", 8 * 7 * columns * 13)
+    for t in (None, teacher):
+        expected = ref.hessian(net, X, t) @ V
+        got = fh.hessian_operator(net, X, teacher=t) @ V
+        assert rel_err(got, expected) < RTOL_EXACT

@@ -1,0 +1,248 @@
+"""Threads as users get them (issue 12): importing fasthess changes nothing in the
+process; each computation runs its Numba passes serially, lets BLAS use only the
+threads its work is worth on cores no other work occupies, and restores every
+setting when it returns, also when scopes nest or run in several threads."""
+import os
+import subprocess
+import sys
+import threading
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import fasthess as fh
+from fasthess import _config, _resources
+from fasthess._resources import (ComputeThreads, idle_cores, pieces_for, planned_threads,
+                                 running_threads)
+
+from . import reference as ref
+from .conftest import RTOL_EXACT, perturbed, rel_err
+
+
+def _blas_counts():
+    return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info()
+                  if i["user_api"] == "blas")
+
+
+def test_import_changes_no_environment_variable_or_setting():
+    """In either import order, os.environ is what it was before `import fasthess`, and
+    the BLAS pools and Numba's threads are those of a process that never imports it."""
+    report = ("from threadpoolctl import threadpool_info\n"
+              "print(sorted((i['filepath'], i['num_threads']) for i in threadpool_info()),"
+              " numba.get_num_threads())\n")
+    check = "assert dict(os.environ) == env0, set(os.environ.items()) ^ set(env0.items())\n"
+    codes = {
+        "without": "import numpy, scipy.linalg, numba\n" + report,
+        "numpy first": ("import os; env0 = dict(os.environ)\n"
+                        "import numpy, scipy.linalg, numba\nimport fasthess\n" + check + report),
+        "fasthess first": ("import os; env0 = dict(os.environ)\nimport fasthess\n" + check
+                           + "import numpy, scipy.linalg, numba\n" + report),
+    }
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "FASTHESS_NUM_THREADS")}
+    out = {}
+    for name, code in codes.items():
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env)
+        assert run.returncode == 0, (name, run.stderr)
+        out[name] = run.stdout
+    assert out["numpy first"] == out["without"] == out["fasthess first"]
+
+
+def test_every_setting_is_restored_after_each_computation():
+    net = fh.TwoLayerNet.random(12, 9, n_out=2, activation="tanh", seed=1)
+    teacher = perturbed(net, 0.1, seed=2)
+    X = fh.gaussian_inputs(300, 12, seed=3)
+    before, n_before = _blas_counts(), numba.get_num_threads()
+    fh.hessian(net, X, teacher=teacher)
+    fh.hessian_blocks(net, X)
+    fh.ntk(net, X[:50])
+    fh.hessian_operator(net, X, teacher=teacher) @ np.ones((net.n_params, 3))
+    assert _blas_counts() == before and numba.get_num_threads() == n_before
+    assert ComputeThreads._active == 0
+
+
+def test_inside_a_computation_numba_and_blas_are_single_threaded():
+    """The computation's own pieces are its parallelism: no OpenMP or BLAS pool works
+    (or spins) beside them; the budget is the thread setting on entry."""
+    with ComputeThreads() as scope:
+        numba_inside = numba.get_num_threads()
+        blas_inside = {n for _, n in _blas_counts()}
+        budget = scope.budget
+    assert numba_inside == 1 and blas_inside == {1}
+    assert budget == numba.get_num_threads()
+    with fh.threads(1):
+        with ComputeThreads() as scope:
+            assert scope.budget == 1
+
+
+def test_a_callers_blas_limit_is_kept():
+    with threadpool_limits(1, user_api="blas"):
+        before = _blas_counts()
+        with ComputeThreads():
+            pass
+        assert _blas_counts() == before
+
+
+def test_nested_and_concurrent_scopes_restore_the_settings_once():
+    before = _blas_counts()
+    with ComputeThreads():
+        with ComputeThreads():
+            pass
+        assert ComputeThreads._active == 1 and {n for _, n in _blas_counts()} == {1}
+    assert _blas_counts() == before
+
+    net = fh.TwoLayerNet.random(8, 8, seed=4)
+    X = fh.gaussian_inputs(200, 8, seed=5)
+    expected = fh.hessian(net, X)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(fh.hessian(net, X))
+                fh.hessian_operator(net, X) @ np.ones((net.n_params, 2))
+        except Exception as exc:  # reported below, with the thread's error
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    assert all(np.array_equal(h, expected) for h in results) and len(results) == 15
+    assert _blas_counts() == before and ComputeThreads._active == 0
+    # threadpoolctl's controlling thread is released: another thread may set limits
+    seen = []
+
+    def limit_elsewhere():
+        with threadpool_limits(1, user_api="blas"):
+            seen.append({n for _, n in _blas_counts()})
+
+    t = threading.Thread(target=limit_elsewhere)
+    t.start()
+    t.join()
+    assert seen == [{1}] and _blas_counts() == before
+
+
+def test_threads_follow_the_work_and_the_idle_cores(monkeypatch):
+    """The plan (and so the pieces, and the result) follows the work and the thread
+    setting; the threads that run it follow the idle cores."""
+    per_thread = _config.MIN_MACS_PER_THREAD
+    assert planned_threads(per_thread - 1, 8) == 1
+    assert planned_threads(3 * per_thread, 8) == 3
+    assert planned_threads(100 * per_thread, 2) == 2
+    rows = 10 * _config.PIECES_PER_THREAD * _config.MIN_PIECE_ROWS
+    assert pieces_for(1, rows) == 1
+    assert pieces_for(3, rows) == 3 * _config.PIECES_PER_THREAD  # a few per thread
+    assert pieces_for(3, 3 * _config.MIN_PIECE_ROWS) == 3  # but none too thin
+    assert pieces_for(3, 2) == 2  # and never more than the rows
+    monkeypatch.setattr(_resources, "idle_cores", lambda: 8)
+    assert running_threads(3) == 3 and running_threads(1) == 1
+    monkeypatch.setattr(_resources, "idle_cores", lambda: 1)  # another job holds the rest
+    assert running_threads(3) == 1
+
+
+def test_idle_cores_counts_other_runnable_tasks(monkeypatch, tmp_path):
+    """/proc/loadavg's runnable count, minus this process's own runnable threads; no
+    /proc means all cores."""
+    import builtins
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    real_open = builtins.open
+    state = {"running": 1}
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            fake = tmp_path / "loadavg"
+            fake.write_text(f"0.50 0.40 0.30 {state['running']}/300 12345\n")
+            return real_open(fake, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    assert _resources._own_runnable_threads() >= 1  # the caller, read from /proc/self/task
+    own = {"threads": 1}
+    monkeypatch.setattr(_resources, "_own_runnable_threads", lambda: own["threads"])
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(_config, "IDLE_CHECK_SECONDS", 0.0)  # no cached reading
+    assert idle_cores() == cores  # only this process runs
+    state["running"] = 1 + cores  # as many busy tasks as cores
+    assert idle_cores() == 1
+    state["running"] = 2
+    assert idle_cores() == max(1, cores - 1)
+    own["threads"] = 2  # the other runnable thread is this process's own (a BLAS spinner)
+    assert idle_cores() == cores
+
+    def no_proc(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            raise OSError("no /proc here")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert idle_cores() == cores
+
+
+def test_run_pieces_runs_each_piece_once_and_reports_failures():
+    for threads in (1, 2, 5):
+        seen = []
+        _resources.run_pieces(seen.append, 17, threads)
+        assert sorted(seen) == list(range(17))
+
+    def fail_at_5(i):
+        if i == 5:
+            raise ZeroDivisionError("piece 5")
+
+    with pytest.raises(ZeroDivisionError, match="piece 5"):
+        _resources.run_pieces(fail_at_5, 12, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("b_transposed", [True, False])
+def test_gemm_into_in_pieces(dtype, b_transposed):
+    from fasthess.products import gemm_into
+
+    rng = np.random.default_rng(10)
+    a = rng.standard_normal((37, 23)).astype(dtype)
+    b = rng.standard_normal((19, 23) if b_transposed else (23, 19)).astype(dtype)
+    start = rng.standard_normal((37, 19)).astype(dtype)
+    product = a.astype(np.float64) @ (b.T if b_transposed else b).astype(np.float64)
+    outs = {}
+    for pieces, threads in ((1, 1), (4, 1), (4, 3)):
+        out = start.copy()
+        gemm_into(out, a, b, b_transposed=b_transposed, beta=0.5, pieces=pieces,
+                  threads=threads)
+        outs[pieces, threads] = out
+    # the same pieces give the same bits on any number of threads
+    np.testing.assert_array_equal(outs[4, 1], outs[4, 3])
+    tol = 1e-4 if dtype == np.float32 else 1e-12  # sums of 23 products of size ~1
+    for out in outs.values():
+        np.testing.assert_allclose(out, 0.5 * start + product, rtol=tol, atol=tol)
+    # row ranges of a larger block (the chunk workspace) work in place too
+    big = np.full((40, 19), np.nan, dtype=dtype)
+    gemm_into(big[3:40], a, b, b_transposed=b_transposed, beta=0.0, pieces=5, threads=2)
+    np.testing.assert_allclose(big[3:], product, rtol=tol, atol=tol)
+    assert np.isnan(big[:3]).all()
+
+
+@pytest.mark.parametrize("teacher_scale", [None, 0.2])
+def test_results_do_not_depend_on_the_threads_chosen(monkeypatch, teacher_scale):
+    """Forcing one BLAS thread (a busy machine) or all of them (an idle one) gives the
+    same H and H V, bit for bit, and both match the twin."""
+    net = fh.TwoLayerNet.random(11, 13, n_out=2, activation="erf", seed=6)
+    teacher = None if teacher_scale is None else perturbed(net, teacher_scale, seed=7)
+    X = fh.gaussian_inputs(900, 11, seed=8)
+    V = np.random.default_rng(9).standard_normal((net.n_params, 4))
+    monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)  # threads even at this size
+    out = {}
+    for idle in (1, 3):
+        monkeypatch.setattr(_resources, "idle_cores", lambda idle=idle: idle)
+        out[idle] = (fh.hessian(net, X, teacher=teacher),
+                     fh.hessian_operator(net, X, teacher=teacher) @ V)
+    (h1, p1), (h2, p2) = out.values()
+    np.testing.assert_array_equal(h1, h2)
+    np.testing.assert_array_equal(p1, p2)
+    expected = ref.hessian(net, X, teacher)
+    assert rel_err(h1, expected) < RTOL_EXACT
+    assert rel_err(p1, expected @ V) < RTOL_EXACT
