@@ -7,7 +7,7 @@ numpy is imported first, as in a user's script (DESIGN.md "Speed as users get it
 import numpy as np
 
 import fasthess as fh
-from fasthess.benchmarking import timed_with_dgemm_limit
+from fasthess.benchmarking import spread, timed_with_dgemm_limit
 from fasthess.population import assemble_dense, hessian_matmat, population_coefficients
 
 from .common import THREADS
@@ -65,9 +65,9 @@ class PopulationProductGemmFraction:
 
     def track_gemm_fraction(self, activation, n):
         macs = product_macs(*self.net.shape)
-        times, rate = timed_with_dgemm_limit(
-            {"product": lambda: hessian_matmat(self.coefs, self.net, self.v)}, macs, repeat=3)
-        return macs / rate / times["product"]
+        times, ref_macs = timed_with_dgemm_limit(
+            {"product": lambda: hessian_matmat(self.coefs, self.net, self.v)}, repeat=3)
+        return spread(macs * times["dgemm"] / ref_macs / times["product"])["median"]
 
 
 class PopulationCoefficients:

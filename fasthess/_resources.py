@@ -64,6 +64,25 @@ def set_num_threads(n: int) -> None:
     The environment variable ``FASTHESS_NUM_THREADS`` sets the default at import
     of the first kernel-using call. Numba and BLAS never run concurrently in
     fasthess (BLAS is never called inside prange), so n threads total is n cores.
+
+    Parameters
+    ----------
+    n : int
+        Threads, >= 1; capped at the cores (Numba's thread pool), since more would
+        oversubscribe them.
+
+    See Also
+    --------
+    threads : The same for one block of code.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> before = fh.get_num_threads()
+    >>> fh.set_num_threads(1)
+    >>> fh.get_num_threads()
+    1
+    >>> fh.set_num_threads(before)
     """
     import numba
     from threadpoolctl import threadpool_limits
@@ -74,6 +93,21 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """Return the number of threads fasthess kernels use.
+
+    Returns
+    -------
+    int
+        Numba's current thread count (BLAS is set to the same by
+        :func:`set_num_threads`).
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> with fh.threads(1):
+    ...     fh.get_num_threads()
+    1
+    """
     import numba
 
     return numba.get_num_threads()
@@ -81,7 +115,29 @@ def get_num_threads() -> int:
 
 @contextlib.contextmanager
 def threads(n: int):
-    """Context manager: run the block with ``n`` threads (Numba and BLAS)."""
+    """Run a block with ``n`` threads for Numba and BLAS (a context manager).
+
+    The previous settings come back when the block ends, also on an exception.
+
+    Parameters
+    ----------
+    n : int
+        Threads, >= 1; capped at the cores.
+
+    Yields
+    ------
+    None
+        The block runs with ``n`` threads.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0); X = fh.gaussian_inputs(30, 4, rng=1)
+    >>> with fh.threads(1):
+    ...     H = fh.hessian(net, X)
+    >>> H.shape
+    (15, 15)
+    """
     import numba
     from threadpoolctl import threadpool_limits
 

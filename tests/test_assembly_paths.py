@@ -75,9 +75,9 @@ def _check_route(route, seen):
                                    (5, 5, 2), (7, 9, 2)])
 def test_every_route_matches_the_twin(monkeypatch, route, shape):
     n_in, n_hidden, n_out = shape
-    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="tanh", seed=3)
+    net = fh.TwoLayerNet.random(n_in, n_hidden, n_out=n_out, activation="tanh", rng=3)
     teacher = perturbed(net, 0.2, seed=4)
-    X = fh.gaussian_inputs(61, n_in, seed=5)
+    X = fh.gaussian_inputs(61, n_in, rng=5)
     seen = _use(monkeypatch, route)
     for t in (None, teacher):
         expected = ref.hessian(net, X, t)
@@ -99,9 +99,9 @@ def test_every_route_matches_the_twin(monkeypatch, route, shape):
 def test_routes_agree_on_a_larger_problem(monkeypatch, route):
     """N = 12, P = 2D, erf, No = 2: each route against the twin (the one-call kernel is
     taken by default at this size, the others are forced)."""
-    net = fh.TwoLayerNet.random(12, 12, n_out=2, activation="erf", seed=6)
+    net = fh.TwoLayerNet.random(12, 12, n_out=2, activation="erf", rng=6)
     teacher = perturbed(net, 0.1, seed=7)
-    X = fh.gaussian_inputs(2 * net.n_params, 12, seed=8)
+    X = fh.gaussian_inputs(2 * net.n_params, 12, rng=8)
     seen = _use(monkeypatch, route)
     assert rel_err(fh.hessian(net, X, teacher=teacher), ref.hessian(net, X, teacher)) < RTOL_EXACT
     _check_route(route, seen)
@@ -111,9 +111,9 @@ def test_routes_agree_on_a_larger_problem(monkeypatch, route):
 @pytest.mark.parametrize("route", ["default", "pieces"])
 @pytest.mark.parametrize("columns", [1, 5])
 def test_products_in_pieces_match_the_twin(monkeypatch, route, columns):
-    net = fh.TwoLayerNet.random(6, 7, n_out=2, activation="erf", seed=9)
+    net = fh.TwoLayerNet.random(6, 7, n_out=2, activation="erf", rng=9)
     teacher = perturbed(net, 0.2, seed=10)
-    X = fh.gaussian_inputs(500, 6, seed=11)
+    X = fh.gaussian_inputs(500, 6, rng=11)
     V = np.random.default_rng(12).standard_normal((net.n_params, columns))
     if route == "pieces":  # several pieces of samples, each of several chunks
         monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)

@@ -52,9 +52,9 @@ def test_import_changes_no_environment_variable_or_setting():
 
 
 def test_every_setting_is_restored_after_each_computation():
-    net = fh.TwoLayerNet.random(12, 9, n_out=2, activation="tanh", seed=1)
+    net = fh.TwoLayerNet.random(12, 9, n_out=2, activation="tanh", rng=1)
     teacher = perturbed(net, 0.1, seed=2)
-    X = fh.gaussian_inputs(300, 12, seed=3)
+    X = fh.gaussian_inputs(300, 12, rng=3)
     before, n_before = _blas_counts(), numba.get_num_threads()
     fh.hessian(net, X, teacher=teacher)
     fh.hessian_blocks(net, X)
@@ -94,8 +94,8 @@ def test_nested_and_concurrent_scopes_restore_the_settings_once():
         assert ComputeThreads._active == 1 and {n for _, n in _blas_counts()} == {1}
     assert _blas_counts() == before
 
-    net = fh.TwoLayerNet.random(8, 8, seed=4)
-    X = fh.gaussian_inputs(200, 8, seed=5)
+    net = fh.TwoLayerNet.random(8, 8, rng=4)
+    X = fh.gaussian_inputs(200, 8, rng=5)
     expected = fh.hessian(net, X)
     results, errors = [], []
 
@@ -230,9 +230,9 @@ def test_gemm_into_in_pieces(dtype, b_transposed):
 def test_results_do_not_depend_on_the_threads_chosen(monkeypatch, teacher_scale):
     """Forcing one BLAS thread (a busy machine) or all of them (an idle one) gives the
     same H and H V, bit for bit, and both match the twin."""
-    net = fh.TwoLayerNet.random(11, 13, n_out=2, activation="erf", seed=6)
+    net = fh.TwoLayerNet.random(11, 13, n_out=2, activation="erf", rng=6)
     teacher = None if teacher_scale is None else perturbed(net, teacher_scale, seed=7)
-    X = fh.gaussian_inputs(900, 11, seed=8)
+    X = fh.gaussian_inputs(900, 11, rng=8)
     V = np.random.default_rng(9).standard_normal((net.n_params, 4))
     monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)  # threads even at this size
     out = {}

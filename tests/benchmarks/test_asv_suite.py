@@ -7,7 +7,8 @@ import itertools
 
 import pytest
 
-MODULES = ["bench.bench_assembly", "bench.bench_spectrum", "bench.bench_dynamics"]
+MODULES = ["bench.bench_assembly", "bench.bench_spectrum", "bench.bench_dynamics",
+           "bench.bench_population"]
 
 
 def _cases():
