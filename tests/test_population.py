@@ -25,7 +25,6 @@ from scipy.special import roots_hermitenorm, roots_legendre
 
 import fasthess as fh
 from fasthess import _config
-from fasthess import population as pop
 from fasthess.population import (
     assemble_dense,
     dense_bytes,
