@@ -15,8 +15,7 @@ import numpy as np
 
 from . import _config
 from ._features import Features, Point, check_point, features, refuse_if_too_large
-from ._resources import (ComputeThreads, pieces_for, planned_threads, run_pieces,
-                         running_threads)
+from ._resources import ComputeThreads, pieces_for, planned_threads, run_pieces
 from .products import gemm_into, gemm_tasks, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
@@ -225,7 +224,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     per_chunk = sum(heights)
     chunk, work = _chunk_workspace(free, n_samples, per_chunk, dt)
     # the threads a chunk's contraction is worth; its split into pieces (so the result)
-    # is fixed by them, and the threads that run the pieces follow the idle cores
+    # is fixed by them and by the thread setting
     planned = planned_threads(chunk * s_rows * m_in, scope.budget)
     if planned > 1 and work.size >= 2 * per_chunk * chunk:
         # two workspaces: the factors of chunk k + 1 are built while chunk k is contracted
@@ -257,7 +256,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
                 + gemm_tasks(gram, at, at, b_transposed=True))
 
     def run(tasks):
-        run_pieces(lambda i: tasks[i](), len(tasks), running_threads(planned))
+        run_pieces(lambda i: tasks[i](), len(tasks), planned)
 
     if len(spaces) == 1:
         for k in range(len(starts)):
@@ -310,6 +309,6 @@ def assemble_ntk(point: Point) -> np.ndarray:
             planned = planned_threads(gram.size * factor.shape[1], scope.budget)
             gemm_into(gram, factor, factor, b_transposed=True, beta=0.0,
                       pieces=pieces_for(planned, gram.shape[0]),
-                      threads=running_threads(planned))
+                      threads=planned)
         ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
     return K
