@@ -128,15 +128,22 @@ def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
     """(samples per chunk, flat buffer of chunk * width) for per-sample factor rows.
 
     The buffer is ``scratch`` (not-yet-written output memory) when it holds the
-    chunk of :func:`chunk_samples`, or at least ``MIN_CHUNK_SAMPLES`` of it (peak
-    memory before speed); otherwise a separate buffer of at most
-    ``_config.CHUNK_BYTES`` (and of one chunk of ``MIN_CHUNK_SAMPLES`` at least).
+    chunk of :func:`chunk_samples`; else a separate buffer of that chunk when it
+    takes at most ``_config.CHUNK_BYTES`` (small outputs, where a few MB are nothing
+    but a chunk of the few samples their free rows hold would take many small
+    products); else the largest chunk ``scratch`` holds, down to
+    ``MIN_CHUNK_SAMPLES`` (peak memory before speed); else a separate buffer of
+    ``CHUNK_BYTES`` (of one chunk of ``MIN_CHUNK_SAMPLES`` at least).
     """
     itemsize = np.dtype(dtype).itemsize
     chunk = chunk_samples(n_samples, width * itemsize)
     fit = scratch.size // width
-    if fit >= min(chunk, _config.MIN_CHUNK_SAMPLES):
-        return min(chunk, fit), scratch
+    if fit >= chunk:
+        return chunk, scratch
+    if chunk * width * itemsize <= _config.CHUNK_BYTES:
+        return chunk, np.empty(chunk * width, dtype=dtype)
+    if fit >= _config.MIN_CHUNK_SAMPLES:
+        return fit, scratch
     chunk = min(chunk, max(_config.MIN_CHUNK_SAMPLES, _config.CHUNK_BYTES // (itemsize * width)))
     return chunk, np.empty(chunk * width, dtype=dtype)
 
@@ -209,14 +216,11 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     layout = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
     if layout is None:  # tiny blocks: S apart, the whole output is workspace
         u0, S, free = n_hidden, np.empty((s_rows, m_in), dtype=dt), flat
-        late = empty
     else:
         u0, row0 = layout
         start = row0 * row_width
         S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
         free = flat[:start]
-        n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
-        late = np.empty((n_late + (n_hidden if off_optimum else 0), m_in), dtype=dt)
     T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
     n_g2 = n_hidden if off_optimum else 0
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
@@ -266,6 +270,13 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         run(factor_tasks(0))
         for k in range(len(starts)):
             run((factor_tasks(k + 1) if k + 1 < len(starts) else []) + contraction_tasks(k))
+    # the per-sample factors are no longer read: free them before the copy of S's
+    # late rows (peak memory)
+    del X, A, G1, G2, residual, work, spaces
+    f.A = f.G1 = f.G2 = None
+    n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
+    late = np.empty((n_late + (n_hidden if off_optimum and u0 < n_hidden else 0), m_in),
+                    dtype=dt)
     Q = w2.T @ w2
     scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
