@@ -65,12 +65,15 @@ class AssemblyOffOptimum:
 class DgemmFraction:
     """Achieved fraction of the DGEMM rate on the unique-entry FLOP count.
 
-    At N = 20 the last asv run before issue 12 read 0.05 (0.68 at N = 40): the
-    kernels then ran two threads through Numba's OpenMP pool between BLAS calls while
-    the reference DGEMM's NumPy BLAS threads still spun (~0.1 s after each call), and
-    at N = 20 a call lasts a few milliseconds, so the fight for the two cores was
-    most of it. Now the Numba passes are serial, BLAS threads follow the work, and
-    the reference DGEMM goes through SciPy's BLAS, the library fasthess uses.
+    At N = 20 the last asv run before issue 12 read 0.05 (0.68 at N = 40). The
+    benchmark timed fh.hessian right after its NumPy reference DGEMM, whose BLAS
+    threads kept spinning for ~0.1 s, while fasthess then ran two Numba (OpenMP)
+    threads and two SciPy BLAS threads on the same two cores: measured with that
+    code, N = 20 took 105 ms right after a NumPy 1000^3 GEMM against 7.9 ms warm, and
+    this benchmark read 0.025 (0.66 at N = 40, where a call outlasts the spinning).
+    Now fasthess runs its own pieces on single-threaded BLAS, and each method is
+    timed warm, after 0.2 s of untimed calls (the same code then read 0.41 at N = 20
+    and 0.90 at N = 40 on a loaded machine).
     """
 
     params = (["erf"], [20, 40, 60], ["2D"])

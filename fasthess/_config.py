@@ -47,8 +47,6 @@ PIECES_PER_THREAD = 2
 # and repack the shared operand too often (6 pieces of 77 rows ran 22% longer than one
 # call, single-threaded).
 MIN_PIECE_ROWS = 128
-# How long a reading of the cores that other work occupies (/proc/loadavg) stays valid.
-IDLE_CHECK_SECONDS = 0.05
 
 # ---------------------------------------------------------------- matrix-free products
 # Bytes of the (chunk x Nh m) block that a Hessian-vector product streams between its

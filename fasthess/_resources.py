@@ -7,8 +7,8 @@ import os
 import threading
 
 __all__ = ["available_memory", "memory_limit", "format_bytes", "check_fits", "set_num_threads",
-           "get_num_threads", "threads", "ComputeThreads", "planned_threads", "running_threads",
-           "pieces_for", "run_pieces", "idle_cores"]
+           "get_num_threads", "threads", "ComputeThreads", "planned_threads", "pieces_for",
+           "run_pieces"]
 
 
 def available_memory() -> int:
@@ -194,20 +194,11 @@ def planned_threads(macs: float, budget: int) -> int:
 
     Each thread gets at least ``_config.MIN_MACS_PER_THREAD``: below that, waking and
     joining threads costs more than it saves. The plan fixes how the work is split
-    into pieces (so, at a fixed thread setting, the result); how many threads then
-    run the pieces is :func:`running_threads`.
+    into pieces (:func:`pieces_for`), so, at a fixed thread setting, the result.
     """
     from . import _config
 
     return int(max(1, min(budget, macs // _config.MIN_MACS_PER_THREAD)))
-
-
-def running_threads(planned: int) -> int:
-    """Threads to run ``planned`` threads' pieces on now: only cores that no other
-    work occupies (:func:`idle_cores`, as ``OMP_DYNAMIC`` does for OpenMP). A thread
-    sharing its core with another job is descheduled for whole time slices; fewer
-    threads then finish sooner, and the result is the same (:func:`run_pieces`)."""
-    return planned if planned == 1 else max(1, min(planned, idle_cores()))
 
 
 def pieces_for(planned: int, rows: int) -> int:
@@ -224,55 +215,6 @@ def pieces_for(planned: int, rows: int) -> int:
     per_thread = max(1, min(_config.PIECES_PER_THREAD,
                             rows // (planned * _config.MIN_PIECE_ROWS)))
     return max(1, min(rows, planned * per_thread))
-
-
-_idle_cache = [-1.0, 1]  # (monotonic time read, idle cores)
-
-
-def idle_cores() -> int:
-    """Cores of this process's affinity that no other runnable task occupies now.
-
-    Linux's /proc/loadavg counts the runnable tasks at this instant; this process's
-    own runnable threads (the caller, BLAS workers still spinning after a call) are
-    not other work and are subtracted. Read at most once per
-    ``_config.IDLE_CHECK_SECONDS``. Elsewhere (no /proc): all cores.
-    """
-    import time
-
-    from . import _config
-
-    now = time.monotonic()
-    if now - _idle_cache[0] < _config.IDLE_CHECK_SECONDS:
-        return _idle_cache[1]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-    try:
-        with open("/proc/loadavg", "rb") as f:
-            running = int(f.read().split()[3].split(b"/")[0])
-    except (OSError, ValueError, IndexError):
-        running = 1
-    idle = max(1, cores - max(0, running - _own_runnable_threads()))
-    _idle_cache[:] = [now, idle]
-    return idle
-
-
-def _own_runnable_threads() -> int:
-    """This process's threads in state R (running or runnable), at least 1 (the caller)."""
-    count = 0
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return 1
-    for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # the thread ended meanwhile
-            continue
-        # the state follows the command name, which is in parentheses and may hold spaces
-        if stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R":
-            count += 1
-    return max(1, count)
 
 
 _pool: list = [None, None]  # [pid that created it, ThreadPoolExecutor]

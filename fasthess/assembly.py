@@ -15,8 +15,7 @@ import numpy as np
 
 from . import _config
 from ._features import Features, Point, check_point, features, refuse_if_too_large
-from ._resources import (ComputeThreads, pieces_for, planned_threads, run_pieces,
-                         running_threads)
+from ._resources import ComputeThreads, pieces_for, planned_threads, run_pieces
 from .products import gemm_into, gemm_tasks, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
@@ -225,15 +224,22 @@ def _chunk_workspace(scratch, n_samples: int, width: int, dtype):
     """(samples per chunk, flat buffer of chunk * width) for per-sample factor rows.
 
     The buffer is ``scratch`` (not-yet-written output memory) when it holds the
-    chunk of :func:`chunk_samples`, or at least ``MIN_CHUNK_SAMPLES`` of it (peak
-    memory before speed); otherwise a separate buffer of at most
-    ``_config.CHUNK_BYTES`` (and of one chunk of ``MIN_CHUNK_SAMPLES`` at least).
+    chunk of :func:`chunk_samples`; else a separate buffer of that chunk when it
+    takes at most ``_config.CHUNK_BYTES`` (small outputs, where a few MB are nothing
+    but a chunk of the few samples their free rows hold would take many small
+    products); else the largest chunk ``scratch`` holds, down to
+    ``MIN_CHUNK_SAMPLES`` (peak memory before speed); else a separate buffer of
+    ``CHUNK_BYTES`` (of one chunk of ``MIN_CHUNK_SAMPLES`` at least).
     """
     itemsize = np.dtype(dtype).itemsize
     chunk = chunk_samples(n_samples, width * itemsize)
     fit = scratch.size // width
-    if fit >= min(chunk, _config.MIN_CHUNK_SAMPLES):
-        return min(chunk, fit), scratch
+    if fit >= chunk:
+        return chunk, scratch
+    if chunk * width * itemsize <= _config.CHUNK_BYTES:
+        return chunk, np.empty(chunk * width, dtype=dtype)
+    if fit >= _config.MIN_CHUNK_SAMPLES:
+        return fit, scratch
     chunk = min(chunk, max(_config.MIN_CHUNK_SAMPLES, _config.CHUNK_BYTES // (itemsize * width)))
     return chunk, np.empty(chunk * width, dtype=dtype)
 
@@ -306,14 +312,11 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     layout = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
     if layout is None:  # tiny blocks: S apart, the whole output is workspace
         u0, S, free = n_hidden, np.empty((s_rows, m_in), dtype=dt), flat
-        late = empty
     else:
         u0, row0 = layout
         start = row0 * row_width
         S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
         free = flat[:start]
-        n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
-        late = np.empty((n_late + (n_hidden if off_optimum else 0), m_in), dtype=dt)
     T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
     n_g2 = n_hidden if off_optimum else 0
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
@@ -321,7 +324,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     per_chunk = sum(heights)
     chunk, work = _chunk_workspace(free, n_samples, per_chunk, dt)
     # the threads a chunk's contraction is worth; its split into pieces (so the result)
-    # is fixed by them, and the threads that run the pieces follow the idle cores
+    # is fixed by them and by the thread setting
     planned = planned_threads(chunk * s_rows * m_in, scope.budget)
     if planned > 1 and work.size >= 2 * per_chunk * chunk:
         # two workspaces: the factors of chunk k + 1 are built while chunk k is contracted
@@ -353,7 +356,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
                 + gemm_tasks(gram, at, at, b_transposed=True))
 
     def run(tasks):
-        run_pieces(lambda i: tasks[i](), len(tasks), running_threads(planned))
+        run_pieces(lambda i: tasks[i](), len(tasks), planned)
 
     if len(spaces) == 1:
         for k in range(len(starts)):
@@ -363,6 +366,13 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         run(factor_tasks(0))
         for k in range(len(starts)):
             run((factor_tasks(k + 1) if k + 1 < len(starts) else []) + contraction_tasks(k))
+    # the per-sample factors are no longer read: free them before the copy of S's
+    # late rows (peak memory)
+    del X, A, G1, G2, residual, work, spaces
+    f.A = f.G1 = f.G2 = None
+    n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
+    late = np.empty((n_late + (n_hidden if off_optimum and u0 < n_hidden else 0), m_in),
+                    dtype=dt)
     Q = w2.T @ w2
     scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
@@ -441,6 +451,6 @@ def assemble_ntk(point: Point) -> np.ndarray:
             planned = planned_threads(gram.size * factor.shape[1], scope.budget)
             gemm_into(gram, factor, factor, b_transposed=True, beta=0.0,
                       pieces=pieces_for(planned, gram.shape[0]),
-                      threads=running_threads(planned))
+                      threads=planned)
         ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
     return K

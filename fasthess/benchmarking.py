@@ -46,9 +46,12 @@ __all__ = ["METHODS", "compare", "measure", "run_bench", "interleaved_times", "s
 
 METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk")
 # OpenBLAS workers spin ~0.1 s after a call before they sleep (measured: their CPU use
-# stops within 0.15 s). Rounds pause this long between methods, so that one method's
-# spinning BLAS threads do not slow the next (a user runs one of them, not all in turn).
-SETTLE_SECONDS = 0.25
+# stops within 0.15 s). Each method runs untimed for this long before its timed calls,
+# so that the previous method's spinning BLAS threads do not slow it (a user runs one
+# of them, not all in turn), and so that it is timed warm: after an idle pause the
+# cores of this 2-core VM ran the next 20-40 ms at half speed (N = 30: 36 ms instead
+# of 21 after sleeping 0.25 s), which a loop of calls, as in a sweep, never sees.
+SETTLE_SECONDS = 0.2
 # A timing sample lasts at least this long (tiny calls are repeated within it).
 MIN_SAMPLE_SECONDS = 0.02
 _RESULT_MARK = "FASTHESS-BENCH-RESULT "
@@ -166,9 +169,10 @@ def interleaved_times(funcs: dict, repeat=5, settle=SETTLE_SECONDS,
     """Seconds per call of each callable in each of ``repeat`` rounds: {name: array}.
 
     Rounds alternate between the callables, so a slow spell of a shared machine hits
-    every method alike; ratios are then taken round by round. Each callable is warmed
-    up first; a call shorter than ``min_sample`` is repeated within its sample (the
-    mean of the sample is its time). ``settle`` seconds pass between methods.
+    every method alike; ratios are then taken round by round. Before its sample in a
+    round, each callable runs untimed for ``settle`` seconds (at least once); a call
+    shorter than ``min_sample`` is repeated within its sample (the mean of the
+    sample is its time).
     """
     number = {}
     for name, f in funcs.items():
@@ -179,7 +183,10 @@ def interleaved_times(funcs: dict, repeat=5, settle=SETTLE_SECONDS,
     times = {name: np.empty(repeat) for name in funcs}
     for r in range(repeat):
         for name, f in funcs.items():
-            time.sleep(settle)
+            warm_until = time.perf_counter() + settle
+            f()
+            while time.perf_counter() < warm_until:
+                f()
             t0 = time.perf_counter()
             for _ in range(number[name]):
                 f()

@@ -39,7 +39,7 @@ import numpy as np
 from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
-from ._resources import ComputeThreads, pieces_for, planned_threads, running_threads
+from ._resources import ComputeThreads, pieces_for, planned_threads
 from ._validation import check_dtype, check_teacher
 
 __all__ = [
@@ -493,10 +493,10 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
             np.empty(n_hidden * block * n_hidden, dtype=dt))
     # the Hadamard pass (O(Nh^2) per column, memory-bound) runs on the calling thread;
     # the three big GEMMs (O(Nh^2 Ni) each) are split into row pieces fixed by their
-    # size and the thread setting (so the result is too), run on the idle cores
+    # size and the thread setting (so the result is too), handed to free threads
     with ComputeThreads() as scope:
         planned = planned_threads(n_hidden * n_hidden * w1.shape[1] * block, scope.budget)
-        split = (planned, running_threads(planned))
+        split = (planned, planned)
         for c0 in range(0, n_cols, block):
             c1 = min(n_cols, c0 + block)
             Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
@@ -512,7 +512,7 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
 def _product_block(coefs, w1, w2, Vb, out, work, split):
     """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype).
 
-    ``split``: (planned threads, running threads) of the big GEMMs."""
+    ``split``: (planned threads, threads to run the pieces on) of the big GEMMs."""
     from .products import gemm_into
 
     planned, threads = split

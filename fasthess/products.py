@@ -80,7 +80,7 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
 
     from . import _config
     from ._kernels.products import hvp_middle
-    from ._resources import ComputeThreads, planned_threads, run_pieces, running_threads
+    from ._resources import ComputeThreads, planned_threads, run_pieces
 
     X = f.X
     dt = X.dtype
@@ -129,7 +129,7 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
                 gemm_into(out1r[i], xvt, xs, b_transposed=False)
                 gemm_into(out2r[i], at, ut, b_transposed=True)
 
-        run_pieces(piece, n_pieces, running_threads(planned))
+        run_pieces(piece, n_pieces, planned)
     if n_pieces > 1:  # the pieces' sums, added in their order
         out1r, out2r, out2 = (np.add.reduce(a, axis=0) for a in (out1r, out2r, out2))
     else:

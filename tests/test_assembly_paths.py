@@ -122,3 +122,25 @@ def test_products_in_pieces_match_the_twin(monkeypatch, route, columns):
         expected = ref.hessian(net, X, t) @ V
         got = fh.hessian_operator(net, X, teacher=t) @ V
         assert rel_err(got, expected) < RTOL_EXACT
+
+
+@pytest.mark.parametrize("off_optimum", [False, True])
+def test_peak_memory_stays_within_the_assembly_overhead(off_optimum):
+    """N = 36 (H is 10.7 MB): what NumPy allocates during fh.hessian and
+    fh.hessian_blocks (tracemalloc sees its buffers) stays within
+    _config.ASSEMBLY_OVERHEAD x 8 D^2, the bound checked before allocating."""
+    import tracemalloc
+
+    net = fh.TwoLayerNet.random(36, 36, activation="erf", rng=13)
+    X = fh.gaussian_inputs(2 * net.n_params, 36, rng=14)
+    teacher = perturbed(net, 0.1, seed=15) if off_optimum else None
+    fh.hessian(net, X[:50], teacher=None if teacher is None else teacher)  # compile first
+    bound = _config.ASSEMBLY_OVERHEAD * 8 * net.n_params**2
+    for assemble in (fh.hessian, fh.hessian_blocks):
+        tracemalloc.start()
+        try:
+            assemble(net, X, teacher=teacher)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert 8 * net.w1.size**2 < peak < bound, (assemble.__name__, peak / bound)

@@ -14,8 +14,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import fasthess as fh
 from fasthess import _config, _resources
-from fasthess._resources import (ComputeThreads, idle_cores, pieces_for, planned_threads,
-                                 running_threads)
+from fasthess._resources import ComputeThreads, pieces_for, planned_threads
 
 from . import reference as ref
 from .conftest import RTOL_EXACT, perturbed, rel_err
@@ -128,9 +127,9 @@ def test_nested_and_concurrent_scopes_restore_the_settings_once():
     assert seen == [{1}] and _blas_counts() == before
 
 
-def test_threads_follow_the_work_and_the_idle_cores(monkeypatch):
+def test_threads_and_pieces_follow_the_work_and_the_setting():
     """The plan (and so the pieces, and the result) follows the work and the thread
-    setting; the threads that run it follow the idle cores."""
+    setting only, never the load of the machine."""
     per_thread = _config.MIN_MACS_PER_THREAD
     assert planned_threads(per_thread - 1, 8) == 1
     assert planned_threads(3 * per_thread, 8) == 3
@@ -140,48 +139,23 @@ def test_threads_follow_the_work_and_the_idle_cores(monkeypatch):
     assert pieces_for(3, rows) == 3 * _config.PIECES_PER_THREAD  # a few per thread
     assert pieces_for(3, 3 * _config.MIN_PIECE_ROWS) == 3  # but none too thin
     assert pieces_for(3, 2) == 2  # and never more than the rows
-    monkeypatch.setattr(_resources, "idle_cores", lambda: 8)
-    assert running_threads(3) == 3 and running_threads(1) == 1
-    monkeypatch.setattr(_resources, "idle_cores", lambda: 1)  # another job holds the rest
-    assert running_threads(3) == 1
 
 
-def test_idle_cores_counts_other_runnable_tasks(monkeypatch, tmp_path):
-    """/proc/loadavg's runnable count, minus this process's own runnable threads; no
-    /proc means all cores."""
-    import builtins
+def test_a_descheduled_thread_delays_one_piece_not_the_rest():
+    """Pieces go to whichever thread is free: while one thread is stuck in a slow
+    piece, the others take all the remaining ones."""
+    import time
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    real_open = builtins.open
-    state = {"running": 1}
+    ran_by = {}
 
-    def fake_open(path, *args, **kwargs):
-        if path == "/proc/loadavg":
-            fake = tmp_path / "loadavg"
-            fake.write_text(f"0.50 0.40 0.30 {state['running']}/300 12345\n")
-            return real_open(fake, *args, **kwargs)
-        return real_open(path, *args, **kwargs)
+    def task(i):
+        ran_by[i] = threading.get_ident()
+        time.sleep(0.3 if i == 0 else 0.001)  # piece 0: a thread descheduled meanwhile
 
-    assert _resources._own_runnable_threads() >= 1  # the caller, read from /proc/self/task
-    own = {"threads": 1}
-    monkeypatch.setattr(_resources, "_own_runnable_threads", lambda: own["threads"])
-    monkeypatch.setattr(builtins, "open", fake_open)
-    monkeypatch.setattr(_config, "IDLE_CHECK_SECONDS", 0.0)  # no cached reading
-    assert idle_cores() == cores  # only this process runs
-    state["running"] = 1 + cores  # as many busy tasks as cores
-    assert idle_cores() == 1
-    state["running"] = 2
-    assert idle_cores() == max(1, cores - 1)
-    own["threads"] = 2  # the other runnable thread is this process's own (a BLAS spinner)
-    assert idle_cores() == cores
-
-    def no_proc(path, *args, **kwargs):
-        if path == "/proc/loadavg":
-            raise OSError("no /proc here")
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", no_proc)
-    assert idle_cores() == cores
+    _resources.run_pieces(task, 40, 2)
+    assert sorted(ran_by) == list(range(40))
+    stuck = ran_by[0]
+    assert sum(tid != stuck for tid in ran_by.values()) >= 35
 
 
 def test_run_pieces_runs_each_piece_once_and_reports_failures():
@@ -227,22 +201,40 @@ def test_gemm_into_in_pieces(dtype, b_transposed):
 
 
 @pytest.mark.parametrize("teacher_scale", [None, 0.2])
-def test_results_do_not_depend_on_the_threads_chosen(monkeypatch, teacher_scale):
-    """Forcing one BLAS thread (a busy machine) or all of them (an idle one) gives the
-    same H and H V, bit for bit, and both match the twin."""
+def test_results_do_not_depend_on_the_threads_that_run_the_pieces(monkeypatch, teacher_scale):
+    """The pieces planned for a budget of three threads, run on one thread or on
+    three: the same H and H V, bit for bit, and both match the twin."""
+    import importlib
+
     net = fh.TwoLayerNet.random(11, 13, n_out=2, activation="erf", rng=6)
     teacher = None if teacher_scale is None else perturbed(net, teacher_scale, seed=7)
     X = fh.gaussian_inputs(900, 11, rng=8)
     V = np.random.default_rng(9).standard_normal((net.n_params, 4))
-    monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)  # threads even at this size
-    out = {}
-    for idle in (1, 3):
-        monkeypatch.setattr(_resources, "idle_cores", lambda idle=idle: idle)
-        out[idle] = (fh.hessian(net, X, teacher=teacher),
-                     fh.hessian_operator(net, X, teacher=teacher) @ V)
-    (h1, p1), (h2, p2) = out.values()
-    np.testing.assert_array_equal(h1, h2)
-    np.testing.assert_array_equal(p1, p2)
+    monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)  # pieces even at this size
+    monkeypatch.setattr(_config, "ONE_CALL_BYTES", 0)
+    real_enter, real_run = ComputeThreads.__enter__, _resources.run_pieces
+
+    def enter_with_budget_3(self):
+        real_enter(self)
+        self.budget = 3
+        return self
+
+    monkeypatch.setattr(ComputeThreads, "__enter__", enter_with_budget_3)
+    assembly = importlib.import_module("fasthess.assembly")
+    out, pieces = {}, {}
+    for threads in (1, 3):
+        def run_on(task, n, _planned, threads=threads):
+            pieces[threads] = max(pieces.get(threads, 0), n)
+            real_run(task, n, threads)
+
+        for module in (_resources, assembly):
+            monkeypatch.setattr(module, "run_pieces", run_on)
+        out[threads] = (fh.hessian(net, X, teacher=teacher),
+                        fh.hessian_operator(net, X, teacher=teacher) @ V)
+    assert pieces[1] == pieces[3] >= 3  # really split, the same way
+    (h1, p1), (h3, p3) = out.values()
+    np.testing.assert_array_equal(h1, h3)
+    np.testing.assert_array_equal(p1, p3)
     expected = ref.hessian(net, X, teacher)
     assert rel_err(h1, expected) < RTOL_EXACT
     assert rel_err(p1, expected @ V) < RTOL_EXACT
