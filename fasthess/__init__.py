@@ -20,7 +20,7 @@ from .dynamics import GDResult, decay_rate, gradient_descent, perturb, predicted
 from .sweeps import load_sweep, sweep
 from . import theory
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ACTIVATION_NAMES", "Activation", "CustomActivation", "Polynomial", "Quadratic",
