@@ -157,6 +157,28 @@ FIG_FIRST_HORIZON = 4096
 # spectra: eigenvalues at or below this fraction of the largest are drawn at it on log
 # axes (exact zeros have no logarithm); svd zero modes sit near 1e-32, above it.
 FIG_PLOT_FLOOR = 1e-34
+# population figure (ii): the root mean square of sqrt(P) ||H_P - H_inf||_F / sigma over
+# the data sets lies in [1 / t, t]. Its mean square is exactly 1; measured RMS over the
+# data sets: 0.87..1.18 over 20 seeds x 3 P at the quick size (4 data sets), 0.97..1.06
+# over 6 seeds at the full size (8 data sets).
+FIG_FROBENIUS_TOLERANCE = 1.25
+# population figure (iii): |slope + 1/2| <= this. Measured: slopes -0.71..-0.41 (mean
+# -0.58) over 20 seeds at the quick size, -0.64..-0.52 over 6 seeds at the full size.
+# The fit is steeper than -1/2 because P = D/2 < D: H_P then has rank P, and the D - P
+# missing eigenvalues add to d(P) beyond the O(P^{-1/2}) fluctuation.
+FIG_SLOPE_TOLERANCE = 0.25
+# population figure: samples per Jacobian block in the Monte Carlo estimate of E||a||^4.
+FIG_MC_BLOCK = 10_000
+# rank_vs_n: relu's rank needs data in every activation sector (THEORY.md c). At Ni = 2
+# two units leave a wedge of random angle theta that no point hits with probability
+# ~1 / (P + 1) on average: P = 2D + 20 = 32 gave rank D - Nh - 1 for one N = 2 teacher;
+# THEORY.md c met D - Nh at P = 2000 on its misses. So relu uses at least this many.
+FIG_RELU_MIN_SAMPLES = 1000
+# rank_vs_n_population: a population rank (eigh of H_inf, no svd route: there is no J)
+# is resolved only inside a gap this wide (THEORY.md c); a full rank, where nothing is
+# dropped, only when the smallest eigenvalue is this far above eps lambda_max, the
+# level at which eigh puts the zero modes it does find.
+FIG_MIN_GAP_DECADES = 8.0
 # Resolution of the PNG files, and characters per caption line at the default width.
 FIG_DPI = 150
 FIG_CAPTION_WIDTH = 105

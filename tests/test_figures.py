@@ -355,7 +355,7 @@ def test_rank_vs_n_population_claim():
 
 def test_rank_vs_n_population_unresolved_points_are_not_counted(monkeypatch):
     # a wider required gap leaves fewer points resolved, and never more matches
-    monkeypatch.setattr(figures.rank_vs_n, "MIN_GAP_DECADES", 1e3)
+    monkeypatch.setattr(fasthess._config, "FIG_MIN_GAP_DECADES", 1e3)
     data = rank_vs_n_population_data(ns=(2, 3), activations=("quadratic",), progress=False)
     assert not np.asarray(data["resolved"]).any()
     assert not bool(data["claim_holds"])  # nothing resolved: nothing shown

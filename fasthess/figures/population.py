@@ -9,16 +9,18 @@ and Hoffman-Wielandt bounds it by ||H_P - H_inf||_F, whose mean square is exactl
 sigma^2 / P for every P, sigma^2 = E||a||^4 - ||H_inf||_F^2 (the variance of one
 sample's a a^T). The claim, from the data: (i) d(P) <= ||H_P - H_inf||_F for every
 data set; (ii) P ||H_P - H_inf||_F^2 / sigma^2 averages to 1 within
-:data:`FROBENIUS_TOLERANCE` at every P (a wrong H_inf, off by Delta, would add
+``_config.FIG_FROBENIUS_TOLERANCE`` at every P (a wrong H_inf, off by Delta, would add
 ||Delta||_F^2 that does not fall with P); (iii) d(P) falls like P^{-1/2}: the
 log-log slope of its root mean square over the data sets is -1/2 within
-:data:`SLOPE_TOLERANCE`.
+``_config.FIG_SLOPE_TOLERANCE``.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from .. import _config
 
 from .._io import progress as progress_bar
 from ..assembly import hessian
@@ -30,28 +32,16 @@ from ..spectrum import eigenvalues
 from ._plotting import OKABE_ITO, REFERENCE_COLOR, SERIES_COLORS, add_caption, new_figure, scalar
 from ._spec import FigureSpec, scaled_size
 
-__all__ = ["population_data", "plot_population", "FROBENIUS_TOLERANCE", "SLOPE_TOLERANCE",
-           "FIGURE"]
+__all__ = ["population_data", "plot_population", "FIGURE"]
 
-#: (ii): the root mean square of sqrt(P) ||H_P - H_inf||_F / sigma over the data sets
-#: lies in [1 / t, t]. Its mean square is exactly 1; measured RMS over the data sets:
-#: 0.87..1.18 over 20 seeds x 3 P at the quick size (4 data sets), 0.97..1.06 over 6
-#: seeds at the full size (8 data sets).
-FROBENIUS_TOLERANCE = 1.25
-#: (iii): |slope + 1/2| <= this. Measured: slopes -0.71..-0.41 (mean -0.58) over 20
-#: seeds at the quick size, -0.64..-0.52 over 6 seeds at the full size. The fit is
-#: steeper than -1/2 because P = D/2 < D: H_P then has rank P, and the D - P
-#: missing eigenvalues add to d(P) beyond the O(P^{-1/2}) fluctuation.
-SLOPE_TOLERANCE = 0.25
-# Samples per Jacobian block in the Monte Carlo estimate of E||a||^4.
-_MC_BLOCK = 10_000
 
 
 def _fourth_moment(net, n_samples, rng):
     """Monte Carlo E||a||^4 (a: one sample's Jacobian row) and its standard error."""
     squares = []
-    for start in range(0, n_samples, _MC_BLOCK):
-        J = jacobian(net, gaussian_inputs(min(_MC_BLOCK, n_samples - start), net.n_in, rng=rng))
+    for start in range(0, n_samples, _config.FIG_MC_BLOCK):
+        block = min(_config.FIG_MC_BLOCK, n_samples - start)
+        J = jacobian(net, gaussian_inputs(block, net.n_in, rng=rng))
         squares.append(np.einsum("pd,pd->p", J, J) ** 2)
     squares = np.concatenate(squares)
     return float(np.mean(squares)), float(np.std(squares, ddof=1) / math.sqrt(squares.size))
@@ -143,14 +133,16 @@ def population_data(n=20, factors=(0.5, 2.0, 10.0), n_replicates=4, n_monte_carl
     # (i) is exact; the margin covers the round-off of two spectra and one difference
     rounding = 1e3 * np.finfo(np.float64).eps * float(np.max(np.abs(population)))
     hw_holds = bool(np.all(distance <= frobenius + rounding))
-    ratio_holds = bool(np.all((ratio >= 1 / FROBENIUS_TOLERANCE) & (ratio <= FROBENIUS_TOLERANCE)))
-    slope_holds = abs(slope + 0.5) <= SLOPE_TOLERANCE
+    tolerance = _config.FIG_FROBENIUS_TOLERANCE
+    ratio_holds = bool(np.all((ratio >= 1 / tolerance) & (ratio <= tolerance)))
+    slope_holds = abs(slope + 0.5) <= _config.FIG_SLOPE_TOLERANCE
     return {
         "population": population, "sampled": sampled, "sampled_rank": sampled_rank,
         "n_samples": Ps, "distance": distance, "frobenius": frobenius, "sigma": sigma,
         "fourth_moment": fourth, "fourth_moment_se": fourth_se, "frobenius_ratio": ratio,
         "slope": slope, "hoffman_wielandt_holds": hw_holds,
-        "frobenius_tolerance": FROBENIUS_TOLERANCE, "slope_tolerance": SLOPE_TOLERANCE,
+        "frobenius_tolerance": _config.FIG_FROBENIUS_TOLERANCE,
+        "slope_tolerance": _config.FIG_SLOPE_TOLERANCE,
         "n": int(n), "D": int(D), "factors": np.array(factors),
         "n_replicates": int(n_replicates), "n_monte_carlo": int(n_monte_carlo),
         "seed": int(seed), "claim_holds": bool(hw_holds and ratio_holds and slope_holds),
@@ -287,6 +279,6 @@ FIGURE = FigureSpec(
     scale=_scale,
     summary=_summary,
     claim="d(P) <= ||H_P - H_inf||_F (Hoffman-Wielandt); sqrt(P)||H_P - H_inf||_F / sigma "
-          "within FROBENIUS_TOLERANCE of 1 (RMS per P); slope of RMS d(P) -1/2 within "
+          "within _config.FIG_FROBENIUS_TOLERANCE of 1 (RMS per P); slope of RMS d(P) -1/2 within "
           "SLOPE_TOLERANCE",
 )

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _config
+
 from .._io import progress as progress_bar
 from ..activations import Polynomial
 from ..data import POPULATION, gaussian_inputs
@@ -23,7 +25,7 @@ from ._spec import FigureSpec, scaled_size
 from ._spectra import route_words, samples_for
 
 __all__ = ["rank_vs_n_data", "plot_rank_vs_n", "rank_activation", "RANK_ACTIVATIONS",
-           "rank_vs_n_population_data", "plot_rank_vs_n_population", "MIN_GAP_DECADES",
+           "rank_vs_n_population_data", "plot_rank_vs_n_population",
            "FIGURE", "POPULATION_FIGURE"]
 
 
@@ -55,18 +57,8 @@ _CURVES = {
 }
 #: The activations of the figure, by their plot names.
 RANK_ACTIVATIONS = tuple(_CURVES)
-# relu's rank needs data in every activation sector (THEORY.md c). At Ni = 2 two units
-# leave a wedge of random angle theta that no point hits with probability ~1 / (P + 1)
-# on average: P = 2D + 20 = 32 gave rank D - Nh - 1 for one N = 2 teacher; THEORY.md c
-# met D - Nh at P = 2000 on its misses. So relu uses at least this many samples.
-_RELU_MIN_SAMPLES = 1000
-#: A population rank (eigh of H_inf, no svd route: there is no J) is resolved only
-#: inside a gap this wide (THEORY.md c); a full rank, where nothing is dropped, only
-#: when the smallest eigenvalue is this far above eps lambda_max, the level at which
-#: eigh puts the zero modes it does find.
-MIN_GAP_DECADES = 8.0
 # Tick positions of the log N axis, where they fall inside the plotted range.
-_N_TICKS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
+_N_TICKS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 30, 40, 48, 64, 80, 96, 128)
 
 
 def rank_activation(name):
@@ -153,7 +145,7 @@ def rank_vs_n_data(ns=tuple(range(2, 17)), activations=RANK_ACTIVATIONS, samples
         name, n = activations[a], ns[j]
         P = samples_for(int(dims[j]), samples_factor, extra_samples)
         if name == "relu":
-            P = max(P, _RELU_MIN_SAMPLES)
+            P = max(P, _config.FIG_RELU_MIN_SAMPLES)
         samples[a, j] = P
         act = rank_activation(name)
         net = TwoLayerNet.random(n, n, activation=act, rng=rng)
@@ -184,7 +176,7 @@ def rank_vs_n_population_data(ns=tuple(range(2, 31)), activations=RANK_ACTIVATIO
     genuine ones of H_inf fall with N (~2e-8 for z + z^2 at N = 20, below 1e-11 at
     N = 30), so each point's separation is recorded: the gap in decades, or, at full
     rank, log10(lambda_min / (eps lambda_max)). A point is resolved when its
-    separation is at least :data:`MIN_GAP_DECADES`, and the claim is checked there
+    separation is at least ``_config.FIG_MIN_GAP_DECADES``, and the claim is checked there
     only; unresolved points are reported, never counted as a match.
 
     Parameters
@@ -247,11 +239,11 @@ def rank_vs_n_population_data(ns=tuple(range(2, 31)), activations=RANK_ACTIVATIO
         else:
             gaps[a, j] = r.gap_decades
         predicted[a, j] = effective_parameters(act, n, n, 1, n_samples=None)
-    resolved = gaps >= MIN_GAP_DECADES
+    resolved = gaps >= _config.FIG_MIN_GAP_DECADES
     return {
         "ns": np.array(ns), "activations": np.array(activations), "methods": np.array(methods),
         "rank": rank, "predicted": predicted, "gap_decades": gaps, "resolved": resolved,
-        "D": np.array([n * (n + 1) for n in ns]), "min_gap_decades": MIN_GAP_DECADES,
+        "D": np.array([n * (n + 1) for n in ns]), "min_gap_decades": _config.FIG_MIN_GAP_DECADES,
         "population": True, "seed": int(seed),
         "claim_holds": bool(resolved.any() and np.array_equal(rank[resolved],
                                                               predicted[resolved])),
@@ -357,7 +349,8 @@ def plot_rank_vs_n(data, ax=None):
                          f"No = 1, w1 ~ N(0, 1/N), w2 ~ N(0, 1/N), seed "
                          f"{scalar(data, 'seed')}; P = {scalar(data, 'samples_factor'):g}D + "
                          f"{scalar(data, 'extra_samples')} Gaussian inputs (at least "
-                         f"{_RELU_MIN_SAMPLES} for relu; P = {Pmin}..{Pmax}); rank = number "
+                         f"{_config.FIG_RELU_MIN_SAMPLES} for relu; P = {Pmin}..{Pmax}); rank = "
+                         f"number "
                          f"of eigenvalues above (Dε)² λmax by {route_words('svd')}, "
                          f"D ε λmax for linear (exact route). z³ and relu both have rank N² for "
                          f"N ≥ 4: the small diamonds (z³) sit inside the open triangles (relu).")
@@ -438,5 +431,5 @@ POPULATION_FIGURE = FigureSpec(
     scale=_scale,
     summary=_population_summary,
     claim="rank of the population Hessian == theory.effective_parameters(n_samples=None) at "
-          "every point resolved by a gap of MIN_GAP_DECADES",
+          "every point resolved by a gap of _config.FIG_MIN_GAP_DECADES",
 )
