@@ -198,7 +198,10 @@ def write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out, col0, mirror):
 
 @kernel
 def write_w2w2(gram, scale, n_out, out, offset):
-    """out[offset + (k,j), offset + (k',j')] = delta_kk' gram[j, j'] * scale (I_No (x) A^T A / P)."""
+    """out[offset + (k,j), offset + (k',j')] = delta_kk' gram[j, j'] * scale.
+
+    That is I_No (x) A^T A / P, the w2w2 block (gram = A^T A, scale = 1 / P).
+    """
     n_hidden = gram.shape[0]
     for k in range(n_out):
         for j in range(n_hidden):
