@@ -40,10 +40,11 @@ def measure(log):
                                    peer_module="bench.peers")
                   for m in ("jax", "torch", "fasthess")}
     log(f"N=50 under a 12 GiB cap: {out['oom']}")
+    cases = [("linear, Ni = Nh = 60, P = 2D", "linear", 60, 2.0),
+             ("erf, Ni = Nh = 40, P = D/4", "erf", 40, 0.25)]
     out["eig"] = {label: B.measure_in_child("eigen_savings_of", activation=act, n=n,
                                             factor=factor)
-                  for label, act, n, factor in [("linear, Ni = Nh = 60, P = 2D", "linear", 60, 2.0),
-                                                ("erf, Ni = Nh = 40, P = D/4", "erf", 40, 0.25)]}
+                  for label, act, n, factor in cases}
     return out
 
 

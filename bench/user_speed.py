@@ -36,23 +36,32 @@ def main():
     loaded = B.measure_in_child("under_load", n=20, repeat=args.repeat, busy=True)
     order = B.import_order("erf", 40, 2.0, rounds=5, log=log)
     f = B.format_spread
-    table = [
-        "| what | measured |", "|---|---|",
-        f"| dense assembly N=40 vs explicit J + syrk | {f(rows[40]['speedup']['jacobian_syrk'], suffix='x')} |",
-        f"| dense assembly N=40, fraction of DGEMM rate (unique-entry FLOPs) | {f(rows[40]['dgemm_fraction'])} |",
-        f"| fh.hessian N=40, numpy-first time / fasthess-first time (separate processes) | {f(order['numpy_first_over_fasthess_first'], suffix='x')} |",
-        f"| N=30, {scaling['threads']} threads (the default) vs 1 thread | {f(scaling['all_s'], '{:.3g}')} s vs {f(scaling['one_s'], '{:.3g}')} s |",
-    ]
-    for n in (10, 20, 30):
-        table.append(f"| N={n}: fh.hessian vs NumPy J^T J / P | {f(rows[n]['speedup']['numpy_jtj'], suffix='x')} |")
-    table.append(f"| under load (busy loop on one core), N=20: {loaded['threads']} threads / 1 thread | {f(loaded['all_over_one'], suffix='x')} |")
     prod = dense["products"][0]
-    table.append(f"| hessian_operator @ V (20 columns, N=40, P=2D), fraction of DGEMM rate (4 P Ni Nh FLOPs per column) | {f(prod['dgemm_fraction'])} |")
+    rows_ = [
+        ("dense assembly N=40 vs explicit J + syrk", f(rows[40]["speedup"]["jacobian_syrk"],
+                                                      suffix="x")),
+        ("dense assembly N=40, fraction of DGEMM rate (unique-entry FLOPs)",
+         f(rows[40]["dgemm_fraction"])),
+        ("fh.hessian N=40, numpy-first time / fasthess-first time (separate processes)",
+         f(order["numpy_first_over_fasthess_first"], suffix="x")),
+        (f"N=30, {scaling['threads']} threads (the default) vs 1 thread",
+         f"{f(scaling['all_s'], '{:.3g}')} s vs {f(scaling['one_s'], '{:.3g}')} s"),
+    ]
     if args.peers:
-        peer = B.measure_in_child(sizes=[30], peer_module="bench.peers", repeat=3, memory=False,
-                                  products=[])["rows"][0]
+        peer = B.measure_in_child(sizes=[30], peer_module="bench.peers", repeat=3,
+                                  memory=False, products=[])["rows"][0]
         jax = peer["speedup"].get("jax")
-        table.insert(4, f"| vs jax.hessian N=30 | {'not installed' if jax is None else f(jax, '{:.0f}', 'x')} |")
+        rows_.append(("vs jax.hessian N=30", "not installed" if jax is None
+                      else f(jax, "{:.0f}", "x")))
+    rows_ += [(f"N={n}: fh.hessian vs NumPy J^T J / P", f(rows[n]["speedup"]["numpy_jtj"],
+                                                         suffix="x")) for n in (10, 20, 30)]
+    rows_ += [
+        (f"under load (busy loop on one core), N=20: {loaded['threads']} threads / 1 thread",
+         f(loaded["all_over_one"], suffix="x")),
+        ("hessian_operator @ V (20 columns, N=40, P=2D), fraction of DGEMM rate "
+         "(4 P Ni Nh FLOPs per column)", f(prod["dgemm_fraction"])),
+    ]
+    table = ["| what | measured |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows_]
     print("\n".join(table))
 
 

@@ -277,8 +277,8 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     products); then serial kernels write the blocks. Every GEMM goes to SciPy's BLAS,
     in pieces on the threads that the chunk's work is worth (:func:`gemm_into`).
     """
-    from ._kernels.assembly import (assemble_one_chunk, chunk_factors, scatter_w1w1,
-                                    write_w1w2, write_w2w2)
+    from ._kernels.assembly import (add_residual_blocks, assemble_one_chunk, chunk_factors,
+                                    copy_late_rows, write_tiles, write_w1w2, write_w2w2)
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
@@ -374,7 +374,24 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     late = np.empty((n_late + (n_hidden if off_optimum and u0 < n_hidden else 0), m_in),
                     dtype=dt)
     Q = w2.T @ w2
-    scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, w1w1)
+    # the scatter in rounds of pieces: the copy of S's late rows beside the early tiles
+    # (which never touch S's rows), then the late tiles, then the R11 blocks
+    n_early = u0 * (u0 + 1) // 2
+    split = pieces_for(planned, n_early + n_late)
+
+    def ranges(n):
+        return [(n * i // split, n * (i + 1) // split) for i in range(split)]
+
+    run([lambda r=r: copy_late_rows(S, late, u0, n_hidden, off_optimum, *r)
+         for r in ranges(late.shape[0])]
+        + [lambda r=r: write_tiles(S, late, u0, Q, scale, n_in, False, *r, w1w1)
+           for r in ranges(n_early)])
+    run([lambda r=r: write_tiles(S, late, u0, Q, scale, n_in, True, *r, w1w1)
+         for r in ranges(n_late)])
+    if off_optimum:
+        coef, row0 = (late, n_late) if u0 < n_hidden else (S, n_hidden * (n_hidden + 1) // 2)
+        run([lambda r=r: add_residual_blocks(coef, row0, scale, n_in, w1w1, *r)
+             for r in ranges(n_hidden)])
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
     write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
 

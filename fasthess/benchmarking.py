@@ -143,36 +143,95 @@ def _route(method, net, X, peers=None):
 
 # ---------------------------------------------------------------------- timing
 def unique_entry_macs(n_in, n_hidden, n_samples):
-    """Multiply-adds of the pair contraction: P * Nh(Nh+1)/2 * Ni(Ni+1)/2 (~P Nh^2 Ni^2/4)."""
+    """Multiply-adds of the pair contraction: P * Nh(Nh+1)/2 * Ni(Ni+1)/2 (~P Nh^2 Ni^2/4).
+
+    Examples
+    --------
+    >>> from fasthess.benchmarking import unique_entry_macs
+    >>> unique_entry_macs(40, 40, 3280)
+    2205472000
+    """
     return n_samples * (n_hidden * (n_hidden + 1) // 2) * (n_in * (n_in + 1) // 2)
 
 
 def product_macs(n_in, n_hidden, n_samples, columns):
-    """Multiply-adds of H V (the two GEMMs with X): 2 P Ni Nh per column (4 P Ni Nh FLOPs)."""
+    """Multiply-adds of H V (the two GEMMs with X): 2 P Ni Nh per column (4 P Ni Nh FLOPs).
+
+    Examples
+    --------
+    >>> from fasthess.benchmarking import product_macs
+    >>> product_macs(40, 40, 3280, 20)
+    209920000
+    """
     return 2 * n_samples * n_in * n_hidden * columns
 
 
 def spread(values) -> dict:
-    """{"min", "median", "max"} of a sequence of numbers."""
+    """The spread of repeated measurements.
+
+    Parameters
+    ----------
+    values : sequence of float
+
+    Returns
+    -------
+    dict
+        {"min", "median", "max"} of ``values``, as floats.
+
+    Examples
+    --------
+    >>> from fasthess.benchmarking import spread
+    >>> spread([3.0, 1.0, 2.0])
+    {'min': 1.0, 'median': 2.0, 'max': 3.0}
+    """
     v = np.asarray(values, dtype=float)
     return {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())}
 
 
 def format_spread(s: dict, fmt="{:.2f}", suffix="") -> str:
-    """'median (min-max)' of a :func:`spread`."""
+    """'median (min-max)' of a :func:`spread`, each number by ``fmt`` then ``suffix``.
+
+    Examples
+    --------
+    >>> from fasthess.benchmarking import format_spread
+    >>> format_spread({"min": 1.5, "median": 1.75, "max": 2.0}, suffix="x")
+    '1.75x (1.50x-2.00x)'
+    """
     f = (fmt + suffix).format
     return f"{f(s['median'])} ({f(s['min'])}-{f(s['max'])})"
 
 
 def interleaved_times(funcs: dict, repeat=5, settle=SETTLE_SECONDS,
                       min_sample=MIN_SAMPLE_SECONDS) -> dict:
-    """Seconds per call of each callable in each of ``repeat`` rounds: {name: array}.
+    """Seconds per call of each callable, in each of ``repeat`` interleaved rounds.
 
     Rounds alternate between the callables, so a slow spell of a shared machine hits
     every method alike; ratios are then taken round by round. Before its sample in a
     round, each callable runs untimed for ``settle`` seconds (at least once); a call
     shorter than ``min_sample`` is repeated within its sample (the mean of the
     sample is its time).
+
+    Parameters
+    ----------
+    funcs : dict
+        {name: zero-argument callable}.
+    repeat : int
+        Rounds.
+    settle, min_sample : float
+        Seconds, as above.
+
+    Returns
+    -------
+    dict
+        {name: ndarray of ``repeat`` seconds per call}.
+
+    Examples
+    --------
+    >>> from fasthess.benchmarking import interleaved_times
+    >>> t = interleaved_times({"a": lambda: None, "b": lambda: sum(range(1000))},
+    ...                       repeat=2, settle=0.0, min_sample=0.001)
+    >>> sorted(t), t["a"].shape
+    (['a', 'b'], (2,))
     """
     number = {}
     for name, f in funcs.items():
@@ -311,13 +370,35 @@ def traced_peak(func):
 # ---------------------------------------------------------------------- report
 def compare(activation="erf", sizes=(10, 20, 30, 40), factor=2.0, peer_module=None,
             repeat=5, memory=True, memory_cap=None, memory_min_n=30, log=print):
-    """Measure every route, in this process; a list of row dicts (also logged).
+    """Dense assembly by every route, timed in this process, with its spread.
 
-    ``peer_module``: an importable module with a ``PEERS`` dict of extra routes
-    (the repository's ``bench.peers`` holds jax and torch). ``memory``: also the
-    peak memory of each route (in fresh processes) for N >= ``memory_min_n``.
-    ``memory_cap`` (bytes) caps the address space of those processes; with a cap, a
-    route that runs out of memory under it is reported as such and not timed.
+    Parameters
+    ----------
+    activation : str
+        The activation of the benchmark networks (Ni = Nh = N, P = factor * D).
+    sizes : sequence of int
+        The N of each row.
+    factor : float
+        P / D.
+    peer_module : str or None
+        An importable module with a ``PEERS`` dict of extra routes (the repository's
+        ``bench.peers`` holds jax and torch).
+    repeat : int
+        Interleaved rounds (:func:`interleaved_times`).
+    memory : bool
+        Also the peak memory of each route (in fresh processes) for N >= ``memory_min_n``.
+    memory_cap : int or None
+        Bytes that cap the address space of those processes; with a cap, a route that
+        runs out of memory under it is reported as such and not timed.
+    memory_min_n : int
+    log : callable
+        Receives one line per row.
+
+    Returns
+    -------
+    list of dict
+        One row per N: times, the fraction of the DGEMM rate on unique-entry FLOPs
+        and the speed-up over each route, each a :func:`spread` over the rounds.
     """
     rows = []
     peers = load_peers(peer_module)
@@ -415,10 +496,23 @@ def eigen_savings_of(activation, n, factor, repeat=3, log=print):
 
 
 def under_load(activation="erf", n=20, factor=2.0, repeat=5, busy=True, log=print):
-    """fasthess.hessian with all threads against one thread, while a busy loop (a child
-    process this function starts and stops) holds one core; ``busy=False``: on the
-    machine as it is. Returns the spread of t(all threads) / t(one thread) and both
-    times."""
+    """fasthess.hessian with all threads against one thread, beside a busy loop.
+
+    Parameters
+    ----------
+    activation, n, factor, repeat
+        As in :func:`compare`.
+    busy : bool
+        Run a busy loop (a child process started and stopped here) on one core
+        meanwhile; False: the machine as it is.
+    log : callable
+
+    Returns
+    -------
+    dict
+        ``all_over_one``: the spread of t(all threads) / t(one thread); ``one_s``,
+        ``all_s``: the times.
+    """
     net, X = _problem(activation, n, factor)
     loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
@@ -444,9 +538,23 @@ def under_load(activation="erf", n=20, factor=2.0, repeat=5, busy=True, log=prin
 
 
 def import_order(activation="erf", n=40, factor=2.0, rounds=5, calls=7, log=print):
-    """fasthess.hessian in fresh processes that import NumPy first or fasthess first,
-    alternating; each process reports its best of ``calls`` calls. Returns the spread
-    of t(NumPy first) / t(fasthess first) over the rounds."""
+    """fasthess.hessian in fresh processes that import NumPy first or fasthess first.
+
+    Parameters
+    ----------
+    activation, n, factor
+        As in :func:`compare`.
+    rounds : int
+        Pairs of processes, one of each order, alternating.
+    calls : int
+        Each process reports its best of this many calls, after one to warm up.
+    log : callable
+
+    Returns
+    -------
+    dict
+        ``numpy_first_over_fasthess_first``: the spread of the ratio over the rounds.
+    """
     body = ("import time\n"
             "from fasthess.benchmarking import _problem\n"
             f"net, X = _problem({activation!r}, {n}, {factor})\n"
@@ -483,9 +591,10 @@ def format_row(row):
          + f"; eigenvalues(auto={row['eig_auto_method']}) vs dense route "
          f"{format_spread(row['eig_speedup'], '{:.1f}', 'x')}")
     if "peak_over_H" in row:
+        peaks = (f"n/a ({row['peak_notes'][m]})" if v is None else f"{v:.2f}"
+                 for m, v in row["peak_over_H"].items())
         s += (f"; NumPy-traced peak/8D^2 {row['traced_peak_over_H']:.2f}; RSS peak/8D^2: "
-              + ", ".join(f"{m} {'n/a (' + row['peak_notes'][m] + ')' if v is None else f'{v:.2f}'}"
-                          for m, v in row["peak_over_H"].items()))
+              + ", ".join(f"{m} {p}" for m, p in zip(row["peak_over_H"], peaks)))
     return s
 
 
@@ -523,8 +632,24 @@ def markdown_table(rows):
 def measure(activation="erf", sizes=(10, 20, 30, 40), factor=2.0, threads=None,
             repeat=5, memory=True, memory_cap=None, peer_module=None, products=(40,),
             load=False, log=print) -> dict:
-    """Everything ``fasthess bench`` reports, measured in this process:
-    {"rows": dense-assembly rows, "products": product rows, "load": row or None}."""
+    """Everything ``fasthess bench`` reports, measured in this process.
+
+    Parameters
+    ----------
+    activation, sizes, factor, repeat, memory, memory_cap, peer_module, log
+        As in :func:`compare`.
+    threads : int or None
+        The thread setting to measure with (:func:`fasthess.set_num_threads`).
+    products : sequence of int
+        The N of the matrix-free product rows (:func:`product_row`).
+    load : bool
+        Also :func:`under_load` at N = 20.
+
+    Returns
+    -------
+    dict
+        {"rows": dense-assembly rows, "products": product rows, "load": row or None}.
+    """
     if threads is not None:
         set_num_threads(threads)
     rows = compare(activation, sizes, factor, peer_module=peer_module, repeat=repeat,
@@ -558,8 +683,32 @@ def run_bench(*, activation="erf", sizes=None, samples_factor=2.0, threads=None,
               with_import_order=False, peer_module=None) -> int:
     """``fasthess bench`` (and ``python -m bench.compare``, which adds the peers).
 
-    ``with_load``: also :func:`under_load` (N = 20); ``with_import_order``: also
-    :func:`import_order` (the largest N). Prints the tables; returns 0.
+    Measures in a child process that imports NumPy first (:func:`measure_in_child`)
+    and prints the tables.
+
+    Parameters
+    ----------
+    activation : str
+    sizes : list of int or None
+        N of the rows (default 10, 20, 30, 40).
+    samples_factor : float
+        P / D.
+    threads : int or None
+    repeat : int
+    memory_cap_gib : float or None
+    memory : bool
+    products : bool
+        The matrix-free product row at the largest N.
+    with_load : bool
+        Also :func:`under_load` (N = 20).
+    with_import_order : bool
+        Also :func:`import_order` (the largest N).
+    peer_module : str or None
+
+    Returns
+    -------
+    int
+        0, the exit status.
     """
     sizes = list(sizes or [10, 20, 30, 40])
     cap = None if memory_cap_gib is None else int(memory_cap_gib * 2**30)

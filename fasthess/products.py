@@ -16,7 +16,8 @@ from ._resources import check_fits
 from .data import is_population
 
 __all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products", "jacobian",
-           "jacobian_operator", "JacobianOperator", "gemm_into", "gemm_tasks", "row_blocks"]
+           "jacobian_operator", "JacobianOperator", "gemm_into", "gemm_released", "gemm_tasks",
+           "row_blocks"]
 
 
 def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,12 +124,15 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
                 xvt = local.xvt[:height * c].reshape(height, c)
                 ut = local.ut[:n_out * m * c].reshape(n_out * m, c)
                 gt, at, rt, g2t = row_blocks(local.scratch, scratch_heights, c)
-                gemm_into(xvt, V1r, xs, b_transposed=True, beta=0.0)
+                gemm(xvt, V1r, xs, b_transposed=True, beta=0.0)
                 hvp_middle(xvt, s0, f.G1, f.A, G2, residual, f.w2, V2, gt, at, rt, g2t, ut,
                            out2[i])
-                gemm_into(out1r[i], xvt, xs, b_transposed=False)
-                gemm_into(out2r[i], at, ut, b_transposed=True)
+                gemm(out1r[i], xvt, xs, b_transposed=False)
+                gemm(out2r[i], at, ut, b_transposed=True)
 
+        # pieces on several threads must release the GIL in their BLAS calls (ctypes);
+        # alone, SciPy's wrapper of the same routine costs less per call
+        gemm = gemm_into if n_pieces == 1 else gemm_released
         run_pieces(piece, n_pieces, planned)
     if n_pieces > 1:  # the pieces' sums, added in their order
         out1r, out2r, out2 = (np.add.reduce(a, axis=0) for a in (out1r, out2r, out2))
@@ -203,6 +207,13 @@ def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int =
             out[...] = res.T
         return
     run_pieces(lambda i: tasks[i](), len(tasks), threads)
+
+
+def gemm_released(out, a, b, *, b_transposed: bool, beta: float = 1.0) -> None:
+    """:func:`gemm_into` as one BLAS call that releases the GIL (for threads that run
+    pieces beside each other; same routine, same arguments, same result)."""
+    for task in gemm_tasks(out, a, b, b_transposed=b_transposed, beta=beta):
+        task()
 
 
 def gemm_tasks(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1) -> list:

@@ -121,6 +121,66 @@ def _write_tile(S, srow, q, j, jp, n_in, out):
 
 
 @kernel
+def copy_late_rows(S, late, u0, n_hidden, off_optimum, q0, q1):
+    """Rows q0 .. q1 - 1 of ``late``: the rows of S that the late tiles overwrite.
+
+    Late pairs (j <= j', j' >= u0) in the order j' = u0 .., j = 0 .. j', then, off
+    the optimum and when S lives in the output (u0 < Nh), the Nh rows of R11
+    coefficients. See :func:`scatter_w1w1`.
+    """
+    m_hidden = n_hidden * (n_hidden + 1) // 2
+    m_in = S.shape[1]
+    q = 0
+    for jp in range(u0, n_hidden):
+        for j in range(jp + 1):
+            if q0 <= q < q1:
+                srow = pair_index(j, jp, n_hidden)
+                for t in range(m_in):
+                    late[q, t] = S[srow, t]
+            q += 1
+    if off_optimum and u0 < n_hidden:
+        for j in range(n_hidden):
+            if q0 <= q + j < q1:
+                for t in range(m_in):
+                    late[q + j, t] = S[m_hidden + j, t]
+
+
+@kernel
+def write_tiles(S, late, u0, Q, scale, n_in, late_phase, q0, q1, out):
+    """Tiles q0 .. q1 - 1 of one phase of :func:`scatter_w1w1` (tiles own disjoint
+    parts of ``out``, so ranges of them may be written by different threads).
+
+    Early phase: pairs j <= j' < u0 in j-major order, from S. Late phase: pairs
+    j <= j', j' >= u0 in the order of :func:`copy_late_rows`, from ``late``.
+    """
+    n_hidden = Q.shape[0]
+    q = 0
+    if not late_phase:
+        for j in range(u0):
+            for jp in range(j, u0):
+                if q0 <= q < q1:
+                    _write_tile(S, pair_index(j, jp, n_hidden), Q[j, jp] * scale, j, jp, n_in,
+                                out)
+                q += 1
+    else:
+        for jp in range(u0, n_hidden):
+            for j in range(jp + 1):
+                if q0 <= q < q1:
+                    _write_tile(late, q, Q[j, jp] * scale, j, jp, n_in, out)
+                q += 1
+
+
+@kernel
+def add_residual_blocks(coef, row0, scale, n_in, out, j0, j1):
+    """R11 for hidden units j0 .. j1 - 1: out[(j,i),(j,i')] += scale * coef[row0 + j, pair(i,i')],
+    coef[row0 + j] = sum_mu (r_mu . b_j) G''_{mu j} x_mu pairs (THEORY.md a)."""
+    for j in range(j0, j1):
+        for i in range(n_in):
+            for ip in range(n_in):
+                out[j * n_in + i, j * n_in + ip] += scale * coef[row0 + j, pair_index(i, ip, n_in)]
+
+
+@kernel
 def scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, out):
     """Write the w1w1 block (Gauss-Newton and, off the optimum, residual) into out[:D1, :D1].
 
@@ -130,38 +190,21 @@ def scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, out):
     rows of hidden units >= u0 (see ``assembly.w1w1_layout``): the tiles that write
     those rows (j' >= u0) are written last, from ``late``, a buffer of
     (n_late [+ Nh], m_in) rows into which they are first copied. Pass u0 = Nh when
-    S does not overlap ``out``. Q: (Nh, Nh) = W2^T W2.
+    S does not overlap ``out``. Q: (Nh, Nh) = W2^T W2. The same steps as the
+    callers that run them in pieces: :func:`copy_late_rows`, :func:`write_tiles`
+    (early, then late), :func:`add_residual_blocks`.
     """
     n_hidden = Q.shape[0]
     m_hidden = n_hidden * (n_hidden + 1) // 2
-    m_in = S.shape[1]
-    n_late = 0
-    for jp in range(u0, n_hidden):
-        for j in range(jp + 1):
-            srow = pair_index(j, jp, n_hidden)
-            for t in range(m_in):
-                late[n_late, t] = S[srow, t]
-            n_late += 1
-    if off_optimum and u0 < n_hidden:
-        for j in range(n_hidden):
-            for t in range(m_in):
-                late[n_late + j, t] = S[m_hidden + j, t]
-    for j in range(u0):
-        for jp in range(j, u0):
-            _write_tile(S, pair_index(j, jp, n_hidden), Q[j, jp] * scale, j, jp, n_in, out)
-    t = 0
-    for jp in range(u0, n_hidden):
-        for j in range(jp + 1):
-            _write_tile(late, t, Q[j, jp] * scale, j, jp, n_in, out)
-            t += 1
+    n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
+    copy_late_rows(S, late, u0, n_hidden, off_optimum, 0, late.shape[0])
+    write_tiles(S, late, u0, Q, scale, n_in, False, 0, u0 * (u0 + 1) // 2, out)
+    write_tiles(S, late, u0, Q, scale, n_in, True, 0, n_late, out)
     if off_optimum:
-        # R11: out[(j,i),(j,i')] += scale * sum_mu (r_mu . b_j) G''_{mu j} x_i x_i'
-        coef, row0 = (late, n_late) if u0 < n_hidden else (S, m_hidden)
-        for j in range(n_hidden):
-            for i in range(n_in):
-                for ip in range(n_in):
-                    out[j * n_in + i, j * n_in + ip] += scale * coef[row0 + j,
-                                                                    pair_index(i, ip, n_in)]
+        if u0 < n_hidden:
+            add_residual_blocks(late, n_late, scale, n_in, out, 0, n_hidden)
+        else:
+            add_residual_blocks(S, m_hidden, scale, n_in, out, 0, n_hidden)
 
 
 @kernel
@@ -198,7 +241,10 @@ def write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out, col0, mirror):
 
 @kernel
 def write_w2w2(gram, scale, n_out, out, offset):
-    """out[offset + (k,j), offset + (k',j')] = delta_kk' gram[j, j'] * scale (I_No (x) A^T A / P)."""
+    """out[offset + (k,j), offset + (k',j')] = delta_kk' gram[j, j'] * scale.
+
+    That is I_No (x) A^T A / P, the w2w2 block (gram = A^T A, scale = 1 / P).
+    """
     n_hidden = gram.shape[0]
     for k in range(n_out):
         for j in range(n_hidden):
