@@ -202,7 +202,10 @@ def run_pieces(task, n_pieces: int, threads: int) -> None:
         drain()
     finally:
         for w in workers:
-            w.exception()  # wait for it; its exception, if any, is in ``failed``
+            # one still queued (the pool busy with another caller's pieces) has nothing
+            # left to do: cancel it rather than wait for a thread to come free
+            if not w.cancel():
+                w.exception()  # wait for it; its exception, if any, is in ``failed``
     if failed:
         raise failed[0]
 
