@@ -10,14 +10,16 @@ from __future__ import annotations
 import math
 
 # ---------------------------------------------------------------- dense assembly
-# Samples per chunk of the dense assembly: the chunk's factors (~Nh^2/2 + Ni^2/2 + Nh Ni
-# values per sample) are written by a serial kernel and read back by BLAS, so they
-# should stay in cache (CHUNK_CACHE_BYTES), while K = chunk keeps GEMM efficient
-# (>= GEMM_CHUNK_SAMPLES). Measured single-threaded (N = 40, 2 cores): the GEMMs run
-# at the same rate for chunks of 256 .. 1024 samples, 5-15% slower at 128.
+# Samples per chunk of the dense assembly: the chunk's factors are written by a kernel
+# and read back by BLAS, ideally while in cache (CHUNK_CACHE_BYTES), but K = chunk must
+# keep GEMM efficient (>= GEMM_CHUNK_SAMPLES): each chunk's GEMM also reads and writes
+# all of S (~1/4 of the w1w1 block). Measured at N = 40 on 2 threads: the 820 x 820
+# contraction over 3280 samples took 81 ms in chunks of 256, 67 ms in chunks of 512
+# or 1024, 61 ms in one; fh.hessian 87-102 ms with chunks of 256 (pipelined), 80-86
+# with the 565 its free rows hold.
 CHUNK_CACHE_BYTES = 4 * 2**20
-GEMM_CHUNK_SAMPLES = 256
-MAX_CHUNK_SAMPLES = 1024
+GEMM_CHUNK_SAMPLES = 1024
+MAX_CHUNK_SAMPLES = 2048
 # The factors live in the not-yet-written part of the output (peak memory); a chunk
 # that fits there is used down to MIN_CHUNK_SAMPLES, below which a separate buffer of
 # CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
@@ -43,6 +45,10 @@ MIN_MACS_PER_THREAD = 8_000_000
 # operand. Measured on 2 idle cores (465^2 and 820^2 outputs, K ~ 260): 2 pieces on 2
 # threads 1.6-1.9x one call, 4 pieces the same within 5%, 6 pieces of 77 rows 1.4x.
 PIECES_PER_THREAD = 2
+# How long an idle worker of fasthess's own threads polls for the next round of pieces
+# (yielding its core) before it sleeps: waking a sleeping thread took 90-170 us on a
+# 2-core VM, rounds of one computation follow each other within tens of microseconds.
+WORKER_SPIN_SECONDS = 0.0005
 # Fewest rows of a GEMM's output in one piece: thinner pieces run BLAS's edge kernels
 # and repack the shared operand too often (6 pieces of 77 rows ran 22% longer than one
 # call, single-threaded).

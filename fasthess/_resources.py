@@ -217,21 +217,17 @@ def pieces_for(planned: int, rows: int) -> int:
     return max(1, min(rows, planned * per_thread))
 
 
-_pool: list = [None, None]  # [pid that created it, ThreadPoolExecutor]
-_pool_lock = threading.Lock()
-
-
 def run_pieces(task, n_pieces: int, threads: int) -> None:
     """Call ``task(i)`` for i in range(n_pieces), on ``threads`` threads at once.
 
-    The calling thread works too; the others come from a pool of plain threads that
-    sleep while idle (they never spin), created on first use. Pieces are handed out
-    one at a time, in order, to whichever thread is free: a thread descheduled by
-    another job on its core delays one piece, not the whole product, as a static
-    split (OpenMP, OpenBLAS) would. ``task`` must release the GIL for its work (a
-    BLAS call through ctypes, a ``nogil`` Numba kernel) and write outputs of its own:
-    the same pieces give the same results whatever ``threads`` is. The first
-    exception raised by a task is raised here, after every thread has stopped.
+    The calling thread works too; the others come from a pool of plain threads
+    (:class:`_Workers`), created on first use. Pieces are handed out one at a time,
+    in order, to whichever thread is free: a thread descheduled by another job on
+    its core delays one piece, not the whole product, as a static split (OpenMP,
+    OpenBLAS) would. ``task`` must release the GIL for its work (a BLAS call through
+    ctypes, a ``nogil`` Numba kernel) and write outputs of its own: the same pieces
+    give the same results whatever ``threads`` is. The first exception raised by a
+    task is raised here, after every thread has stopped taking pieces.
     """
     import itertools
 
@@ -251,30 +247,99 @@ def run_pieces(task, n_pieces: int, threads: int) -> None:
                 task(i)
             except BaseException as exc:  # stop every thread, re-raised below
                 failed.append(exc)
-                raise
+                return
 
-    workers = [_thread_pool().submit(drain) for _ in range(min(threads, n_pieces) - 1)]
-    try:
-        drain()
-    finally:
-        for w in workers:
-            w.exception()  # wait for it; its exception, if any, is in ``failed``
+    _workers().run(drain, min(threads, n_pieces) - 1)
     if failed:
         raise failed[0]
 
 
-def _thread_pool():
-    """The pool of :func:`run_pieces`: as many threads as Numba's pool (the cores) less
-    the caller's, created once per process (a forked child makes its own)."""
-    from concurrent.futures import ThreadPoolExecutor
+class _Workers:
+    """The threads that join :func:`run_pieces` besides its caller.
 
+    Each waits for a job (a ``drain`` function that takes pieces until none are
+    left), first by polling for ``_config.WORKER_SPIN_SECONDS`` while yielding its
+    core (``os.sched_yield``, without the GIL), then asleep on a condition: the
+    rounds of one computation follow each other within microseconds, and waking a
+    sleeping thread took 90-170 us on the 2-core VM it was measured on; after the
+    short poll they sleep and cost nothing. One caller at a time: a second caller
+    while a job runs does its pieces on its own thread.
+    """
+
+    def __init__(self, n_threads: int):
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._job = None
+        self._generation = 0
+        self._slots = 0  # workers still wanted by the current job
+        self._active = 0  # workers running it
+        self._busy = False
+        for k in range(n_threads):
+            threading.Thread(target=self._serve, name=f"fasthess-{k}", daemon=True).start()
+
+    def run(self, drain, extra: int) -> None:
+        """Run ``drain`` on this thread and on up to ``extra`` workers; return when all
+        that joined have finished."""
+        with self._lock:
+            if self._busy:  # another caller's job runs: do this one alone
+                extra = 0
+            else:
+                self._busy = True
+                self._job, self._slots = drain, extra
+                self._generation += 1
+                self._wake.notify(extra)
+        try:
+            drain()
+        finally:
+            if extra:
+                with self._lock:
+                    self._job, self._slots = None, 0  # no late joiners
+                    while self._active:
+                        self._idle.wait()
+                    self._busy = False
+
+    def _serve(self) -> None:
+        import time
+
+        from . import _config
+
+        yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))
+        seen = 0
+        while True:
+            deadline = time.perf_counter() + _config.WORKER_SPIN_SECONDS
+            while self._generation == seen and time.perf_counter() < deadline:
+                yield_core()
+            with self._lock:
+                while self._generation == seen:
+                    self._wake.wait()
+                seen = self._generation
+                job = self._job
+                if job is None or self._slots == 0:
+                    continue
+                self._slots -= 1
+                self._active += 1
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._active -= 1
+                    if not self._active:
+                        self._idle.notify_all()
+
+
+_pool: list = [None, None]  # [pid that created it, _Workers]
+_pool_lock = threading.Lock()
+
+
+def _workers() -> _Workers:
+    """The workers of :func:`run_pieces`: Numba's thread count (the cores) less the
+    caller's, started once per process (a forked child starts its own)."""
     import numba
 
     with _pool_lock:
         if _pool[0] != os.getpid():
-            _pool[:] = [os.getpid(), ThreadPoolExecutor(
-                max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
-                thread_name_prefix="fasthess")]
+            _pool[:] = [os.getpid(), _Workers(max(1, numba.config.NUMBA_NUM_THREADS - 1))]
         return _pool[1]
 
 

@@ -271,11 +271,14 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     H[:D1, D1:] and its transpose to H[D1:, :D1], w2w2 to H[D1:, D1:]. Otherwise
     they are the separate (D1 x D2) and (D2 x D2) arrays.
 
-    One pass over sample chunks: a serial kernel writes each chunk's factors,
-    samples last (:func:`fasthess._kernels.assembly.chunk_factors`), two GEMMs
-    contract them (the pairs of w1w1 with the R11 coefficients, and the w1w2
-    products); then serial kernels write the blocks. Every GEMM goes to SciPy's BLAS,
-    in pieces on the threads that the chunk's work is worth (:func:`gemm_into`).
+    One pass over sample chunks: kernels write each chunk's factors, samples last
+    (:func:`fasthess._kernels.assembly.chunk_factors`), and GEMMs contract them
+    (the pairs of w1w1 with the R11 coefficients, the w1w2 products, A^T A); then
+    kernels scatter S into the w1w1 tiles and write the other blocks. Everything
+    runs in rounds of pieces (:func:`fasthess._resources.run_pieces`) on the threads
+    a chunk's contraction is worth; each GEMM piece is one single-threaded call of
+    SciPy's BLAS (:func:`fasthess.products.gemm_tasks`). Small problems take one
+    kernel call (:func:`fasthess._kernels.assembly.assemble_one_chunk`).
     """
     from ._kernels.assembly import (add_residual_blocks, assemble_one_chunk, chunk_factors,
                                     copy_late_rows, write_tiles, write_w1w2, write_w2w2)

@@ -172,6 +172,37 @@ def test_run_pieces_runs_each_piece_once_and_reports_failures():
         _resources.run_pieces(fail_at_5, 12, 3)
 
 
+def test_concurrent_callers_each_run_all_their_pieces():
+    import time
+
+    seen = {0: [], 1: []}
+
+    def caller(k):
+        def task(i):
+            time.sleep(0.001)
+            seen[k].append(i)
+        _resources.run_pieces(task, 30, 2)
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in (0, 1)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join()
+    assert sorted(seen[0]) == list(range(30)) and sorted(seen[1]) == list(range(30))
+
+
+def test_idle_workers_sleep():
+    """After a computation, fasthess's own threads poll for well under a millisecond,
+    then sleep: the process uses no CPU while it waits."""
+    import time
+
+    _resources.run_pieces(lambda i: time.sleep(0.001), 4, 2)
+    time.sleep(0.05)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    time.sleep(0.3)
+    assert time.process_time() - cpu0 < 0.05 * (time.perf_counter() - wall0)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("b_transposed", [True, False])
 def test_gemm_into_in_pieces(dtype, b_transposed):
