@@ -29,6 +29,13 @@ CHUNK_BYTES = 8 * 2**20
 # in one kernel call, without Python between the steps (N ~ 10: the steps themselves
 # take tens of microseconds). Its memory is apart from H: kept small.
 ONE_CALL_BYTES = 2 * 2**20
+# Requests of at most this many bytes are not checked against the system's available
+# memory (psutil takes ~50 us, a quarter of fh.hessian at N = 10); FASTHESS_MEMORY_LIMIT
+# still applies to them. A machine without 64 MiB free fails in Python itself.
+MEMORY_CHECK_FLOOR = 64 * 2**20
+# Fewest activations (g, g', g'' of one pre-activation) worth a thread of their own:
+# ~25 ns each for erf on the 2-core VM measured, so ~0.5 ms of work.
+MIN_ACTIVATIONS_PER_THREAD = 20_000
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 ASSEMBLY_OVERHEAD = 1.3
 # Bytes that a single float64 Hessian entry may reach before summing P of them

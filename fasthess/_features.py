@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._resources import check_fits
+from ._resources import check_fits, compute_budget, run_pieces
 from ._validation import check_dtype, check_instance, check_teacher
 from .data import Population, is_population
-from .network import TwoLayerNet, activation_outputs
+from .network import TwoLayerNet
 
 __all__ = ["Point", "check_point", "check_net", "Features", "features", "check_no_overflow",
            "dense_bytes", "refuse_if_too_large", "MATRIX_FREE_HINT"]
@@ -120,25 +120,20 @@ def features(point: Point, second_order: bool = True) -> Features:
 
     ``second_order``: guard the products of the Hessian (x_i x_l summed over the
     samples); False for first-order quantities (the gradient), which do not form them.
+    g, g', g'' of a built-in activation come from one pass that also finds their
+    maxima (the guards read them), in row ranges on the threads they are worth.
     """
     net, X, dt = point.net, point.X, point.dtype
     w1 = np.ascontiguousarray(net.w1, dtype=dt)
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
     if second_order:
-        _check_input_scale(X, dt)
+        x_max = _amax(X)
+        _check_input_scale(X, dt, x_max)
     with np.errstate(over="ignore", invalid="ignore"):
         pre = X @ w1.T
-    if not np.all(np.isfinite(pre)):
-        raise ValueError(f"X: the pre-activations w1 @ x overflow {dt} (|X| up to "
-                         f"{_amax(X):.3g}, |w1| up to {_amax(w1):.3g}); rescale X or the "
-                         "weights")
-    A, G1, G2 = activation_outputs(net.activation, pre)
-    for label, a in zip(("g", "g'", "g''"), (A, G1, G2)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(
-                f"net: the activation {net.activation.name!r} overflows: {label}(w1 @ x) is "
-                f"not finite in {dt} for some samples; reduce the weight or input scale, or "
-                "use float64")
+    A, G1, G2, maxima = _activations(net.activation, pre)
+    if maxima is None or not all(map(math.isfinite, maxima)):
+        _name_the_overflow(net, X, w1, pre, (A, G1, G2), dt)
     residual = None
     if point.teacher is not None:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -149,8 +144,50 @@ def features(point: Point, second_order: bool = True) -> Features:
                 f"{dt}; reduce the weight or input scale, or use float64")
     f = Features(X, A, G1, G2, residual, w1, w2)
     if second_order:
-        check_no_overflow(f, net)
+        known = {"X": x_max}
+        if maxima is not None:
+            known.update(A=maxima[1], G1=maxima[2], G2=maxima[3])
+        check_no_overflow(f, net, maxima=known)
     return f
+
+
+def _activations(activation, pre):
+    """(g, g', g'', [max |pre|, |g|, |g'|, |g''|] or None) of the pre-activations.
+
+    Built-in activations: :func:`~fasthess._kernels.activation.activation_rows` on
+    row ranges, one per thread that ``P Nh`` activations are worth
+    (``_config.MIN_ACTIVATIONS_PER_THREAD``), within the budget of the enclosing
+    computation. A CustomActivation: its own kernel, maxima None (checked by NumPy).
+    """
+    A, G1, G2 = (np.empty_like(pre) for _ in range(3))
+    if activation.code < 0:
+        activation.apply(pre, A, G1, G2)
+        return A, G1, G2, None
+    from ._kernels.activation import activation_rows
+
+    n_rows = pre.shape[0]
+    n_threads = int(max(1, min(compute_budget(), n_rows,
+                               pre.size // _config.MIN_ACTIVATIONS_PER_THREAD)))
+    maxima = np.zeros((n_threads, 4))
+    coeffs = activation.kernel_coeffs(pre.dtype)
+    run_pieces(lambda i: activation_rows(activation.code, coeffs, pre, A, G1, G2,
+                                         n_rows * i // n_threads, n_rows * (i + 1) // n_threads,
+                                         maxima[i]), n_threads, n_threads)
+    return A, G1, G2, [float(m) for m in maxima.max(axis=0)]
+
+
+def _name_the_overflow(net, X, w1, pre, outputs, dt) -> None:
+    """The ValueError naming what is not finite: the pre-activations, or g, g', g''."""
+    if not np.all(np.isfinite(pre)):
+        raise ValueError(f"X: the pre-activations w1 @ x overflow {dt} (|X| up to "
+                         f"{_amax(X):.3g}, |w1| up to {_amax(w1):.3g}); rescale X or the "
+                         "weights")
+    for label, a in zip(("g", "g'", "g''"), outputs):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(
+                f"net: the activation {net.activation.name!r} overflows: {label}(w1 @ x) is "
+                f"not finite in {dt} for some samples; reduce the weight or input scale, or "
+                "use float64")
 
 
 def _amax(a) -> float:
@@ -161,9 +198,9 @@ def _limit(dtype) -> float:
     return float(np.finfo(dtype).max) / _config.OVERFLOW_MARGIN
 
 
-def _check_input_scale(X: np.ndarray, dtype) -> None:
-    """Products x_i x_l of inputs (in H, the NTK, the trace) summed over P must be finite."""
-    xmax = _amax(X)
+def _check_input_scale(X: np.ndarray, dtype, xmax: float) -> None:
+    """Products x_i x_l of inputs (in H, the NTK, the trace) summed over P must be finite;
+    ``xmax`` = max |X|."""
     if xmax > 0 and 2 * math.log(xmax) + math.log(X.shape[0]) > math.log(_limit(dtype)):
         raise ValueError(
             f"X: entries up to {xmax:.3g} overflow {np.dtype(dtype)} in the products x_i x_l "
@@ -172,24 +209,30 @@ def _check_input_scale(X: np.ndarray, dtype) -> None:
             "or use float64")
 
 
-def check_no_overflow(f: Features, net) -> None:
+def check_no_overflow(f: Features, net, maxima: dict | None = None) -> None:
     """Refuse before assembling if a Hessian entry could overflow the dtype.
 
     Each entry is a sum over P samples of products of Jacobian factors (|g| or
     |w2 g' x|) and, off the optimum, |r w2 g'' x x|; bounding them by their maxima
     is cheap (O(P Nh)) and only refuses what is within a factor P of overflow. The
-    bound is computed in logarithms, so it cannot overflow itself.
+    bound is computed in logarithms, so it cannot overflow itself. ``maxima``: max |.|
+    of "X", "A", "G1", "G2" where already known.
     """
+    known = maxima or {}
+
+    def amax(name):
+        return known[name] if name in known else _amax(getattr(f, name))
+
     def log(v):
         return math.log(v) if v > 0 else -math.inf
 
     log_p = math.log(f.n_samples)
-    log_factor = max(log(_amax(f.A)),
-                     log(_amax(f.G1)) + log(_amax(f.X)) + max(log(_amax(f.w2)), 0.0))
+    log_factor = max(log(amax("A")),
+                     log(amax("G1")) + log(amax("X")) + max(log(_amax(f.w2)), 0.0))
     log_bound = log_p + 2 * log_factor
     if f.residual is not None:
         log_bound = max(log_bound, log_p + log(_amax(f.residual)) + log(_amax(f.w2))
-                        + log(_amax(f.G2)) + 2 * log(_amax(f.X)))
+                        + log(amax("G2")) + 2 * log(amax("X")))
     if log_bound > math.log(_limit(f.X.dtype)):
         raise ValueError(
             f"net: Hessian entries would overflow {f.X.dtype} (activation "

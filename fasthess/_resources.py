@@ -7,8 +7,8 @@ import os
 import threading
 
 __all__ = ["available_memory", "memory_limit", "format_bytes", "check_fits", "set_num_threads",
-           "get_num_threads", "threads", "ComputeThreads", "planned_threads", "pieces_for",
-           "run_pieces"]
+           "get_num_threads", "threads", "ComputeThreads", "compute_budget", "planned_threads",
+           "pieces_for", "run_pieces"]
 
 
 def available_memory() -> int:
@@ -49,7 +49,17 @@ def format_bytes(n: float) -> str:
 
 
 def check_fits(n_bytes: int, what: str, alternative: str) -> None:
-    """Raise MemoryError before allocating ``n_bytes`` if they will not fit."""
+    """Raise MemoryError before allocating ``n_bytes`` if they will not fit.
+
+    FASTHESS_MEMORY_LIMIT is always applied; the system's available memory is read
+    (~50 us through psutil) only for requests above ``_config.MEMORY_CHECK_FLOOR``,
+    so small problems, which sweeps call thousands of times, do not pay for it.
+    """
+    from . import _config
+
+    limit = memory_limit()
+    if n_bytes <= _config.MEMORY_CHECK_FLOOR and (limit is None or n_bytes <= limit):
+        return
     avail = available_memory()
     if n_bytes > avail:
         raise MemoryError(
@@ -376,6 +386,7 @@ class ComputeThreads:
     _lock = threading.Lock()
     _active = 0
     _originals: list = []  # [(controller, count on entry)]
+    _budgets = threading.local()  # .stack: the budgets of this thread's open scopes
 
     def __init__(self):
         self.budget = 1
@@ -385,6 +396,12 @@ class ComputeThreads:
         import numba
 
         self.budget = self._numba_before = numba.get_num_threads()
+        stack = getattr(self._budgets, "stack", None)
+        if stack is None:
+            stack = self._budgets.stack = []
+        if stack:  # a nested scope: Numba already reads 1 here; the budget is the outer one
+            self.budget = stack[-1]
+        stack.append(self.budget)
         if self._numba_before != 1:
             numba.set_num_threads(1)
         cls = ComputeThreads
@@ -401,6 +418,7 @@ class ComputeThreads:
         import numba
 
         cls = ComputeThreads
+        cls._budgets.stack.pop()
         with cls._lock:
             cls._active -= 1
             if cls._active == 0:
@@ -412,6 +430,17 @@ class ComputeThreads:
                 cls._originals = []
         if self._numba_before != 1:
             numba.set_num_threads(self._numba_before)
+
+
+def compute_budget() -> int:
+    """The threads of the innermost :class:`ComputeThreads` scope of this thread, or,
+    outside any, the thread setting (:func:`get_num_threads`)."""
+    stack = getattr(ComputeThreads._budgets, "stack", None)
+    if stack:
+        return stack[-1]
+    import numba
+
+    return numba.get_num_threads()
 
 
 def _release_blas_control() -> None:

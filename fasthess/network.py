@@ -315,7 +315,7 @@ class TwoLayerNet:
         True
         """
         pre = X @ self.w1.T.astype(X.dtype, copy=False)
-        act, _, _ = activation_outputs(self.activation, pre, derivatives=False)
+        act = activation_values(self.activation, pre)
         out = act @ self.w2.T.astype(X.dtype, copy=False)
         if not np.all(np.isfinite(out)):
             raise ValueError(f"X: the outputs of this network overflow in {X.dtype} "
@@ -384,15 +384,13 @@ def _owned(a: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
-def activation_outputs(activation: Activation, pre: np.ndarray, derivatives: bool = True):
-    """(g, g', g'') of the pre-activations (P x Nh); the derivatives are None unless asked."""
+def activation_values(activation: Activation, pre: np.ndarray) -> np.ndarray:
+    """g of the pre-activations (P x Nh), without the derivatives (forward passes)."""
     out_g = np.empty_like(pre)
-    if not derivatives and activation.code >= 0:
+    if activation.code >= 0:
         from ._kernels.activation import apply_activation_value
 
         apply_activation_value(activation.code, activation.kernel_coeffs(pre.dtype), pre, out_g)
-        return out_g, None, None
-    d1 = np.empty_like(pre)
-    d2 = np.empty_like(pre)
-    activation.apply(pre, out_g, d1, d2)
-    return out_g, d1, d2
+    else:
+        activation.apply(pre, out_g, np.empty_like(pre), np.empty_like(pre))
+    return out_g

@@ -62,6 +62,40 @@ def apply_activation(code, coeffs, pre, out_g, out_d1, out_d2):
 
 
 @kernel
+def activation_rows(code, coeffs, pre, out_g, out_d1, out_d2, r0, r1, maxima):
+    """g, g', g'' of rows r0 .. r1 - 1 of ``pre`` (serial: callers run row ranges on
+    threads of their own), and in the same pass maxima[0..3] = max |pre|, |g|, |g'|,
+    |g''| over those rows, each inf if a value is not finite (the overflow guards
+    need them; a second pass over the outputs would cost as much as a cheap g)."""
+    n_cols = pre.shape[1]
+    m_pre = 0.0
+    m_g = 0.0
+    m_d1 = 0.0
+    m_d2 = 0.0
+    finite = True
+    for r in range(r0, r1):
+        for c in range(n_cols):
+            z = pre[r, c]
+            g, d1, d2 = activate(code, coeffs, z)
+            out_g[r, c] = g
+            out_d1[r, c] = d1
+            out_d2[r, c] = d2
+            finite = finite and math.isfinite(z) and math.isfinite(g) \
+                and math.isfinite(d1) and math.isfinite(d2)
+            m_pre = max(m_pre, abs(z))
+            m_g = max(m_g, abs(g))
+            m_d1 = max(m_d1, abs(d1))
+            m_d2 = max(m_d2, abs(d2))
+    maxima[0] = m_pre
+    maxima[1] = m_g
+    maxima[2] = m_d1
+    maxima[3] = m_d2
+    if not finite:  # which one is found again by the caller (rare: an error path)
+        for k in range(4):
+            maxima[k] = math.inf
+
+
+@kernel
 def apply_activation_value(code, coeffs, pre, out_g):
     """g of ``pre`` only (forward passes)."""
     n_rows, n_cols = pre.shape
