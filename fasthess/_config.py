@@ -26,9 +26,12 @@ MAX_CHUNK_SAMPLES = 2048
 MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
 # Problems whose factors (all samples) and S take at most this many bytes are assembled
-# in one kernel call, without Python between the steps (N ~ 10: the steps themselves
-# take tens of microseconds). Its memory is apart from H: kept small.
-ONE_CALL_BYTES = 2 * 2**20
+# without chunks: in one kernel call (N ~ 10: the steps themselves take tens of
+# microseconds, Python between them would add as much), or, when the work is worth
+# several threads (planned_threads), in one round where each thread contracts a part
+# of the samples into sums of its own. Its memory is apart from H: kept small. N = 20
+# (6.3 MB): 1.8 ms for the contractions in one round of 2, 2.5 ms in chunked rounds.
+ONE_CALL_BYTES = 8 * 2**20
 # Requests of at most this many bytes are not checked against the system's available
 # memory (psutil takes ~50 us, a quarter of fh.hessian at N = 10); FASTHESS_MEMORY_LIMIT
 # still applies to them. A machine without 64 MiB free fails in Python itself.

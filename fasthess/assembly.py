@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import threading
+
 import numpy as np
 
 from . import _config
@@ -208,6 +210,22 @@ def _population_hessian(point: Point) -> np.ndarray:
     return assemble_dense(coefs, point.net, np.empty((d, d), dtype=point.dtype))
 
 
+_kept = threading.local()
+
+
+def _kept_workspace(n: int, dtype) -> np.ndarray:
+    """A flat buffer of ``n`` elements (at most ``_config.ONE_CALL_BYTES``) kept between
+    calls on this thread: fresh pages cost a fault each, and buffers freed by the
+    threads of :func:`run_pieces` go back to the system (N = 20: 1460 faults per call,
+    as long as the arithmetic on the 2-core VM measured)."""
+    dtype = np.dtype(dtype)
+    buffers = _kept.__dict__
+    buf = buffers.get(dtype.name)
+    if buf is None or buf.size < n:
+        buf = buffers[dtype.name] = np.empty(n, dtype=dtype)
+    return buf[:n]
+
+
 def chunk_samples(n_samples: int, row_bytes: int) -> int:
     """Samples per chunk for per-sample factor rows of ``row_bytes`` each.
 
@@ -280,8 +298,8 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     SciPy's BLAS (:func:`fasthess.products.gemm_tasks`). Small problems take one
     kernel call (:func:`fasthess._kernels.assembly.assemble_one_chunk`).
     """
-    from ._kernels.assembly import (add_residual_blocks, assemble_one_chunk, chunk_factors,
-                                    copy_late_rows, write_tiles, write_w1w2, write_w2w2)
+    from ._kernels.assembly import (assemble_one_chunk, chunk_factors, contract_samples,
+                                    factor_rows, write_w1w2, write_w2w2)
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
@@ -303,12 +321,32 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     d_w1w2 = d1 if mirror else 0
     scale = 1.0 / n_samples
     per_sample = n_in + n_hidden + n_rhs + (n_hidden if off_optimum else 0) + s_rows + m_in + width
+    t_shape = (d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs)
     if ((n_samples * per_sample + s_rows * m_in) * dt.itemsize <= _config.ONE_CALL_BYTES
-            and n_samples <= _config.MAX_CHUNK_SAMPLES
-            and planned_threads(n_samples * s_rows * m_in, scope.budget) == 1):
-        # one chunk, one thread: the whole assembly in one kernel call
-        assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, w1w1, w1w2, d_w1w2,
-                           mirror, w2w2, d_w1w2)
+            and n_samples <= _config.MAX_CHUNK_SAMPLES):
+        parts = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), scope.budget)
+        rows_per_sample = factor_rows(n_in, n_hidden, n_out, off_optimum, by_inputs)
+        work = _kept_workspace(n_samples * rows_per_sample, dt)
+        if parts == 1:  # the whole assembly in one kernel call
+            assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, w1w1, w1w2,
+                               d_w1w2, mirror, w2w2, d_w1w2)
+            return
+        # one round: each thread contracts a part of the samples into sums of its own
+        # (added in a fixed order: the result depends on the plan, not on the timing)
+        S = np.empty((parts, s_rows, m_in), dtype=dt)
+        T = np.empty((parts, *t_shape), dtype=dt)
+        gram = np.empty((parts, n_hidden, n_hidden), dtype=dt)
+        def part(i):
+            s0, s1 = n_samples * i // parts, n_samples * (i + 1) // parts
+            contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs,
+                             work[s0 * rows_per_sample:], S[i], T[i], gram[i])
+
+        run_pieces(part, parts, parts)
+        S, T, gram = S.sum(axis=0), T.sum(axis=0), gram.sum(axis=0)
+        _scatter(S, np.empty((0, m_in), dtype=dt), n_hidden, w2, scale, n_in, off_optimum,
+                 parts, w1w1, run_pieces)
+        write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
+        write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
         return
     row_width = w1w1.shape[1]
     flat = w1w1.reshape(-1)  # C-contiguous: a view
@@ -320,7 +358,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         start = row0 * row_width
         S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
         free = flat[:start]
-    T = np.zeros((d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dtype=dt)
+    T = np.zeros(t_shape, dtype=dt)
     n_g2 = n_hidden if off_optimum else 0
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
     heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
@@ -371,32 +409,46 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
             run((factor_tasks(k + 1) if k + 1 < len(starts) else []) + contraction_tasks(k))
     # the per-sample factors are no longer read: free them before the copy of S's
     # late rows (peak memory)
-    del X, A, G1, G2, residual, work, spaces
+    X = A = G1 = G2 = residual = work = spaces = None  # (the closures above share them)
     f.A = f.G1 = f.G2 = None
     n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
     late = np.empty((n_late + (n_hidden if off_optimum and u0 < n_hidden else 0), m_in),
                     dtype=dt)
+    _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, w1w1, run_pieces)
+    write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
+    write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
+
+
+def _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, out, run_round):
+    """Write the w1w1 block from S (THEORY.md a) in rounds of pieces for ``planned``
+    threads: the copy of S's late rows (the rows of ``out`` that S occupies, from unit
+    ``u0`` on; u0 = Nh when S lies apart) beside the early tiles (which never touch
+    them), then the late tiles, then off the optimum the R11 blocks.
+    ``run_round(task, n, threads)`` runs a round (:func:`run_pieces`)."""
+    from ._kernels.assembly import add_residual_blocks, copy_late_rows, write_tiles
+
+    n_hidden = w2.shape[1]
     Q = w2.T @ w2
-    # the scatter in rounds of pieces: the copy of S's late rows beside the early tiles
-    # (which never touch S's rows), then the late tiles, then the R11 blocks
+    n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
     n_early = u0 * (u0 + 1) // 2
     split = pieces_for(planned, n_early + n_late)
 
     def ranges(n):
         return [(n * i // split, n * (i + 1) // split) for i in range(split)]
 
+    def run(tasks):
+        run_round(lambda i: tasks[i](), len(tasks), planned)
+
     run([lambda r=r: copy_late_rows(S, late, u0, n_hidden, off_optimum, *r)
          for r in ranges(late.shape[0])]
-        + [lambda r=r: write_tiles(S, late, u0, Q, scale, n_in, False, *r, w1w1)
+        + [lambda r=r: write_tiles(S, late, u0, Q, scale, n_in, False, *r, out)
            for r in ranges(n_early)])
-    run([lambda r=r: write_tiles(S, late, u0, Q, scale, n_in, True, *r, w1w1)
+    run([lambda r=r: write_tiles(S, late, u0, Q, scale, n_in, True, *r, out)
          for r in ranges(n_late)])
     if off_optimum:
         coef, row0 = (late, n_late) if u0 < n_hidden else (S, n_hidden * (n_hidden + 1) // 2)
-        run([lambda r=r: add_residual_blocks(coef, row0, scale, n_in, w1w1, *r)
+        run([lambda r=r: add_residual_blocks(coef, row0, scale, n_in, out, *r)
              for r in ranges(n_hidden)])
-    write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
-    write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
 
 
 def ntk(net, X, dtype=None) -> np.ndarray:

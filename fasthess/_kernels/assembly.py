@@ -103,21 +103,31 @@ def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
 
 
 @inline_kernel
-def _write_tile(S, srow, q, j, jp, n_in, out):
-    """Tiles (j, j') and (j', j) of w1w1: q * S[srow, pair(i, i')], symmetric in (i, i')."""
+def _write_tile(S, srow, q, j, jp, n_in, pairs, out):
+    """Tiles (j, j') and (j', j) of w1w1 (equal: S is symmetric in (i, i')):
+    q * S[srow, pair(i, i')], through the pair indices ``pairs`` (a gather: computing
+    them here took 2.7x longer at N = 20)."""
+    s_row = S[srow]
+    c0 = jp * n_in
+    c1 = j * n_in
     for i in range(n_in):
-        r = j * n_in + i
-        rm = jp * n_in + i
-        base = i * n_in - (i * (i - 1)) // 2
-        # columns i' >= i read the S row contiguously; i' < i come from earlier rows
-        for ip in range(i):
-            v = q * S[srow, ip * n_in - (ip * (ip - 1)) // 2 + (i - ip)]
-            out[r, jp * n_in + ip] = v
-            out[rm, j * n_in + ip] = v
-        for ip in range(i, n_in):
-            v = q * S[srow, base + (ip - i)]
-            out[r, jp * n_in + ip] = v
-            out[rm, j * n_in + ip] = v
+        row = out[j * n_in + i]
+        mirror = out[jp * n_in + i]
+        index = pairs[i]
+        for ip in range(n_in):
+            v = q * s_row[index[ip]]
+            row[c0 + ip] = v
+            mirror[c1 + ip] = v
+
+
+@inline_kernel
+def pair_table(n):
+    """pairs[i, i'] = pair_index(i, i', n)."""
+    pairs = np.empty((n, n), dtype=np.int64)
+    for i in range(n):
+        for ip in range(n):
+            pairs[i, ip] = pair_index(i, ip, n)
+    return pairs
 
 
 @kernel
@@ -154,19 +164,20 @@ def write_tiles(S, late, u0, Q, scale, n_in, late_phase, q0, q1, out):
     j <= j', j' >= u0 in the order of :func:`copy_late_rows`, from ``late``.
     """
     n_hidden = Q.shape[0]
+    pairs = pair_table(n_in)
     q = 0
     if not late_phase:
         for j in range(u0):
             for jp in range(j, u0):
                 if q0 <= q < q1:
                     _write_tile(S, pair_index(j, jp, n_hidden), Q[j, jp] * scale, j, jp, n_in,
-                                out)
+                                pairs, out)
                 q += 1
     else:
         for jp in range(u0, n_hidden):
             for j in range(jp + 1):
                 if q0 <= q < q1:
-                    _write_tile(late, q, Q[j, jp] * scale, j, jp, n_in, out)
+                    _write_tile(late, q, Q[j, jp] * scale, j, jp, n_in, pairs, out)
                 q += 1
 
 
@@ -275,14 +286,63 @@ def ntk_combine(K, XX, AA, n_out, scale):
 
 
 @kernel
-def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, out_w1w1, out_w1w2,
-                       col0, mirror, out_w2w2, offset):
+def contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs, work, S, T, gram):
+    """S, T and A^T A (the contractions of the dense assembly) of samples s0 .. s1 - 1,
+    overwritten, through factors of those samples only and ``np.dot`` (SciPy's BLAS).
+
+    ``work``: a flat buffer of at least (s1 - s0) * factor_rows(...) elements for the
+    factors (callers keep it between calls: fresh pages cost a fault each). Threads
+    may run disjoint sample ranges into outputs and buffers of their own.
+    """
+    n_samples = s1 - s0
+    n_in = X.shape[1]
+    n_hidden = G1.shape[1]
+    off_optimum = residual.shape[0] > 0
+    n_rhs = n_hidden + (residual.shape[1] if off_optimum else 0)
+    width = n_hidden * n_in if by_inputs else n_hidden * n_rhs
+    c = n_samples
+    e1 = n_in * c
+    e2 = e1 + n_hidden * c
+    e3 = e2 + n_rhs * c
+    e4 = e3 + (n_hidden if off_optimum else 0) * c
+    e5 = e4 + S.shape[0] * c
+    e6 = e5 + S.shape[1] * c
+    xt = work[:e1].reshape(n_in, c)
+    gt = work[e1:e2].reshape(n_hidden, c)
+    rhst = work[e2:e3].reshape(n_rhs, c)
+    g2t = work[e3:e4].reshape(n_hidden if off_optimum else 0, c)
+    upairs = work[e4:e5].reshape(S.shape[0], c)
+    xpairs = work[e5:e6].reshape(S.shape[1], c)
+    rows = work[e6:e6 + width * c].reshape(width, c)
+    chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
+                  upairs, xpairs, rows, 0, n_samples)
+    np.dot(upairs, xpairs.T, S)
+    if by_inputs:
+        np.dot(rows, rhst.T, T)
+    else:
+        np.dot(xt, rows.T, T)
+    at = rhst[:n_hidden]
+    np.dot(at, at.T, gram)
+
+
+def factor_rows(n_in, n_hidden, n_out, off_optimum, by_inputs):
+    """Rows of per-sample factors that :func:`contract_samples` keeps in ``work``."""
+    n_rhs = n_hidden + (n_out if off_optimum else 0)
+    g2 = n_hidden if off_optimum else 0
+    s_rows = n_hidden * (n_hidden + 1) // 2 + g2
+    width = n_hidden * n_in if by_inputs else n_hidden * n_rhs
+    return n_in + n_hidden + n_rhs + g2 + s_rows + n_in * (n_in + 1) // 2 + width
+
+
+@kernel
+def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, out_w1w1,
+                       out_w1w2, col0, mirror, out_w2w2, offset):
     """The whole dense assembly of a problem small enough for one chunk, in one call.
 
     The same steps as the chunked route (chunk_factors, the contractions, the
     scatter), with the contractions by ``np.dot`` (SciPy's BLAS): no Python between
-    them, which is most of the time at N ~ 10. Arguments as in :func:`chunk_factors`
-    and the writers; S and the factors are allocated here (small by construction).
+    them, which is most of the time at N ~ 10. Arguments as in :func:`contract_samples`
+    and the writers.
     """
     n_samples, n_in = X.shape
     n_out, n_hidden = w2.shape
@@ -290,21 +350,11 @@ def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, out_w1w1, o
     m_in = n_in * (n_in + 1) // 2
     s_rows = n_hidden * (n_hidden + 1) // 2 + (n_hidden if off_optimum else 0)
     n_rhs = n_hidden + (n_out if off_optimum else 0)
-    width = n_hidden * n_in if by_inputs else n_hidden * n_rhs
     dt = X.dtype
-    xt = np.empty((n_in, n_samples), dt)
-    gt = np.empty((n_hidden, n_samples), dt)
-    rhst = np.empty((n_rhs, n_samples), dt)
-    g2t = np.empty((n_hidden if off_optimum else 0, n_samples), dt)
-    upairs = np.empty((s_rows, n_samples), dt)
-    xpairs = np.empty((m_in, n_samples), dt)
-    rows = np.empty((width, n_samples), dt)
-    chunk_factors(X, G1, A, G2, residual, w2, 0, by_inputs, xt, gt, rhst, g2t,
-                  upairs, xpairs, rows, 0, n_samples)
-    S = np.dot(upairs, xpairs.T)
-    T = np.dot(rows, rhst.T) if by_inputs else np.dot(xt, rows.T)
-    at = rhst[:n_hidden]
-    gram = np.dot(at, at.T)
+    S = np.empty((s_rows, m_in), dt)
+    T = np.empty((n_hidden * n_in, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dt)
+    gram = np.empty((n_hidden, n_hidden), dt)
+    contract_samples(X, G1, A, G2, residual, w2, 0, n_samples, by_inputs, work, S, T, gram)
     Q = np.dot(w2.T, w2)
     scatter_w1w1(S, S[:0], n_hidden, Q, scale, n_in, off_optimum, out_w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out_w1w2, col0, mirror)
