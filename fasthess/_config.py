@@ -37,8 +37,9 @@ ONE_CALL_BYTES = 8 * 2**20
 # still applies to them. A machine without 64 MiB free fails in Python itself.
 MEMORY_CHECK_FLOOR = 64 * 2**20
 # Fewest activations (g, g', g'' of one pre-activation) worth a thread of their own:
-# ~25 ns each for erf on the 2-core VM measured, so ~0.5 ms of work.
-MIN_ACTIVATIONS_PER_THREAD = 20_000
+# ~25 ns each for erf on the 2-core VM measured, so ~0.2 ms of work, twice a handoff
+# between Python threads there (~50-100 us).
+MIN_ACTIVATIONS_PER_THREAD = 8_000
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 ASSEMBLY_OVERHEAD = 1.3
 # Bytes that a single float64 Hessian entry may reach before summing P of them

@@ -251,5 +251,5 @@ def refuse_if_too_large(n: int, dtype, what="the dense Hessian", overhead=None,
     """MemoryError before allocating an n x n matrix (times the assembly overhead)."""
     if overhead is None:
         overhead = _config.ASSEMBLY_OVERHEAD
-    check_fits(int(overhead * dense_bytes(n, dtype)), f"{what} ({n} x {n}, {np.dtype(dtype)})",
-               alternative)
+    check_fits(int(overhead * dense_bytes(n, dtype)),
+               lambda: f"{what} ({n} x {n}, {np.dtype(dtype)})", alternative)

@@ -48,8 +48,11 @@ def format_bytes(n: float) -> str:
     return f"{n} B"
 
 
-def check_fits(n_bytes: int, what: str, alternative: str) -> None:
+def check_fits(n_bytes: int, what, alternative: str) -> None:
     """Raise MemoryError before allocating ``n_bytes`` if they will not fit.
+
+    ``what`` names the allocation: a str, or a callable returning it (formatted only
+    when the request is refused).
 
     FASTHESS_MEMORY_LIMIT is always applied; the system's available memory is read
     (~50 us through psutil) only for requests above ``_config.MEMORY_CHECK_FLOOR``,
@@ -62,6 +65,7 @@ def check_fits(n_bytes: int, what: str, alternative: str) -> None:
         return
     avail = available_memory()
     if n_bytes > avail:
+        what = what() if callable(what) else what
         raise MemoryError(
             f"{what} needs {n_bytes:,} bytes ({format_bytes(n_bytes)}) but only "
             f"{avail:,} bytes ({format_bytes(avail)}) are available; {alternative}")

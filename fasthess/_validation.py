@@ -54,7 +54,11 @@ def check_float_array(a, name: str, ndim: int, dtype=None, copy: bool = False) -
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
+    # a finite sum proves every entry finite, without a boolean temporary; a sum that
+    # overflows (entries near the dtype's limit) falls back to the elementwise test
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None)
+    if not np.isfinite(total) and not np.all(np.isfinite(arr)):
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
     out_dtype = dtype if dtype is not None else arr.dtype
