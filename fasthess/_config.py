@@ -51,6 +51,9 @@ OVERFLOW_MARGIN = 16.0
 # thread count of each product by its work, _resources.planned_threads): waking and
 # joining a thread costs tens of microseconds; ~1 ms of work per thread amortises it.
 MIN_MACS_PER_THREAD = 8_000_000
+# Fewest entries of H written per thread by the scatter of the w1w1 block (memory-bound,
+# ~0.5-1.5 ns each on the 2-core VM measured): ~0.4 ms of writes, a few handoffs.
+MIN_WRITES_PER_THREAD = 400_000
 # Pieces per thread that run_pieces splits a product into: more balance the load
 # when a thread is descheduled; fewer repeat less of BLAS's packing of the shared
 # operand. Measured on 2 idle cores (465^2 and 820^2 outputs, K ~ 260): 2 pieces on 2

@@ -431,6 +431,9 @@ def _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, out, run_round)
     Q = w2.T @ w2
     n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
     n_early = u0 * (u0 + 1) // 2
+    # memory-bound writes of the D1^2 entries: the threads they are worth, not those
+    # the contraction was worth (N = 20: 0.1 ms, less than a handoff between threads)
+    planned = int(max(1, min(planned, (n_hidden * n_in) ** 2 // _config.MIN_WRITES_PER_THREAD)))
     split = pieces_for(planned, n_early + n_late)
 
     def ranges(n):

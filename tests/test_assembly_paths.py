@@ -17,7 +17,11 @@ ROUTES = {
     "many_chunks": {"ONE_CALL_BYTES": 0, "MAX_CHUNK_SAMPLES": 7},
     # H too small for a whole chunk, and no partial one accepted: a separate buffer
     "separate_buffer": {"ONE_CALL_BYTES": 0, "MIN_CHUNK_SAMPLES": 10**6, "CHUNK_BYTES": 1},
-    "pieces": {"ONE_CALL_BYTES": 0, "MIN_MACS_PER_THREAD": 1},
+    "pieces": {"ONE_CALL_BYTES": 0, "MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
+               "MIN_ACTIVATIONS_PER_THREAD": 1},
+    # small problems on several threads: one round of sample parts, summed
+    "sample_parts": {"MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
+                     "MIN_ACTIVATIONS_PER_THREAD": 1},
 }
 
 
@@ -60,6 +64,8 @@ def _use(monkeypatch, route):
 def _check_route(route, seen):
     if route == "one_call":
         assert seen["one_call"] > 0 and seen["chunks"] == 0
+    elif route == "sample_parts":
+        assert seen["one_call"] == 0 and seen["chunks"] == 0 and seen["pieces"] > 0
     else:
         assert seen["one_call"] == 0 and seen["chunks"] > 0
     if route == "many_chunks":
@@ -95,7 +101,7 @@ def test_every_route_matches_the_twin(monkeypatch, route, shape):
     _check_route(route, seen)
 
 
-@pytest.mark.parametrize("route", ["one_call", "chunked", "pieces"])
+@pytest.mark.parametrize("route", ["one_call", "chunked", "pieces", "sample_parts"])
 def test_routes_agree_on_a_larger_problem(monkeypatch, route):
     """N = 12, P = 2D, erf, No = 2: each route against the twin (the one-call kernel is
     taken by default at this size, the others are forced)."""
