@@ -295,8 +295,13 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     kernels scatter S into the w1w1 tiles and write the other blocks. Everything
     runs in rounds of pieces (:func:`fasthess._resources.run_pieces`) on the threads
     a chunk's contraction is worth; each GEMM piece is one single-threaded call of
-    SciPy's BLAS (:func:`fasthess.products.gemm_tasks`). Small problems take one
-    kernel call (:func:`fasthess._kernels.assembly.assemble_one_chunk`).
+    SciPy's BLAS (:func:`fasthess.products.gemm_tasks`).
+
+    Small problems (all factors within ``_config.ONE_CALL_BYTES``, in a buffer kept
+    between calls) skip the chunks: one kernel call when one thread is worth it
+    (:func:`fasthess._kernels.assembly.assemble_one_chunk`), else one round of
+    sample parts, each contracted by a thread into sums of its own
+    (:func:`fasthess._kernels.assembly.contract_samples`), then the scatter.
     """
     from ._kernels.assembly import (assemble_one_chunk, chunk_factors, contract_samples,
                                     factor_rows, write_w1w2, write_w2w2)
@@ -320,13 +325,12 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
 
     d_w1w2 = d1 if mirror else 0
     scale = 1.0 / n_samples
-    per_sample = n_in + n_hidden + n_rhs + (n_hidden if off_optimum else 0) + s_rows + m_in + width
+    per_sample = factor_rows(n_in, n_hidden, n_out, off_optimum, by_inputs)
     t_shape = (d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs)
     if ((n_samples * per_sample + s_rows * m_in) * dt.itemsize <= _config.ONE_CALL_BYTES
             and n_samples <= _config.MAX_CHUNK_SAMPLES):
+        work = _kept_workspace(n_samples * per_sample, dt)
         parts = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), scope.budget)
-        rows_per_sample = factor_rows(n_in, n_hidden, n_out, off_optimum, by_inputs)
-        work = _kept_workspace(n_samples * rows_per_sample, dt)
         if parts == 1:  # the whole assembly in one kernel call
             assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, w1w1, w1w2,
                                d_w1w2, mirror, w2w2, d_w1w2)
@@ -336,10 +340,11 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         S = np.empty((parts, s_rows, m_in), dtype=dt)
         T = np.empty((parts, *t_shape), dtype=dt)
         gram = np.empty((parts, n_hidden, n_hidden), dtype=dt)
+
         def part(i):
             s0, s1 = n_samples * i // parts, n_samples * (i + 1) // parts
             contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs,
-                             work[s0 * rows_per_sample:], S[i], T[i], gram[i])
+                             work[s0 * per_sample:], S[i], T[i], gram[i])
 
         run_pieces(part, parts, parts)
         S, T, gram = S.sum(axis=0), T.sum(axis=0), gram.sum(axis=0)
@@ -381,11 +386,15 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         c = min(chunk, n_samples - starts[k])
         return c, row_blocks(spaces[k % len(spaces)], heights, c)
 
+    # the factor writes are memory-bound: the threads they are worth (N = 30: 0.2 ms a
+    # chunk on one thread, 0.4 ms in a round of two pieces)
+    factor_split = int(max(1, min(planned, chunk * per_chunk // _config.MIN_WRITES_PER_THREAD)))
+
     def factor_tasks(k):
         c, b = blocks(k)
-        return [lambda i=i: chunk_factors(X, G1, A, G2, residual, w2, starts[k], by_inputs,
-                                          *b, c * i // planned, c * (i + 1) // planned)
-                for i in range(planned)]
+        return [lambda i=i: chunk_factors(X, G1, A, G2, residual, w2, starts[k], by_inputs, *b,
+                                          c * i // factor_split, c * (i + 1) // factor_split)
+                for i in range(factor_split)]
 
     def contraction_tasks(k):
         _, (xt, gt, rhst, g2t, upairs, xpairs, rows) = blocks(k)
