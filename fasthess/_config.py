@@ -59,10 +59,12 @@ MIN_WRITES_PER_THREAD = 400_000
 # operand. Measured on 2 idle cores (465^2 and 820^2 outputs, K ~ 260): 2 pieces on 2
 # threads 1.6-1.9x one call, 4 pieces the same within 5%, 6 pieces of 77 rows 1.4x.
 PIECES_PER_THREAD = 2
-# How long an idle worker of fasthess's own threads polls for the next round of pieces
-# (yielding its core) before it sleeps: waking a sleeping thread took 90-170 us on a
-# 2-core VM, rounds of one computation follow each other within tens of microseconds.
-WORKER_SPIN_SECONDS = 0.0005
+# How many times an idle worker of fasthess's own threads (and a caller waiting for
+# them) polls for the next round, yielding its core between polls, before it sleeps:
+# a poll took ~0.75 us on an idle 2-core VM, so ~0.75 ms, while the rounds of one
+# computation follow each other within tens of microseconds; waking a sleeping thread
+# took 50-170 us there.
+WORKER_POLLS = 1000
 # Fewest rows of a GEMM's output in one piece: thinner pieces run BLAS's edge kernels
 # and repack the shared operand too often (6 pieces of 77 rows ran 22% longer than one
 # call, single-threaded).

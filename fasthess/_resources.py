@@ -272,25 +272,33 @@ class _Workers:
     """The threads that join :func:`run_pieces` besides its caller.
 
     Each waits for a job (a ``drain`` function that takes pieces until none are
-    left), first by polling for ``_config.WORKER_SPIN_SECONDS`` while yielding its
-    core (``os.sched_yield``, without the GIL), then asleep on a condition: the
-    rounds of one computation follow each other within microseconds, and waking a
-    sleeping thread took 90-170 us on the 2-core VM it was measured on; after the
-    short poll they sleep and cost nothing. One caller at a time: a second caller
+    left) by polling a flag with the GIL released, the core yielded between polls
+    (:mod:`fasthess._kernels.threads`), up to ``_config.WORKER_POLLS`` polls, then
+    asleep on a condition. A worker marks its part of a job done and goes back to
+    polling in one call without the GIL, and the caller waits for the workers that
+    joined by polling their marks: on the 2-core VM measured, a handoff through the
+    GIL or a condition took 50-100 us, as long as a piece of an N = 10 Hessian; the
+    rounds of one computation follow each other within microseconds. Idle workers
+    sleep after their polls and cost nothing. One caller at a time: a second caller
     while a job runs does its pieces on its own thread.
     """
 
     def __init__(self, n_threads: int):
+        import numpy as np
+
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
         self._job = None
         self._generation = 0
         self._slots = 0  # workers still wanted by the current job
-        self._active = 0  # workers running it
+        self._joined: list = []  # flag indices of the workers that joined it
         self._busy = False
+        # read and written without the GIL: [generation, then per worker the last
+        # generation whose part it finished]
+        self._flags = np.zeros(1 + n_threads, dtype=np.int64)
         for k in range(n_threads):
-            threading.Thread(target=self._serve, name=f"fasthess-{k}", daemon=True).start()
+            threading.Thread(target=self._serve, args=(1 + k,), name=f"fasthess-{k}",
+                             daemon=True).start()
 
     def run(self, drain, extra: int) -> None:
         """Run ``drain`` on this thread and on up to ``extra`` workers; return when all
@@ -300,46 +308,53 @@ class _Workers:
                 extra = 0
             else:
                 self._busy = True
-                self._job, self._slots = drain, extra
+                self._job, self._slots, self._joined = drain, extra, []
                 self._generation += 1
+                self._flags[0] = self._generation
                 self._wake.notify(extra)
         try:
             drain()
         finally:
             if extra:
-                with self._lock:
-                    self._job, self._slots = None, 0  # no late joiners
-                    while self._active:
-                        self._idle.wait()
-                    self._busy = False
+                self._join()
 
-    def _serve(self) -> None:
-        import time
+    def _join(self) -> None:
+        """Wait for the workers that joined the job; none joins after this starts."""
+        import numpy as np
 
+        from ._kernels.threads import wait_until_done
+
+        with self._lock:
+            self._job, self._slots = None, 0  # no late joiners
+            joined = np.array(self._joined, dtype=np.int64)
+            generation = self._generation
+        wait_until_done(self._flags, joined, generation)
+        with self._lock:
+            self._busy = False
+
+    def _serve(self, flag: int) -> None:
         from . import _config
+        from ._kernels.threads import finish_and_wait, wait_for_change
 
-        yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))
         seen = 0
+        wait_for_change(self._flags, 0, seen, _config.WORKER_POLLS)
         while True:
-            deadline = time.perf_counter() + _config.WORKER_SPIN_SECONDS
-            while self._generation == seen and time.perf_counter() < deadline:
-                yield_core()
             with self._lock:
                 while self._generation == seen:
                     self._wake.wait()
                 seen = self._generation
                 job = self._job
-                if job is None or self._slots == 0:
-                    continue
-                self._slots -= 1
-                self._active += 1
-            try:
-                job()
-            finally:
-                with self._lock:
-                    self._active -= 1
-                    if not self._active:
-                        self._idle.notify_all()
+                joins = job is not None and self._slots > 0
+                if joins:
+                    self._slots -= 1
+                    self._joined.append(flag)
+            if joins:
+                try:
+                    job()  # drain: it catches what the pieces raise
+                finally:  # the caller waits for this mark
+                    finish_and_wait(self._flags, flag, seen, _config.WORKER_POLLS)
+            else:
+                wait_for_change(self._flags, 0, seen, _config.WORKER_POLLS)
 
 
 _pool: list = [None, None]  # [pid that created it, _Workers]

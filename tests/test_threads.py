@@ -269,3 +269,34 @@ def test_results_do_not_depend_on_the_threads_that_run_the_pieces(monkeypatch, t
     expected = ref.hessian(net, X, teacher)
     assert rel_err(h1, expected) < RTOL_EXACT
     assert rel_err(p1, expected @ V) < RTOL_EXACT
+
+
+def test_polls_without_the_gil_see_another_threads_write():
+    """The polls that hand work between fasthess's threads: a change made by another
+    thread is seen (the load is not hoisted out of the loop), an unchanged flag gives
+    up after its polls, and a caller waiting for a worker's mark returns once set."""
+    import time
+
+    from fasthess._kernels.threads import finish_and_wait, wait_for_change, wait_until_done
+
+    flags = np.zeros(3, dtype=np.int64)
+    assert wait_for_change(flags, 0, 0, 10) == 0  # nothing changed: gives up
+
+    def later():
+        time.sleep(0.05)
+        flags[0] = 7
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    assert wait_for_change(flags, 0, 0, 10**9) == 7  # (would hang if the load were hoisted)
+    writer.join()
+
+    def worker():
+        time.sleep(0.05)
+        finish_and_wait(flags, 2, 7, 10)  # marks job 7 done, then polls for the next
+
+    marker = threading.Thread(target=worker)
+    marker.start()
+    wait_until_done(flags, np.array([2], dtype=np.int64), 7)
+    assert flags[2] == 7
+    marker.join()
