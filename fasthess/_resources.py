@@ -345,13 +345,18 @@ class _Workers:
                 seen = self._generation
                 job = self._job
                 joins = job is not None and self._slots > 0
+                if not joins:
+                    job = None
                 if joins:
                     self._slots -= 1
                     self._joined.append(flag)
             if joins:
                 try:
                     job()  # drain: it catches what the pieces raise
-                finally:  # the caller waits for this mark
+                finally:
+                    # drop the job before waiting: its closures hold the computation's
+                    # arrays, which would otherwise live until the next job (peak memory)
+                    job = None
                     finish_and_wait(self._flags, flag, seen, _config.WORKER_POLLS)
             else:
                 wait_for_change(self._flags, 0, seen, _config.WORKER_POLLS)

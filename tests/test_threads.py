@@ -231,10 +231,14 @@ def test_gemm_into_in_pieces(dtype, b_transposed):
     assert np.isnan(big[:3]).all()
 
 
+@pytest.mark.parametrize("route", ["chunked", "sample_parts"])
 @pytest.mark.parametrize("teacher_scale", [None, 0.2])
-def test_results_do_not_depend_on_the_threads_that_run_the_pieces(monkeypatch, teacher_scale):
+def test_results_do_not_depend_on_the_threads_that_run_the_pieces(monkeypatch, teacher_scale,
+                                                                 route):
     """The pieces planned for a budget of three threads, run on one thread or on
-    three: the same H and H V, bit for bit, and both match the twin."""
+    three: the same H and H V, bit for bit, and both match the twin. Both dense
+    routes that split work: sample chunks contracted in pieces, and (small problems)
+    one part of the samples per planned thread."""
     import importlib
 
     net = fh.TwoLayerNet.random(11, 13, n_out=2, activation="erf", rng=6)
@@ -242,7 +246,9 @@ def test_results_do_not_depend_on_the_threads_that_run_the_pieces(monkeypatch, t
     X = fh.gaussian_inputs(900, 11, rng=8)
     V = np.random.default_rng(9).standard_normal((net.n_params, 4))
     monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)  # pieces even at this size
-    monkeypatch.setattr(_config, "ONE_CALL_BYTES", 0)
+    monkeypatch.setattr(_config, "MIN_WRITES_PER_THREAD", 1)
+    if route == "chunked":
+        monkeypatch.setattr(_config, "ONE_CALL_BYTES", 0)
     real_enter, real_run = ComputeThreads.__enter__, _resources.run_pieces
 
     def enter_with_budget_3(self):
@@ -300,3 +306,58 @@ def test_polls_without_the_gil_see_another_threads_write():
     wait_until_done(flags, np.array([2], dtype=np.int64), 7)
     assert flags[2] == 7
     marker.join()
+
+
+def test_concurrent_callers_get_the_results_of_a_lone_call():
+    """Users' threads calling fh.hessian at once (each keeps its own small-problem
+    buffer; a caller that finds the workers busy runs its pieces alone): every
+    result equals the one computed alone, bit for bit."""
+    problems = []
+    for k, n in enumerate((6, 10, 16, 20)):
+        net = fh.TwoLayerNet.random(n, n, n_out=1 + k % 2, activation="erf", rng=20 + k)
+        problems.append((net, fh.gaussian_inputs(2 * net.n_params, n, rng=30 + k)))
+    alone = [fh.hessian(net, X) for net, X in problems]
+    results = {}
+
+    def caller(k):
+        net, X = problems[k % len(problems)]
+        for _ in range(5):
+            H = fh.hessian(net, X)
+            if not np.array_equal(H, alone[k % len(problems)]):
+                results[k] = H
+                return
+        results[k] = None
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(8)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join()
+    assert results == {k: None for k in range(8)}
+
+
+def test_workers_keep_nothing_of_a_finished_job():
+    """What a job's pieces captured is freed when run_pieces returns (a worker that
+    held on to its last job kept the features of a Hessian alive: +8% peak memory)."""
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    import time
+
+    payload = Payload()
+    alive = weakref.ref(payload)
+    joined = set()
+
+    def piece(i, p=payload):
+        joined.add(threading.get_ident())
+        time.sleep(0.002)  # (long enough for the worker to join)
+
+    _resources.run_pieces(piece, 8, 2)
+    assert len(joined) == 2
+    del piece
+    del payload
+    gc.collect()
+    assert alive() is None
