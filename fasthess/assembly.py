@@ -304,7 +304,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     (:func:`fasthess._kernels.assembly.contract_samples`), then the scatter.
     """
     from ._kernels.assembly import (assemble_one_chunk, chunk_factors, contract_samples,
-                                    factor_rows, write_w1w2, write_w2w2)
+                                    factor_heights, write_w1w2, write_w2w2)
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
@@ -325,15 +325,17 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
 
     d_w1w2 = d1 if mirror else 0
     scale = 1.0 / n_samples
-    per_sample = factor_rows(n_in, n_hidden, n_out, off_optimum, by_inputs)
+    # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
+    heights = factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs)
+    per_sample = sum(heights)
     t_shape = (d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs)
     if ((n_samples * per_sample + s_rows * m_in) * dt.itemsize <= _config.ONE_CALL_BYTES
             and n_samples <= _config.MAX_CHUNK_SAMPLES):
         work = _kept_workspace(n_samples * per_sample, dt)
         threads = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), scope.budget)
         if threads == 1:  # the whole assembly in one kernel call
-            assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, w1w1, w1w2,
-                               d_w1w2, mirror, w2w2, d_w1w2)
+            assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, w1w1,
+                               w1w2, d_w1w2, mirror, w2w2, d_w1w2)
             return
         # one round: each thread contracts a part of the samples into sums of its own
         # (added in a fixed order: the result depends on the plan, not on the timing).
@@ -346,7 +348,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         def part(i):
             s0, s1 = n_samples * i // parts, n_samples * (i + 1) // parts
             contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs,
-                             work[s0 * per_sample:], S[i], T[i], gram[i])
+                             work[s0 * per_sample:], heights, S[i], T[i], gram[i])
 
         run_pieces(part, parts, threads)
         S, T, gram = S.sum(axis=0), T.sum(axis=0), gram.sum(axis=0)
@@ -366,17 +368,13 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
         S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
         free = flat[:start]
     T = np.zeros(t_shape, dtype=dt)
-    n_g2 = n_hidden if off_optimum else 0
-    # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
-    heights = (n_in, n_hidden, n_rhs, n_g2, s_rows, m_in, width)
-    per_chunk = sum(heights)
-    chunk, work = _chunk_workspace(free, n_samples, per_chunk, dt)
+    chunk, work = _chunk_workspace(free, n_samples, per_sample, dt)
     # the threads a chunk's contraction is worth; its split into pieces (so the result)
     # is fixed by them and by the thread setting
     planned = planned_threads(chunk * s_rows * m_in, scope.budget)
-    if planned > 1 and work.size >= 2 * per_chunk * chunk:
+    if planned > 1 and work.size >= 2 * per_sample * chunk:
         # two workspaces: the factors of chunk k + 1 are built while chunk k is contracted
-        spaces = (work[:chunk * per_chunk], work[chunk * per_chunk:2 * chunk * per_chunk])
+        spaces = (work[:chunk * per_sample], work[chunk * per_sample:2 * chunk * per_sample])
     else:
         spaces = (work,)
     pieces_s = pieces_for(planned, s_rows)
@@ -390,7 +388,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
 
     # the factor writes are memory-bound: the threads they are worth (N = 30: 0.2 ms a
     # chunk on one thread, 0.4 ms in a round of two pieces)
-    factor_split = int(max(1, min(planned, chunk * per_chunk // _config.MIN_WRITES_PER_THREAD)))
+    factor_split = int(max(1, min(planned, chunk * per_sample // _config.MIN_WRITES_PER_THREAD)))
 
     def factor_tasks(k):
         c, b = blocks(k)

@@ -286,36 +286,28 @@ def ntk_combine(K, XX, AA, n_out, scale):
 
 
 @kernel
-def contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs, work, S, T, gram):
+def contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs, work, heights, S, T,
+                     gram):
     """S, T and A^T A (the contractions of the dense assembly) of samples s0 .. s1 - 1,
     overwritten, through factors of those samples only and ``np.dot`` (SciPy's BLAS).
 
-    ``work``: a flat buffer of at least (s1 - s0) * factor_rows(...) elements for the
-    factors (callers keep it between calls: fresh pages cost a fault each). Threads
-    may run disjoint sample ranges into outputs and buffers of their own.
+    ``work``: a flat buffer of at least (s1 - s0) * sum(heights) elements for the
+    factors, laid out as :func:`factor_heights` says (callers keep it between calls:
+    fresh pages cost a fault each). Threads may run disjoint sample ranges into
+    outputs and buffers of their own.
     """
-    n_samples = s1 - s0
-    n_in = X.shape[1]
+    c = s1 - s0
     n_hidden = G1.shape[1]
-    off_optimum = residual.shape[0] > 0
-    n_rhs = n_hidden + (residual.shape[1] if off_optimum else 0)
-    width = n_hidden * n_in if by_inputs else n_hidden * n_rhs
-    c = n_samples
-    e1 = n_in * c
-    e2 = e1 + n_hidden * c
-    e3 = e2 + n_rhs * c
-    e4 = e3 + (n_hidden if off_optimum else 0) * c
-    e5 = e4 + S.shape[0] * c
-    e6 = e5 + S.shape[1] * c
-    xt = work[:e1].reshape(n_in, c)
-    gt = work[e1:e2].reshape(n_hidden, c)
-    rhst = work[e2:e3].reshape(n_rhs, c)
-    g2t = work[e3:e4].reshape(n_hidden if off_optimum else 0, c)
-    upairs = work[e4:e5].reshape(S.shape[0], c)
-    xpairs = work[e5:e6].reshape(S.shape[1], c)
-    rows = work[e6:e6 + width * c].reshape(width, c)
+    ends = np.cumsum(np.array(heights)) * c
+    xt = work[:ends[0]].reshape(heights[0], c)
+    gt = work[ends[0]:ends[1]].reshape(heights[1], c)
+    rhst = work[ends[1]:ends[2]].reshape(heights[2], c)
+    g2t = work[ends[2]:ends[3]].reshape(heights[3], c)
+    upairs = work[ends[3]:ends[4]].reshape(heights[4], c)
+    xpairs = work[ends[4]:ends[5]].reshape(heights[5], c)
+    rows = work[ends[5]:ends[6]].reshape(heights[6], c)
     chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
-                  upairs, xpairs, rows, 0, n_samples)
+                  upairs, xpairs, rows, 0, c)
     np.dot(upairs, xpairs.T, S)
     if by_inputs:
         np.dot(rows, rhst.T, T)
@@ -325,17 +317,19 @@ def contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs, work, S, T, 
     np.dot(at, at.T, gram)
 
 
-def factor_rows(n_in, n_hidden, n_out, off_optimum, by_inputs):
-    """Rows of per-sample factors that :func:`contract_samples` keeps in ``work``."""
+def factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs):
+    """Rows per sample of each factor of :func:`chunk_factors`, in the order they are
+    stored (x, G', [A | r], G'', the hidden pairs [and R11 coefficients], the input
+    pairs, the w1w2 rows): the one description of that layout."""
     n_rhs = n_hidden + (n_out if off_optimum else 0)
     g2 = n_hidden if off_optimum else 0
     s_rows = n_hidden * (n_hidden + 1) // 2 + g2
     width = n_hidden * n_in if by_inputs else n_hidden * n_rhs
-    return n_in + n_hidden + n_rhs + g2 + s_rows + n_in * (n_in + 1) // 2 + width
+    return (n_in, n_hidden, n_rhs, g2, s_rows, n_in * (n_in + 1) // 2, width)
 
 
 @kernel
-def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, out_w1w1,
+def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
                        out_w1w2, col0, mirror, out_w2w2, offset):
     """The whole dense assembly of a problem small enough for one chunk, in one call.
 
@@ -354,7 +348,8 @@ def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, out_w
     S = np.empty((s_rows, m_in), dt)
     T = np.empty((n_hidden * n_in, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dt)
     gram = np.empty((n_hidden, n_hidden), dt)
-    contract_samples(X, G1, A, G2, residual, w2, 0, n_samples, by_inputs, work, S, T, gram)
+    contract_samples(X, G1, A, G2, residual, w2, 0, n_samples, by_inputs, work, heights, S, T,
+                     gram)
     Q = np.dot(w2.T, w2)
     scatter_w1w1(S, S[:0], n_hidden, Q, scale, n_in, off_optimum, out_w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out_w1w2, col0, mirror)
