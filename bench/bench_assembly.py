@@ -73,7 +73,10 @@ class DgemmFraction:
     this benchmark read 0.025 (0.66 at N = 40, where a call outlasts the spinning).
     Now fasthess runs its own pieces on single-threaded BLAS, and each method is
     timed warm, after 0.2 s of untimed calls (the same code then read 0.41 at N = 20
-    and 0.90 at N = 40 on a loaded machine).
+    and 0.90 at N = 40 on a loaded machine). Later, `asv run --quick` read 0.28, 0.76
+    and 0.98 at N = 20, 40, 60: at N = 20 the unique-entry multiply-adds are about a
+    third of the call, the rest is work that does not shrink with them (activations,
+    per-sample factors, the scatter into H, thread handoffs).
     """
 
     params = (["erf"], [20, 40, 60], ["2D"])
