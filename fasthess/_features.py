@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._resources import check_fits, compute_budget, run_pieces
+from ._resources import check_fits, compute_budget, planned_threads, run_pieces
 from ._validation import check_dtype, check_instance, check_teacher
 from .data import Population, is_population
 from .network import TwoLayerNet
@@ -166,8 +166,8 @@ def _activations(activation, pre):
     from ._kernels.activation import activation_rows
 
     n_rows = pre.shape[0]
-    n_threads = int(max(1, min(compute_budget(), n_rows,
-                               pre.size // _config.MIN_ACTIVATIONS_PER_THREAD)))
+    n_threads = planned_threads(pre.size, min(compute_budget(), n_rows),
+                                _config.MIN_ACTIVATIONS_PER_THREAD)
     maxima = np.zeros((n_threads, 4))
     coeffs = activation.kernel_coeffs(pre.dtype)
     run_pieces(lambda i: activation_rows(activation.code, coeffs, pre, A, G1, G2,

@@ -203,16 +203,20 @@ def blas_pools() -> tuple:
     return _blas_pools_cache
 
 
-def planned_threads(macs: float, budget: int) -> int:
-    """Threads that ``macs`` multiply-adds of work are worth, at most ``budget``.
+def planned_threads(work: float, budget: int, per_thread: float | None = None) -> int:
+    """Threads that ``work`` is worth, at most ``budget``.
 
-    Each thread gets at least ``_config.MIN_MACS_PER_THREAD``: below that, waking and
-    joining threads costs more than it saves. The plan fixes how the work is split
-    into pieces (:func:`pieces_for`), so, at a fixed thread setting, the result.
+    Each thread gets at least ``per_thread`` units of work (default
+    ``_config.MIN_MACS_PER_THREAD`` multiply-adds; memory-bound passes give their own
+    minimum, e.g. ``_config.MIN_WRITES_PER_THREAD``): below that, waking and joining
+    threads costs more than it saves. The plan fixes how the work is split into
+    pieces (:func:`pieces_for`), so, at a fixed thread setting, the result.
     """
     from . import _config
 
-    return int(max(1, min(budget, macs // _config.MIN_MACS_PER_THREAD)))
+    if per_thread is None:
+        per_thread = _config.MIN_MACS_PER_THREAD
+    return int(max(1, min(budget, work // per_thread)))
 
 
 def pieces_for(planned: int, rows: int) -> int:

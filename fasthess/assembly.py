@@ -388,7 +388,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
 
     # the factor writes are memory-bound: the threads they are worth (N = 30: 0.2 ms a
     # chunk on one thread, 0.4 ms in a round of two pieces)
-    factor_split = int(max(1, min(planned, chunk * per_sample // _config.MIN_WRITES_PER_THREAD)))
+    factor_split = planned_threads(chunk * per_sample, planned, _config.MIN_WRITES_PER_THREAD)
 
     def factor_tasks(k):
         c, b = blocks(k)
@@ -442,7 +442,7 @@ def _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, out, run_round)
     n_early = u0 * (u0 + 1) // 2
     # memory-bound writes of the D1^2 entries: the threads they are worth, not those
     # the contraction was worth (N = 20: 0.1 ms, less than a handoff between threads)
-    planned = int(max(1, min(planned, (n_hidden * n_in) ** 2 // _config.MIN_WRITES_PER_THREAD)))
+    planned = planned_threads((n_hidden * n_in) ** 2, planned, _config.MIN_WRITES_PER_THREAD)
     split = pieces_for(planned, n_early + n_late)
 
     def ranges(n):
