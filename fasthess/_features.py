@@ -120,19 +120,17 @@ def features(point: Point, second_order: bool = True) -> Features:
 
     ``second_order``: guard the products of the Hessian (x_i x_l summed over the
     samples); False for first-order quantities (the gradient), which do not form them.
-    g, g', g'' of a built-in activation come from one pass that also finds their
-    maxima (the guards read them), in row ranges on the threads they are worth.
+    The pre-activations, g, g', g'' of a built-in activation and the maxima the
+    guards read come from one pass (:func:`_activations`), in row ranges on the
+    threads they are worth.
     """
     net, X, dt = point.net, point.X, point.dtype
     w1 = np.ascontiguousarray(net.w1, dtype=dt)
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
+    pre, A, G1, G2, maxima = _activations(net.activation, X, w1)
     if second_order:
-        x_max = _amax(X)
-        _check_input_scale(X, dt, x_max)
-    with np.errstate(over="ignore", invalid="ignore"):
-        pre = X @ w1.T
-    A, G1, G2, maxima = _activations(net.activation, pre)
-    if maxima is None or not all(map(math.isfinite, maxima)):
+        _check_input_scale(X, dt, maxima[4])
+    if not all(map(math.isfinite, maxima)):
         _name_the_overflow(net, X, w1, pre, (A, G1, G2), dt)
     residual = None
     if point.teacher is not None:
@@ -144,36 +142,41 @@ def features(point: Point, second_order: bool = True) -> Features:
                 f"{dt}; reduce the weight or input scale, or use float64")
     f = Features(X, A, G1, G2, residual, w1, w2)
     if second_order:
-        known = {"X": x_max}
-        if maxima is not None:
-            known.update(A=maxima[1], G1=maxima[2], G2=maxima[3])
-        check_no_overflow(f, net, maxima=known)
+        check_no_overflow(f, net, maxima=dict(zip(("A", "G1", "G2", "X"), maxima[1:])))
     return f
 
 
-def _activations(activation, pre):
-    """(g, g', g'', [max |pre|, |g|, |g'|, |g''|] or None) of the pre-activations.
+def _activations(activation, X, w1):
+    """(pre, g, g', g'', [max |pre|, |g|, |g'|, |g''|, |X|]) with pre = X w1^T.
 
-    Built-in activations: :func:`~fasthess._kernels.activation.activation_rows` on
-    row ranges, one per thread that ``P Nh`` activations are worth
+    Built-in activations: :func:`~fasthess._kernels.activation.feature_rows` on row
+    ranges, one per thread that ``P Nh`` activations are worth
     (``_config.MIN_ACTIVATIONS_PER_THREAD``), within the budget of the enclosing
-    computation. A CustomActivation: its own kernel, maxima None (checked by NumPy).
+    computation. A CustomActivation: its own kernel, the maxima by NumPy.
     """
-    A, G1, G2 = (np.empty_like(pre) for _ in range(3))
+    n_rows = X.shape[0]
+    shape = (n_rows, w1.shape[0])
+    pre, A, G1, G2 = (np.empty(shape, dtype=X.dtype) for _ in range(4))
     if activation.code < 0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.dot(X, w1.T, out=pre)
         activation.apply(pre, A, G1, G2)
-        return A, G1, G2, None
-    from ._kernels.activation import activation_rows
+        maxima = [_amax(a) for a in (pre, A, G1, G2, X)]
+        return pre, A, G1, G2, [m if m == m else math.inf for m in maxima]  # NaN: inf
+    from ._kernels.activation import feature_rows
 
-    n_rows = pre.shape[0]
     n_threads = planned_threads(pre.size, min(compute_budget(), n_rows),
                                 _config.MIN_ACTIVATIONS_PER_THREAD)
-    maxima = np.zeros((n_threads, 4))
-    coeffs = activation.kernel_coeffs(pre.dtype)
-    run_pieces(lambda i: activation_rows(activation.code, coeffs, pre, A, G1, G2,
-                                         n_rows * i // n_threads, n_rows * (i + 1) // n_threads,
-                                         maxima[i]), n_threads, n_threads)
-    return A, G1, G2, [float(m) for m in maxima.max(axis=0)]
+    coeffs = activation.kernel_coeffs(X.dtype)
+    if n_threads == 1:
+        maxima = np.empty(5)
+        feature_rows(activation.code, coeffs, X, w1, pre, A, G1, G2, 0, n_rows, maxima)
+        return pre, A, G1, G2, maxima.tolist()
+    maxima = np.empty((n_threads, 5))
+    run_pieces(lambda i: feature_rows(activation.code, coeffs, X, w1, pre, A, G1, G2,
+                                      n_rows * i // n_threads, n_rows * (i + 1) // n_threads,
+                                      maxima[i]), n_threads, n_threads)
+    return pre, A, G1, G2, maxima.max(axis=0).tolist()
 
 
 def _name_the_overflow(net, X, w1, pre, outputs, dt) -> None:
@@ -191,7 +194,7 @@ def _name_the_overflow(net, X, w1, pre, outputs, dt) -> None:
 
 
 def _amax(a) -> float:
-    return float(np.max(np.abs(a))) if a is not None and a.size else 0.0
+    return float(np.abs(a).max()) if a is not None and a.size else 0.0
 
 
 def _limit(dtype) -> float:

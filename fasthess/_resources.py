@@ -6,6 +6,8 @@ import math
 import os
 import threading
 
+from . import _config
+
 __all__ = ["available_memory", "memory_limit", "format_bytes", "check_fits", "set_num_threads",
            "get_num_threads", "threads", "ComputeThreads", "compute_budget", "planned_threads",
            "pieces_for", "run_pieces"]
@@ -58,8 +60,6 @@ def check_fits(n_bytes: int, what, alternative: str) -> None:
     (~50 us through psutil) only for requests above ``_config.MEMORY_CHECK_FLOOR``,
     so small problems, which sweeps call thousands of times, do not pay for it.
     """
-    from . import _config
-
     limit = memory_limit()
     if n_bytes <= _config.MEMORY_CHECK_FLOOR and (limit is None or n_bytes <= limit):
         return
@@ -189,16 +189,40 @@ def apply_env_threads() -> None:
 _blas_pools_cache: tuple | None = None
 
 
+class _BlasPool:
+    """Get and set the thread count of one loaded BLAS library.
+
+    OpenBLAS built on pthreads (NumPy's and SciPy's wheels): its own
+    ``openblas_get/set_num_threads`` through ctypes, 0.2 us a call; threadpoolctl's
+    controller takes ~1 us and keeps a "controlling thread" that must be released
+    after each use. Other libraries, or an OpenBLAS whose functions are not found:
+    the controller, ``direct`` False.
+    """
+
+    def __init__(self, controller):
+        self.controller = controller
+        find = getattr(controller, "_get_symbol", None)  # the library's affixed names
+        calls = None
+        if (find is not None and getattr(controller, "internal_api", None) == "openblas"
+                and getattr(controller, "threading_layer", None) == "pthreads"):
+            calls = find("openblas_get_num_threads"), find("openblas_set_num_threads")
+        self.direct = calls is not None and None not in calls
+        if self.direct:
+            self.get, self.set = calls
+        else:
+            self.get, self.set = controller.get_num_threads, controller.set_num_threads
+
+
 def blas_pools() -> tuple:
-    """threadpoolctl controllers of every BLAS library loaded (NumPy's and SciPy's
-    wheels each load their own OpenBLAS), found once: scanning the loaded libraries
-    costs milliseconds, setting a pool's thread count microseconds."""
+    """Every BLAS library loaded (NumPy's and SciPy's wheels each load their own
+    OpenBLAS), as :class:`_BlasPool`, found once: scanning the loaded libraries
+    costs milliseconds, setting a pool's thread count a fraction of a microsecond."""
     global _blas_pools_cache
     if _blas_pools_cache is None:
         import scipy.linalg.blas  # noqa: F401  (load SciPy's BLAS before the scan)
         from threadpoolctl import ThreadpoolController
 
-        _blas_pools_cache = tuple(lib for lib in ThreadpoolController().lib_controllers
+        _blas_pools_cache = tuple(_BlasPool(lib) for lib in ThreadpoolController().lib_controllers
                                   if lib.user_api == "blas")
     return _blas_pools_cache
 
@@ -212,8 +236,6 @@ def planned_threads(work: float, budget: int, per_thread: float | None = None) -
     threads costs more than it saves. The plan fixes how the work is split into
     pieces (:func:`pieces_for`), so, at a fixed thread setting, the result.
     """
-    from . import _config
-
     if per_thread is None:
         per_thread = _config.MIN_MACS_PER_THREAD
     return int(max(1, min(budget, work // per_thread)))
@@ -226,8 +248,6 @@ def pieces_for(planned: int, rows: int) -> int:
     a descheduled thread delays a small piece of the work, not half of it, but with
     at least ``_config.MIN_PIECE_ROWS`` rows each; never fewer than one per thread.
     """
-    from . import _config
-
     if planned == 1:
         return 1
     per_thread = max(1, min(_config.PIECES_PER_THREAD,
@@ -337,7 +357,6 @@ class _Workers:
             self._busy = False
 
     def _serve(self, flag: int) -> None:
-        from . import _config
         from ._kernels.threads import finish_and_wait, wait_for_change
 
         seen = 0
@@ -381,6 +400,31 @@ def _workers() -> _Workers:
         return _pool[1]
 
 
+_numba_calls: tuple | None = None
+
+
+def numba_thread_calls() -> tuple:
+    """(get, set) of Numba's thread count for the calling thread.
+
+    The threading layer's own functions (0.1-0.3 us a call), once the layer is
+    launched: ``numba.get_num_threads`` / ``set_num_threads`` check the layer (two
+    locks) and the argument on every call (~1 us each, a few percent of an N = 10
+    Hessian). The public functions where a Numba release lacks the internal ones.
+    """
+    global _numba_calls
+    if _numba_calls is None:
+        import numba
+        from numba.np.ufunc import parallel
+
+        numba.get_num_threads()  # launches the threading layer
+        calls = (getattr(parallel, "_get_num_threads", None),
+                 getattr(parallel, "_set_num_threads", None))
+        if None in calls:
+            calls = (numba.get_num_threads, numba.set_num_threads)
+        _numba_calls = calls
+    return _numba_calls
+
+
 class ComputeThreads:
     """Context manager for the threads of one fasthess computation.
 
@@ -421,9 +465,8 @@ class ComputeThreads:
         self._numba_before = 1
 
     def __enter__(self) -> "ComputeThreads":
-        import numba
-
-        self.budget = self._numba_before = numba.get_num_threads()
+        get_numba, set_numba = numba_thread_calls()
+        self.budget = self._numba_before = get_numba()
         stack = getattr(self._budgets, "stack", None)
         if stack is None:
             stack = self._budgets.stack = []
@@ -431,33 +474,33 @@ class ComputeThreads:
             self.budget = stack[-1]
         stack.append(self.budget)
         if self._numba_before != 1:
-            numba.set_num_threads(1)
+            set_numba(1)
         cls = ComputeThreads
         with cls._lock:
             if cls._active == 0:
-                cls._originals = [(lib, n) for lib in blas_pools()
-                                  if (n := lib.get_num_threads()) is not None and n != 1]
-                for lib, _ in cls._originals:
-                    lib.set_num_threads(1)
+                cls._originals = [(pool, n) for pool in blas_pools()
+                                  if (n := pool.get()) is not None and n != 1]
+                for pool, _ in cls._originals:
+                    pool.set(1)
             cls._active += 1
         return self
 
     def __exit__(self, *exc) -> None:
-        import numba
-
         cls = ComputeThreads
         cls._budgets.stack.pop()
         with cls._lock:
             cls._active -= 1
             if cls._active == 0:
-                if cls._originals:
+                through_controller = not all(pool.direct for pool, _ in cls._originals)
+                if through_controller:
                     _release_blas_control()  # whichever thread set them, this one restores
-                    for lib, before in cls._originals:
-                        lib.set_num_threads(before)
+                for pool, before in cls._originals:
+                    pool.set(before)
+                if through_controller:
                     _release_blas_control()
                 cls._originals = []
         if self._numba_before != 1:
-            numba.set_num_threads(self._numba_before)
+            numba_thread_calls()[1](self._numba_before)
 
 
 def compute_budget() -> int:

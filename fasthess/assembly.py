@@ -218,11 +218,10 @@ def _kept_workspace(n: int, dtype) -> np.ndarray:
     calls on this thread: fresh pages cost a fault each, and buffers freed by the
     threads of :func:`run_pieces` go back to the system (N = 20: 1460 faults per call,
     as long as the arithmetic on the 2-core VM measured)."""
-    dtype = np.dtype(dtype)
-    buffers = _kept.__dict__
-    buf = buffers.get(dtype.name)
+    buffers = _kept.__dict__  # {dtype: buffer}
+    buf = buffers.get(dtype)
     if buf is None or buf.size < n:
-        buf = buffers[dtype.name] = np.empty(n, dtype=dtype)
+        buf = buffers[dtype] = np.empty(n, dtype=dtype)
     return buf[:n]
 
 

@@ -127,6 +127,44 @@ def test_nested_and_concurrent_scopes_restore_the_settings_once():
     assert seen == [{1}] and _blas_counts() == before
 
 
+class _ControllerOnly:
+    """A threadpoolctl controller seen without its library's own functions (as for
+    MKL, BLIS, or OpenBLAS on OpenMP): ComputeThreads must go through it."""
+
+    def __init__(self, controller):
+        self._controller = controller
+        self.internal_api = controller.internal_api
+
+    def get_num_threads(self):
+        return self._controller.get_num_threads()
+
+    def set_num_threads(self, n):
+        return self._controller.set_num_threads(n)
+
+
+def test_blas_pools_set_through_their_controller_are_restored_and_released(monkeypatch):
+    pools = _resources.blas_pools()
+    assert all(pool.direct for pool in pools if pool.controller.internal_api == "openblas"
+               and getattr(pool.controller, "threading_layer", None) == "pthreads")
+    fallback = tuple(_resources._BlasPool(_ControllerOnly(pool.controller)) for pool in pools)
+    assert not any(pool.direct for pool in fallback)
+    monkeypatch.setattr(_resources, "_blas_pools_cache", fallback)
+    before = _blas_counts()
+    with ComputeThreads():
+        assert {n for _, n in _blas_counts()} == {1}
+    assert _blas_counts() == before
+    seen = []
+
+    def limit_elsewhere():  # the controlling thread was released: another thread may set
+        with threadpool_limits(1, user_api="blas"):
+            seen.append({n for _, n in _blas_counts()})
+
+    t = threading.Thread(target=limit_elsewhere)
+    t.start()
+    t.join()
+    assert seen == [{1}] and _blas_counts() == before
+
+
 def test_threads_and_pieces_follow_the_work_and_the_setting():
     """The plan (and so the pieces, and the result) follows the work and the thread
     setting only, never the load of the machine."""

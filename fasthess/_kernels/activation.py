@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 
 from ._jit import inline_kernel, kernel
 
@@ -62,18 +63,27 @@ def apply_activation(code, coeffs, pre, out_g, out_d1, out_d2):
 
 
 @kernel
-def activation_rows(code, coeffs, pre, out_g, out_d1, out_d2, r0, r1, maxima):
-    """g, g', g'' of rows r0 .. r1 - 1 of ``pre`` (serial: callers run row ranges on
-    threads of their own), and in the same pass maxima[0..3] = max |pre|, |g|, |g'|,
-    |g''| over those rows, each inf if a value is not finite (the overflow guards
-    need them; a second pass over the outputs would cost as much as a cheap g)."""
+def feature_rows(code, coeffs, X, w1, pre, out_g, out_d1, out_d2, r0, r1, maxima):
+    """Rows r0 .. r1 - 1 of the per-sample features in one pass over them: the
+    pre-activations pre = X w1^T (``np.dot``, SciPy's BLAS), then g, g', g'' of them,
+    and maxima[0..4] = max |pre|, |g|, |g'|, |g''|, |X| over those rows, each inf if
+    a value is not finite (the overflow guards read them; separate passes cost as
+    much as a cheap g). Serial: callers run row ranges on threads of their own."""
+    if r1 <= r0:
+        for k in range(5):
+            maxima[k] = 0.0
+        return
+    np.dot(X[r0:r1], w1.T, pre[r0:r1])
     n_cols = pre.shape[1]
     m_pre = 0.0
     m_g = 0.0
     m_d1 = 0.0
     m_d2 = 0.0
+    m_x = 0.0
     finite = True
     for r in range(r0, r1):
+        for i in range(X.shape[1]):
+            m_x = max(m_x, abs(X[r, i]))
         for c in range(n_cols):
             z = pre[r, c]
             g, d1, d2 = activate(code, coeffs, z)
@@ -90,6 +100,7 @@ def activation_rows(code, coeffs, pre, out_g, out_d1, out_d2, r0, r1, maxima):
     maxima[1] = m_g
     maxima[2] = m_d1
     maxima[3] = m_d2
+    maxima[4] = m_x
     if not finite:  # which one is found again by the caller (rare: an error path)
         for k in range(4):
             maxima[k] = math.inf
