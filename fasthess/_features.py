@@ -19,7 +19,8 @@ from ._validation import check_dtype, check_instance, check_teacher
 from .data import Population, is_population
 from .network import TwoLayerNet
 
-__all__ = ["Point", "check_point", "check_net", "Features", "features", "check_no_overflow",
+__all__ = ["Point", "check_point", "check_net", "Features", "features", "weights",
+           "guarded_features", "check_no_overflow", "overflow_limit",
            "dense_bytes", "refuse_if_too_large", "MATRIX_FREE_HINT"]
 
 MATRIX_FREE_HINT = ("use fasthess.hessian_operator(net, X) for matrix-free products, "
@@ -124,10 +125,27 @@ def features(point: Point, second_order: bool = True) -> Features:
     guards read come from one pass (:func:`_activations`), in row ranges on the
     threads they are worth.
     """
+    w1, w2 = weights(point)
+    computed = _activations(point.net.activation, point.X, w1)
+    return guarded_features(point, w1, w2, *computed, second_order=second_order)
+
+
+def weights(point: Point):
+    """(w1, w2) of the student, C-contiguous in the working dtype."""
+    net, dt = point.net, point.dtype
+    return np.ascontiguousarray(net.w1, dtype=dt), np.ascontiguousarray(net.w2, dtype=dt)
+
+
+def guarded_features(point: Point, w1, w2, pre, A, G1, G2, maxima,
+                     second_order: bool = True) -> Features:
+    """:class:`Features` of computed activations, after the guards that read them.
+
+    ``maxima``: [max |pre|, |g|, |g'|, |g''|, |X|], inf where a value is not finite
+    (:func:`fasthess._kernels.activation.feature_rows`). Raises the ValueError that
+    names the argument and the scale when the inputs, the activations, the residuals
+    or a Hessian entry overflow the dtype.
+    """
     net, X, dt = point.net, point.X, point.dtype
-    w1 = np.ascontiguousarray(net.w1, dtype=dt)
-    w2 = np.ascontiguousarray(net.w2, dtype=dt)
-    pre, A, G1, G2, maxima = _activations(net.activation, X, w1)
     if second_order:
         _check_input_scale(X, dt, maxima[4])
     if not all(map(math.isfinite, maxima)):
@@ -197,19 +215,23 @@ def _amax(a) -> float:
     return float(np.abs(a).max()) if a is not None and a.size else 0.0
 
 
-def _limit(dtype) -> float:
+def overflow_limit(dtype) -> float:
+    """The largest value the overflow guards let a sum of products reach in ``dtype``:
+    its maximum over ``_config.OVERFLOW_MARGIN``."""
     return float(np.finfo(dtype).max) / _config.OVERFLOW_MARGIN
 
 
 def _check_input_scale(X: np.ndarray, dtype, xmax: float) -> None:
     """Products x_i x_l of inputs (in H, the NTK, the trace) summed over P must be finite;
     ``xmax`` = max |X|."""
-    if xmax > 0 and 2 * math.log(xmax) + math.log(X.shape[0]) > math.log(_limit(dtype)):
+    from ._kernels.activation import input_products_bound
+
+    if input_products_bound.py_func(X.shape[0], xmax) > overflow_limit(dtype):
         raise ValueError(
             f"X: entries up to {xmax:.3g} overflow {np.dtype(dtype)} in the products x_i x_l "
             f"that the Hessian sums over P = {X.shape[0]} samples (limit "
-            f"~{math.sqrt(_limit(dtype) / X.shape[0]):.3g}); rescale X (and w1 by the inverse) "
-            "or use float64")
+            f"~{math.sqrt(overflow_limit(dtype) / X.shape[0]):.3g}); rescale X (and w1 by the "
+            "inverse) or use float64")
 
 
 def check_no_overflow(f: Features, net, maxima: dict | None = None) -> None:
@@ -218,30 +240,26 @@ def check_no_overflow(f: Features, net, maxima: dict | None = None) -> None:
     Each entry is a sum over P samples of products of Jacobian factors (|g| or
     |w2 g' x|) and, off the optimum, |r w2 g'' x x|; bounding them by their maxima
     is cheap (O(P Nh)) and only refuses what is within a factor P of overflow. The
-    bound is computed in logarithms, so it cannot overflow itself. ``maxima``: max |.|
-    of "X", "A", "G1", "G2" where already known.
+    maxima are finite (checked before): :func:`~fasthess._kernels.activation.hessian_entry_bound`,
+    which the one-call kernel reads too. ``maxima``: max |.| of "X", "A", "G1", "G2"
+    where already known.
     """
+    from ._kernels.activation import hessian_entry_bound
+
     known = maxima or {}
 
     def amax(name):
         return known[name] if name in known else _amax(getattr(f, name))
 
-    def log(v):
-        return math.log(v) if v > 0 else -math.inf
-
-    log_p = math.log(f.n_samples)
-    log_factor = max(log(amax("A")),
-                     log(amax("G1")) + log(amax("X")) + max(log(_amax(f.w2)), 0.0))
-    log_bound = log_p + 2 * log_factor
-    if f.residual is not None:
-        log_bound = max(log_bound, log_p + log(_amax(f.residual)) + log(_amax(f.w2))
-                        + log(amax("G2")) + 2 * log(amax("X")))
-    if log_bound > math.log(_limit(f.X.dtype)):
+    at_optimum = f.residual is None
+    bound, factor = hessian_entry_bound.py_func(
+        f.n_samples, amax("X"), amax("A"), amax("G1"), 0.0 if at_optimum else amax("G2"),
+        _amax(f.w2), 0.0 if at_optimum else _amax(f.residual))
+    if bound > overflow_limit(f.X.dtype):
         raise ValueError(
             f"net: Hessian entries would overflow {f.X.dtype} (activation "
-            f"{net.activation.name!r}: |g| or |w2 g'(w1 x) x| up to "
-            f"{math.exp(min(log_factor, 700.0)):.3g} over {f.n_samples} samples); reduce the "
-            "weight or input scale, or use float64")
+            f"{net.activation.name!r}: |g| or |w2 g'(w1 x) x| up to {factor:.3g} over "
+            f"{f.n_samples} samples); reduce the weight or input scale, or use float64")
 
 
 def dense_bytes(n: int, dtype) -> int:

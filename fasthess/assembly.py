@@ -9,14 +9,15 @@ that the spectral routes reuse without repeating the checks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import threading
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _config
-from ._features import Features, Point, check_point, features, refuse_if_too_large
+from ._features import (Features, Point, check_point, features, guarded_features,
+                        overflow_limit, refuse_if_too_large, weights)
 from ._resources import ComputeThreads, pieces_for, planned_threads, run_pieces
 from .products import gemm_into, gemm_tasks, row_blocks
 
@@ -129,12 +130,19 @@ def assemble_hessian(point: Point) -> np.ndarray:
     """:func:`hessian` of a validated point whose size was checked (no checks repeated)."""
     if point.population:
         return _population_hessian(point)
+    d = point.net.n_params
     with ComputeThreads() as scope:
-        f = features(point)
-        _drop_unneeded(f)
-        d = point.net.n_params
-        H = np.empty((d, d), dtype=point.dtype)
-        assemble_into(f, scope, H, H, H, mirror=True)
+        H = None
+
+        def outputs():
+            nonlocal H
+            H = np.empty((d, d), dtype=point.dtype)
+            return H, H, H
+
+        if not _assemble_fused(point, scope, outputs, mirror=True):
+            f = features(point)
+            _drop_unneeded(f)  # before H is allocated (peak memory)
+            assemble_into(f, scope, *outputs(), mirror=True)
     return H
 
 
@@ -191,14 +199,19 @@ def assemble_blocks(point: Point) -> HessianBlocks:
     """:func:`hessian_blocks` of a validated point whose size was checked."""
     net = point.net
     d1, d2 = net.n_hidden * net.n_in, net.n_out * net.n_hidden
+    blocks = []
+
+    def outputs():
+        blocks[:] = [np.empty(shape, dtype=point.dtype) for shape in
+                     ((d1, d1), (d1, d2), (d2, d2))]
+        return blocks
+
     with ComputeThreads() as scope:
-        f = features(point)
-        _drop_unneeded(f)
-        w1w1 = np.empty((d1, d1), dtype=point.dtype)
-        w1w2 = np.empty((d1, d2), dtype=point.dtype)
-        w2w2 = np.empty((d2, d2), dtype=point.dtype)
-        assemble_into(f, scope, w1w1, w1w2, w2w2, mirror=False)
-    return HessianBlocks(w1w1, w1w2, w2w2)
+        if not _assemble_fused(point, scope, outputs, mirror=False):
+            f = features(point)
+            _drop_unneeded(f)  # before the blocks are allocated (peak memory)
+            assemble_into(f, scope, *outputs(), mirror=False)
+    return HessianBlocks(*blocks)
 
 
 def _population_hessian(point: Point) -> np.ndarray:
@@ -279,6 +292,84 @@ def w1w1_layout(n_in: int, n_hidden: int, row_width: int, extra_rows: int = 0):
     return u0, u0 * n_in
 
 
+class _Layout(NamedTuple):
+    """How the per-sample factors of a problem are laid out and contracted.
+
+    ``by_inputs``: T[(j,i), c] = sum_mu G'_j x_i [A | r]_c is contracted from rows
+    G' (x) x against [A | r] (else rows G' (x) [A | r] against x): the narrower
+    product row moves less memory. ``heights``: rows per sample of each factor
+    (:func:`fasthess._kernels.assembly.factor_heights`). ``one_call``: the threads
+    the assembly without chunks is worth, 0 when the factors of all samples do not fit
+    in ``_config.ONE_CALL_BYTES`` (the chunked route).
+    """
+
+    by_inputs: bool
+    heights: tuple
+    per_sample: int
+    s_rows: int
+    m_in: int
+    width: int
+    n_rhs: int
+    one_call: int
+
+
+def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> _Layout:
+    """The :class:`_Layout` of a problem, for ``budget`` threads."""
+    from ._kernels.assembly import factor_heights
+
+    d1 = n_hidden * n_in
+    m_in = n_in * (n_in + 1) // 2
+    s_rows = n_hidden * (n_hidden + 1) // 2 + (n_hidden if off_optimum else 0)
+    n_rhs = n_hidden + (n_out if off_optimum else 0)
+    by_inputs = d1 <= n_hidden * n_rhs
+    width = d1 if by_inputs else n_hidden * n_rhs
+    # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
+    heights = factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs)
+    per_sample = sum(heights)
+    one_call = 0
+    if ((n_samples * per_sample + s_rows * m_in) * itemsize <= _config.ONE_CALL_BYTES
+            and n_samples <= _config.MAX_CHUNK_SAMPLES):
+        one_call = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), budget)
+    return _Layout(by_inputs, heights, per_sample, s_rows, m_in, width, n_rhs, one_call)
+
+
+def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
+    """The whole dense assembly in one kernel call, features included, where that is
+    the plan: a small problem (:class:`_Layout` ``one_call`` = 1 thread) at the
+    optimum with a built-in activation. At N = 10 the Python between the steps of
+    the general route (:func:`features`, then :func:`assemble_into`) took 15-20 us
+    of ~150. The kernel applies the overflow bounds of the guards to the maxima it
+    finds; a point they refuse goes to the guards, which raise. ``out``: a callable
+    returning the three outputs (allocated only on this route), as for
+    :func:`assemble_into`. Returns whether this route ran.
+    """
+    net, X, dt = point.net, point.X, point.dtype
+    activation = net.activation
+    if point.teacher is not None or activation.code < 0:
+        return False
+    n_samples, n_in = X.shape
+    n_hidden, n_out = net.n_hidden, net.n_out
+    layout = _layout(n_samples, n_in, n_hidden, n_out, False, dt.itemsize, scope.budget)
+    if layout.one_call != 1:
+        return False
+    from ._kernels.assembly import assemble_with_features
+
+    w1, w2 = weights(point)
+    pre, A, G1, G2 = (np.empty((n_samples, n_hidden), dtype=dt) for _ in range(4))
+    maxima = np.empty(5)
+    w1w1, w1w2, w2w2 = out()
+    col0 = n_hidden * n_in if mirror else 0
+    if assemble_with_features(activation.code, activation.kernel_coeffs(dt), X, w1, w2, pre, A,
+                              G1, G2, maxima, overflow_limit(dt), 1.0 / n_samples,
+                              layout.by_inputs,
+                              _kept_workspace(n_samples * layout.per_sample, dt),
+                              layout.heights, w1w1, w1w2, col0, mirror, w2w2, col0):
+        return True
+    # refused by the bounds the guards share with the kernel: they raise, naming why
+    guarded_features(point, w1, w2, pre, A, G1, G2, maxima.tolist())
+    return False  # (not reached) the general route would assemble it
+
+
 def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: bool) -> None:
     """Write the Hessian of features ``f`` into its blocks (THEORY.md a).
 
@@ -303,7 +394,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     (:func:`fasthess._kernels.assembly.contract_samples`), then the scatter.
     """
     from ._kernels.assembly import (assemble_one_chunk, chunk_factors, contract_samples,
-                                    factor_heights, write_w1w2, write_w2w2)
+                                    write_w1w2, write_w2w2)
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
@@ -314,24 +405,15 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     G2 = f.G2 if off_optimum else empty
     residual = f.residual if off_optimum else empty
     d1 = n_hidden * n_in
-    m_in = n_in * (n_in + 1) // 2
-    s_rows = n_hidden * (n_hidden + 1) // 2 + (n_hidden if off_optimum else 0)
-    n_rhs = n_hidden + (n_out if off_optimum else 0)
-    # T[(j,i), c] = sum_mu G'_j x_i [A | r]_c: rows G' (x) x against [A | r], or rows
-    # G' (x) [A | r] against x; the narrower product row moves less memory.
-    by_inputs = d1 <= n_hidden * n_rhs
-    width = d1 if by_inputs else n_hidden * n_rhs
-
+    layout = _layout(n_samples, n_in, n_hidden, n_out, off_optimum, dt.itemsize, scope.budget)
+    by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
+    s_rows, m_in, n_rhs = layout.s_rows, layout.m_in, layout.n_rhs
     d_w1w2 = d1 if mirror else 0
     scale = 1.0 / n_samples
-    # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
-    heights = factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs)
-    per_sample = sum(heights)
     t_shape = (d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs)
-    if ((n_samples * per_sample + s_rows * m_in) * dt.itemsize <= _config.ONE_CALL_BYTES
-            and n_samples <= _config.MAX_CHUNK_SAMPLES):
+    if layout.one_call:
         work = _kept_workspace(n_samples * per_sample, dt)
-        threads = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), scope.budget)
+        threads = layout.one_call
         if threads == 1:  # the whole assembly in one kernel call
             assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, w1w1,
                                w1w2, d_w1w2, mirror, w2w2, d_w1w2)

@@ -1,7 +1,8 @@
 """Every route through dense assembly against the independent twin: the one-call
-kernel of small problems, the chunked route with its workspace inside H (extreme
-shapes where S barely fits, many chunks, the separate-buffer fallback), and the
-product in pieces; at and off the optimum, float64 and float32, No > 1."""
+kernel of small problems (with the features in the same call at the optimum), the
+chunked route with its workspace inside H (extreme shapes where S barely fits, many
+chunks, the separate-buffer fallback), and the product in pieces; at and off the
+optimum, float64 and float32, No > 1."""
 import numpy as np
 import pytest
 
@@ -35,7 +36,7 @@ def _use(monkeypatch, route):
         monkeypatch.setattr(_config, name, value)
     kernels = importlib.import_module("fasthess._kernels.assembly")
     assembly = importlib.import_module("fasthess.assembly")
-    seen = {"one_call": 0, "separate_buffer": 0, "chunks": 0, "pieces": 0}
+    seen = {"one_call": 0, "fused": 0, "separate_buffer": 0, "chunks": 0, "pieces": 0}
 
     def spy(name, real, count):
         def wrapper(*args, **kwargs):
@@ -54,6 +55,9 @@ def _use(monkeypatch, route):
     monkeypatch.setattr(kernels, "assemble_one_chunk",
                         spy("one", kernels.assemble_one_chunk,
                             lambda a, r: seen.__setitem__("one_call", seen["one_call"] + 1)))
+    monkeypatch.setattr(kernels, "assemble_with_features",
+                        spy("fused", kernels.assemble_with_features,
+                            lambda a, r: seen.__setitem__("fused", seen["fused"] + r)))
     monkeypatch.setattr(assembly, "_chunk_workspace",
                         spy("workspace", assembly._chunk_workspace, count_buffer))
     for module in (_resources, assembly):  # products' and assembly's own reference
@@ -61,13 +65,14 @@ def _use(monkeypatch, route):
     return seen
 
 
-def _check_route(route, seen):
-    if route == "one_call":
+def _check_route(route, seen, at_optimum=True):
+    if route == "one_call":  # the features in the same call at the optimum only
         assert seen["one_call"] > 0 and seen["chunks"] == 0
+        assert (seen["fused"] > 0) == at_optimum
     elif route == "sample_parts":
-        assert seen["one_call"] == 0 and seen["chunks"] == 0 and seen["pieces"] > 0
+        assert seen["one_call"] == seen["fused"] == seen["chunks"] == 0 and seen["pieces"] > 0
     else:
-        assert seen["one_call"] == 0 and seen["chunks"] > 0
+        assert seen["one_call"] == seen["fused"] == 0 and seen["chunks"] > 0
     if route == "many_chunks":
         assert seen["chunks"] >= 2 * (61 // 7)
     if route == "separate_buffer":
@@ -110,7 +115,7 @@ def test_routes_agree_on_a_larger_problem(monkeypatch, route):
     X = fh.gaussian_inputs(2 * net.n_params, 12, rng=8)
     seen = _use(monkeypatch, route)
     assert rel_err(fh.hessian(net, X, teacher=teacher), ref.hessian(net, X, teacher)) < RTOL_EXACT
-    _check_route(route, seen)
+    _check_route(route, seen, at_optimum=False)
     assert rel_err(fh.ntk(net, X[:40]), ref.ntk(net, X[:40])) < RTOL_EXACT
 
 

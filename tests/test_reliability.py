@@ -105,6 +105,53 @@ def test_huge_inputs_float32():
         fh.hessian(net, X)
 
 
+def _overflowing_points():
+    """{cause: (net, X, the message naming it, a net and X just within the limits)},
+    one per overflow guard, each a small problem (the one-call kernel's size)."""
+    X = fh.gaussian_inputs(20, 3, rng=1)
+    w1 = np.random.default_rng(2).standard_normal((2, 3))
+    ones = np.ones((1, 2))
+    erf = fh.TwoLayerNet(w1, ones, "erf")
+    poly = fh.TwoLayerNet(w1, ones, fh.Polynomial([0] * 10 + [1]))
+    return {
+        # x_i x_l summed over P overflows
+        "inputs": (erf, X * 1e160, r"X: entries up to .*e\+160 overflow float64", erf, X * 1e140),
+        # X within scale, w1 @ x not finite
+        "pre-activations": (fh.TwoLayerNet(w1 * 1e200, ones, "erf"), X * 1e150,
+                            r"X: the pre-activations w1 @ x overflow float64",
+                            fh.TwoLayerNet(w1 * 1e200, ones, "erf"), X * 1e100),
+        # g = z^10 of finite z is inf
+        "activation": (poly, X * 1e40,
+                       r"net: the activation .* overflows: g\(w1 @ x\) is not finite", poly,
+                       X * 1e10),
+        # every factor finite, |w2 g' x| ~ 1e160: the sums over P of their squares not
+        "entries": (fh.TwoLayerNet(w1, np.full((1, 2), 1e60), "linear"), X * 1e100,
+                    r"net: Hessian entries would overflow float64 \(activation 'linear': .* "
+                    r"up to .*e\+160 over 20 samples\)",
+                    fh.TwoLayerNet(w1, np.full((1, 2), 1e40), "linear"), X * 1e100),
+    }
+
+
+@pytest.mark.parametrize("route", ["one call", "chunked"])
+@pytest.mark.parametrize("cause", ["inputs", "pre-activations", "activation", "entries"])
+def test_each_overflow_is_refused_naming_its_cause_on_every_route(monkeypatch, route, cause):
+    """The one-call kernel applies the guards' own bounds to the maxima it finds and
+    leaves the refusal to them: the same error as the general route, never a NaN H;
+    just within the limits, the twin's finite H."""
+    from fasthess import _config
+
+    if route == "chunked":
+        monkeypatch.setattr(_config, "ONE_CALL_BYTES", 0)
+    net, X, message, net_ok, X_ok = _overflowing_points()[cause]
+    for call in (fh.hessian, fh.hessian_blocks):
+        with pytest.raises(ValueError, match=message):
+            call(net, X)
+    H = fh.hessian(net_ok, X_ok)
+    with np.errstate(over="ignore"):  # the twin's z * z of saturated erf units is inf
+        expected = ref.hessian_at_optimum(net_ok, X_ok)
+    assert np.all(np.isfinite(H)) and rel_err(H, expected) < 1e-12
+
+
 def test_loss_and_gradient_of_saturated_units_are_right_answers():
     # erf saturates: the loss and gradient exist and are exact, so they are returned
     net = fh.TwoLayerNet.random(3, 2, rng=0)

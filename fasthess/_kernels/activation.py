@@ -62,6 +62,35 @@ def apply_activation(code, coeffs, pre, out_g, out_d1, out_d2):
             out_d2[r, c] = d2
 
 
+@inline_kernel
+def input_products_bound(n_samples, x_max):
+    """A bound on the sums over P samples of products x_i x_l (in H, the NTK, the
+    trace), from max |X|. Python calls ``.py_func``: the guards and the kernels read
+    one formula."""
+    return n_samples * x_max * x_max
+
+
+@inline_kernel
+def hessian_entry_bound(n_samples, x_max, g_max, d1_max, d2_max, w2_max, r_max):
+    """(bound, factor): a bound on |H entries| and the largest Jacobian factor in it.
+
+    Each entry is a sum over P samples of products of Jacobian factors (|g| or
+    |w2 g' x|) and, off the optimum, |r w2 g'' x x| (r_max = 0 at the optimum); the
+    maxima are finite. A product that overflows is inf, beyond any limit, as it
+    should be; inf * 0 is NaN only where a factor is 0, and then so is the true
+    term, which the comparisons leave out. Python calls ``.py_func``.
+    """
+    factor = g_max
+    scaled = d1_max * x_max * max(w2_max, 1.0)
+    if scaled > factor:
+        factor = scaled
+    bound = n_samples * factor * factor
+    residual = n_samples * r_max * w2_max * d2_max * x_max * x_max
+    if residual > bound:
+        bound = residual
+    return bound, factor
+
+
 @kernel
 def feature_rows(code, coeffs, X, w1, pre, out_g, out_d1, out_d2, r0, r1, maxima):
     """Rows r0 .. r1 - 1 of the per-sample features in one pass over them: the

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import inline_kernel, kernel
+from .activation import feature_rows, hessian_entry_bound, input_products_bound
 
 
 @inline_kernel
@@ -328,9 +329,9 @@ def factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs):
     return (n_in, n_hidden, n_rhs, g2, s_rows, n_in * (n_in + 1) // 2, width)
 
 
-@kernel
-def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
-                       out_w1w2, col0, mirror, out_w2w2, offset):
+@inline_kernel
+def _assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
+                        out_w1w2, col0, mirror, out_w2w2, offset):
     """The whole dense assembly of a problem small enough for one chunk, in one call.
 
     The same steps as the chunked route (chunk_factors, the contractions, the
@@ -354,3 +355,42 @@ def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heigh
     scatter_w1w1(S, S[:0], n_hidden, Q, scale, n_in, off_optimum, out_w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out_w1w2, col0, mirror)
     write_w2w2(gram, scale, n_out, out_w2w2, offset)
+
+
+@kernel
+def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
+                       out_w1w2, col0, mirror, out_w2w2, offset):
+    """The whole dense assembly of a problem small enough for one chunk, in one call
+    (its steps are shared with :func:`assemble_with_features`)."""
+    _assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
+                        out_w1w2, col0, mirror, out_w2w2, offset)
+
+
+@kernel
+def assemble_with_features(code, coeffs, X, w1, w2, pre, A, G1, G2, maxima, limit, scale,
+                           by_inputs, work, heights, out_w1w1, out_w1w2, col0, mirror, out_w2w2,
+                           offset):
+    """:func:`~fasthess._kernels.activation.feature_rows` of all samples, then
+    :func:`assemble_one_chunk`'s steps at the optimum: a small problem in one call.
+
+    Returns False, without assembling, when a maximum is not finite or an overflow
+    bound (those of the guards, :func:`input_products_bound` and
+    :func:`hessian_entry_bound`) exceeds ``limit``: the caller's guards then name
+    the argument and the scale.
+    """
+    n_samples = X.shape[0]
+    feature_rows(code, coeffs, X, w1, pre, A, G1, G2, 0, n_samples, maxima)
+    for k in range(maxima.shape[0]):
+        if not np.isfinite(maxima[k]):
+            return False
+    w2_max = 0.0
+    for k in range(w2.shape[0]):
+        for j in range(w2.shape[1]):
+            w2_max = max(w2_max, abs(w2[k, j]))
+    bound, _ = hessian_entry_bound(n_samples, maxima[4], maxima[1], maxima[2], 0.0, w2_max, 0.0)
+    if input_products_bound(n_samples, maxima[4]) > limit or bound > limit:
+        return False
+    empty = np.empty((0, 0), X.dtype)
+    _assemble_one_chunk(X, G1, A, empty, empty, w2, scale, by_inputs, work, heights, out_w1w1,
+                        out_w1w2, col0, mirror, out_w2w2, offset)
+    return True
