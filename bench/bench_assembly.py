@@ -33,14 +33,15 @@ class SmallAssembly:
 
     params = (["erf"], SMALL_SIZES, ["2D"])
     param_names = ["activation", "n", "samples"]
-
     def setup(self, activation, n, rule):
         from fasthess.benchmarking import _route
 
         self.net, self.X = problem(activation, n, rule)
         self.numpy_jtj = _route("numpy_jtj", self.net, self.X)
+        # no NumPy call here: asv runs setup before each sample, and a multithreaded
+        # NumPy product leaves its OpenBLAS worker polling a core for ~0.1 s, in which
+        # fh.hessian read 3.95 ms at N = 20 and 24.5 ms at N = 30 (one thread's speed)
         fh.hessian(self.net, self.X)
-        self.numpy_jtj()
 
     def time_hessian(self, activation, n, rule):
         fh.hessian(self.net, self.X)
