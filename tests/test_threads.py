@@ -165,6 +165,24 @@ def test_blas_pools_set_through_their_controller_are_restored_and_released(monke
     assert seen == [{1}] and _blas_counts() == before
 
 
+def test_numba_threads_through_the_public_api_where_the_layers_calls_are_missing(monkeypatch):
+    """numba_thread_calls falls back to numba.get/set_num_threads on a Numba release
+    without the threading layer's own functions; a scope then behaves the same."""
+    import types
+
+    import numba.np.ufunc
+
+    monkeypatch.setattr(_resources, "_numba_calls", None)
+    # the package's view of the module, without the layer's functions (Numba itself
+    # keeps the real module)
+    monkeypatch.setattr(numba.np.ufunc, "parallel", types.SimpleNamespace())
+    assert _resources.numba_thread_calls() == (numba.get_num_threads, numba.set_num_threads)
+    before = numba.get_num_threads()
+    with ComputeThreads() as scope:
+        assert numba.get_num_threads() == 1 and scope.budget == before
+    assert numba.get_num_threads() == before
+
+
 def test_threads_and_pieces_follow_the_work_and_the_setting():
     """The plan (and so the pieces, and the result) follows the work and the thread
     setting only, never the load of the machine."""
