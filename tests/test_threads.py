@@ -114,7 +114,12 @@ def test_nested_and_concurrent_scopes_restore_the_settings_once():
     assert not errors
     assert all(np.array_equal(h, expected) for h in results) and len(results) == 15
     assert _blas_counts() == before and ComputeThreads._active == 0
-    # threadpoolctl's controlling thread is released: another thread may set limits
+    _assert_another_thread_may_set_limits(before)
+
+
+def _assert_another_thread_may_set_limits(before):
+    """threadpoolctl's controlling thread is released: a limit set in another thread
+    takes effect there and is undone after, back to ``before``."""
     seen = []
 
     def limit_elsewhere():
@@ -153,16 +158,7 @@ def test_blas_pools_set_through_their_controller_are_restored_and_released(monke
     with ComputeThreads():
         assert {n for _, n in _blas_counts()} == {1}
     assert _blas_counts() == before
-    seen = []
-
-    def limit_elsewhere():  # the controlling thread was released: another thread may set
-        with threadpool_limits(1, user_api="blas"):
-            seen.append({n for _, n in _blas_counts()})
-
-    t = threading.Thread(target=limit_elsewhere)
-    t.start()
-    t.join()
-    assert seen == [{1}] and _blas_counts() == before
+    _assert_another_thread_may_set_limits(before)
 
 
 def test_numba_threads_through_the_public_api_where_the_layers_calls_are_missing(monkeypatch):
