@@ -308,7 +308,6 @@ class _Layout(NamedTuple):
     per_sample: int
     s_rows: int
     m_in: int
-    width: int
     n_rhs: int
     one_call: int
 
@@ -330,7 +329,7 @@ def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> 
     if ((n_samples * per_sample + s_rows * m_in) * itemsize <= _config.ONE_CALL_BYTES
             and n_samples <= _config.MAX_CHUNK_SAMPLES):
         one_call = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), budget)
-    return _Layout(by_inputs, heights, per_sample, s_rows, m_in, width, n_rhs, one_call)
+    return _Layout(by_inputs, heights, per_sample, s_rows, m_in, n_rhs, one_call)
 
 
 def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
