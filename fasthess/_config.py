@@ -25,13 +25,20 @@ MAX_CHUNK_SAMPLES = 2048
 # CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
 MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
-# Problems whose factors (all samples) and S take at most this many bytes are assembled
-# without chunks: in one kernel call (N ~ 10: the steps themselves take tens of
-# microseconds, Python between them would add as much), or, when the work is worth
-# several threads (planned_threads), in one round where each thread contracts a part
-# of the samples into sums of its own. Its memory is apart from H: kept small. N = 20
-# (6.3 MB): 1.8 ms for the contractions in one round of 2, 2.5 ms in chunked rounds.
-ONE_CALL_BYTES = 8 * 2**20
+# The route by sample parts (assembly._layout): each thread contracts its part of the
+# samples into a copy of S of its own, a block of samples at a time; the block's factors
+# (at most SAMPLE_BLOCK_BYTES, about the L2 cache of a core) are written by a kernel and
+# read back by BLAS while in cache, and a 820 x 820 x K GEMM that adds to S runs at the
+# same rate for K = 32 as for K = 1024 (26-27 G multiply-adds/s on one core) while S
+# stays in cache. So the copies of S of all threads must fit in SAMPLE_PARTS_BYTES (half
+# the 32 MiB L3 of the 2-core VM measured); blocks of fewer than MIN_BLOCK_SAMPLES would
+# take many small products: both go to the chunked route. Measured on 2 threads against
+# the chunked route: N = 30 11.5 against 13.0 ms, N = 40 55 against 61 ms (blocks of
+# 0.5 / 1 / 2 / 4 MiB: 59 / 55 / 55 / 58 ms), N = 45 (2 x 8.6 MB of S) equal, N = 50
+# 220 against 201 ms.
+SAMPLE_BLOCK_BYTES = 1 * 2**20
+MIN_BLOCK_SAMPLES = 16
+SAMPLE_PARTS_BYTES = 16 * 2**20
 # Requests of at most this many bytes are not checked against the system's available
 # memory (psutil takes ~50 us, a quarter of fh.hessian at N = 10); FASTHESS_MEMORY_LIMIT
 # still applies to them. A machine without 64 MiB free fails in Python itself.

@@ -227,10 +227,10 @@ _kept = threading.local()
 
 
 def _kept_workspace(n: int, dtype) -> np.ndarray:
-    """A flat buffer of ``n`` elements (at most ``_config.ONE_CALL_BYTES``) kept between
-    calls on this thread: fresh pages cost a fault each, and buffers freed by the
-    threads of :func:`run_pieces` go back to the system (N = 20: 1460 faults per call,
-    as long as the arithmetic on the 2-core VM measured)."""
+    """A flat buffer of ``n`` elements (one block of factors, at most
+    ``_config.SAMPLE_BLOCK_BYTES``) kept between calls on this thread: fresh pages cost
+    a fault each (N = 20: 1460 faults per call, as long as the arithmetic on the 2-core
+    VM measured). Each thread of :func:`run_pieces` keeps its own."""
     buffers = _kept.__dict__  # {dtype: buffer}
     buf = buffers.get(dtype)
     if buf is None or buf.size < n:
@@ -239,11 +239,11 @@ def _kept_workspace(n: int, dtype) -> np.ndarray:
 
 
 def chunk_samples(n_samples: int, row_bytes: int) -> int:
-    """Samples per chunk for per-sample factor rows of ``row_bytes`` each.
+    """Samples per chunk of the chunked route for per-sample factor rows of ``row_bytes``.
 
     As many as fit in ``_config.CHUNK_CACHE_BYTES`` (written by a kernel and read
     back by BLAS while in cache), at least ``GEMM_CHUNK_SAMPLES`` (GEMM efficiency
-    in K), at most ``MAX_CHUNK_SAMPLES`` and the number of samples.
+    in K when S is out of cache), at most ``MAX_CHUNK_SAMPLES`` and the number of samples.
     """
     cached = _config.CHUNK_CACHE_BYTES // max(1, row_bytes)
     return max(1, min(n_samples, _config.MAX_CHUNK_SAMPLES,
@@ -279,8 +279,9 @@ def w1w1_layout(n_in: int, n_hidden: int, row_width: int, extra_rows: int = 0):
 
     S ((Nh(Nh+1)/2 + extra_rows) x Ni(Ni+1)/2, ~1/4 of the w1w1 block) is stored in
     the rows of the last hidden units, from row ``u0 * Ni`` on; the rows above are
-    free until the scatter, so the sample-chunk factors live there. Returns
-    (u0, row0), or None when S does not fit in the D1 rows of the block.
+    free until the scatter (the chunks' factors, or the other sample parts' copies of
+    S, live there). Returns (u0, row0), or None when S does not fit in the D1 rows of
+    the block.
     """
     m_hidden = n_hidden * (n_hidden + 1) // 2 + extra_rows
     m_in = n_in * (n_in + 1) // 2
@@ -292,15 +293,23 @@ def w1w1_layout(n_in: int, n_hidden: int, row_width: int, extra_rows: int = 0):
     return u0, u0 * n_in
 
 
+def _late_rows(u0: int, n_hidden: int, m_in: int, off_optimum: bool, dtype) -> np.ndarray:
+    """The buffer the scatter copies S's rows into before the late tiles overwrite them
+    (S in the output from unit u0 on; u0 = Nh: S apart, nothing to copy)."""
+    n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
+    return np.empty((n_late + (n_hidden if off_optimum and u0 < n_hidden else 0), m_in),
+                    dtype=dtype)
+
+
 class _Layout(NamedTuple):
     """How the per-sample factors of a problem are laid out and contracted.
 
     ``by_inputs``: T[(j,i), c] = sum_mu G'_j x_i [A | r]_c is contracted from rows
     G' (x) x against [A | r] (else rows G' (x) [A | r] against x): the narrower
     product row moves less memory. ``heights``: rows per sample of each factor
-    (:func:`fasthess._kernels.assembly.factor_heights`). ``one_call``: the threads
-    the assembly without chunks is worth, 0 when the factors of all samples do not fit
-    in ``_config.ONE_CALL_BYTES`` (the chunked route).
+    (:func:`fasthess._kernels.assembly.factor_heights`). ``parts``: the threads of
+    the route by sample parts (each thread contracts its part of the samples, ``block``
+    samples at a time, into sums of its own), 0 for the chunked route.
     """
 
     by_inputs: bool
@@ -309,11 +318,18 @@ class _Layout(NamedTuple):
     s_rows: int
     m_in: int
     n_rhs: int
-    one_call: int
+    parts: int
+    block: int
 
 
 def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> _Layout:
-    """The :class:`_Layout` of a problem, for ``budget`` threads."""
+    """The :class:`_Layout` of a problem, for ``budget`` threads.
+
+    By sample parts when a block of ``_config.MIN_BLOCK_SAMPLES`` samples' factors
+    fits in ``SAMPLE_BLOCK_BYTES`` (so stays in cache between the kernel that writes
+    it and BLAS) and the threads' copies of S in ``SAMPLE_PARTS_BYTES`` (so that
+    adding each block to them stays in cache too); else chunked.
+    """
     from ._kernels.assembly import factor_heights
 
     d1 = n_hidden * n_in
@@ -325,22 +341,51 @@ def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> 
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
     heights = factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs)
     per_sample = sum(heights)
-    one_call = 0
-    if ((n_samples * per_sample + s_rows * m_in) * itemsize <= _config.ONE_CALL_BYTES
-            and n_samples <= _config.MAX_CHUNK_SAMPLES):
-        one_call = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), budget)
-    return _Layout(by_inputs, heights, per_sample, s_rows, m_in, n_rhs, one_call)
+    block = max(1, min(n_samples, _config.SAMPLE_BLOCK_BYTES // (per_sample * itemsize)))
+    threads = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), budget)
+    parts = 0
+    if (block >= min(n_samples, _config.MIN_BLOCK_SAMPLES)
+            and threads * s_rows * m_in * itemsize <= _config.SAMPLE_PARTS_BYTES):
+        parts = threads
+    return _Layout(by_inputs, heights, per_sample, s_rows, m_in, n_rhs, parts, block)
+
+
+def _part_outputs(layout: _Layout, w1w1, n_in, n_hidden, dt):
+    """The outputs of the route by sample parts: a copy of S per part (the first, which
+    receives their sum, where :func:`w1w1_layout` places S in ``w1w1``, the others in
+    the free rows just above it while they fit, else apart: H is most of the peak
+    memory), ``u0`` of the scatter (:func:`_late_rows`), and T and A^T A per part."""
+    parts, s_rows, m_in = layout.parts, layout.s_rows, layout.m_in
+    s_size = s_rows * m_in
+    place = w1w1_layout(n_in, n_hidden, w1w1.shape[1], s_rows - n_hidden * (n_hidden + 1) // 2)
+    u0, start = (n_hidden, -1) if place is None else (place[0], place[1] * w1w1.shape[1])
+    flat = w1w1.reshape(-1)  # C-contiguous: a view
+    copies = [flat[start - k * s_size:start - (k - 1) * s_size].reshape(s_rows, m_in)
+              if start - k * s_size >= 0 else np.empty((s_rows, m_in), dtype=dt)
+              for k in range(parts)]
+    t_shape = ((n_hidden * n_in, layout.n_rhs) if layout.by_inputs
+               else (n_in, n_hidden * layout.n_rhs))
+    return (copies, u0, np.empty((parts, *t_shape), dtype=dt),
+            np.empty((parts, n_hidden, n_hidden), dtype=dt))
+
+
+def _one_call(layout: _Layout, n_samples: int) -> bool:
+    """Whether the whole assembly runs in one kernel call: one sample part, of one block.
+    A small problem: at N ~ 10 Python between the steps would take as long as they do,
+    and S may lie apart from H (the kernel allocates it; larger problems keep it in H and
+    free the features before the scatter allocates, peak memory)."""
+    return layout.parts == 1 and n_samples <= layout.block
 
 
 def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
     """The whole dense assembly in one kernel call, features included, where that is
-    the plan: a small problem (:class:`_Layout` ``one_call`` = 1 thread) at the
-    optimum with a built-in activation. At N = 10 the Python between the steps of
-    the general route (:func:`features`, then :func:`assemble_into`) took 15-20 us
-    of ~150. The kernel applies the overflow bounds of the guards to the maxima it
-    finds; a point they refuse goes to the guards, which raise. ``out``: a callable
-    returning the three outputs (allocated only on this route), as for
-    :func:`assemble_into`. Returns whether this route ran.
+    the plan: one sample part of one block (:func:`_one_call`) at the optimum with a
+    built-in activation. At N = 10 the Python between the steps of the general route
+    (:func:`features`, then :func:`assemble_into`) took 15-20 us of ~150. The kernel
+    applies the overflow bounds of the guards to the maxima it finds; a point they
+    refuse goes to the guards, which raise. ``out``: a callable returning the three
+    outputs (allocated only on this route), as for :func:`assemble_into`. Returns
+    whether this route ran.
     """
     net, X, dt = point.net, point.X, point.dtype
     activation = net.activation
@@ -349,7 +394,7 @@ def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
     n_samples, n_in = X.shape
     n_hidden, n_out = net.n_hidden, net.n_out
     layout = _layout(n_samples, n_in, n_hidden, n_out, False, dt.itemsize, scope.budget)
-    if layout.one_call != 1:
+    if not _one_call(layout, n_samples):
         return False
     from ._kernels.assembly import assemble_with_features
 
@@ -360,8 +405,8 @@ def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
     col0 = n_hidden * n_in if mirror else 0
     if assemble_with_features(activation.code, activation.kernel_coeffs(dt), X, w1, w2, pre, A,
                               G1, G2, maxima, overflow_limit(dt), 1.0 / n_samples,
-                              layout.by_inputs,
-                              _kept_workspace(n_samples * layout.per_sample, dt),
+                              layout.by_inputs, layout.block,
+                              _kept_workspace(layout.block * layout.per_sample, dt),
                               layout.heights, w1w1, w1w2, col0, mirror, w2w2, col0):
         return True
     # refused by the bounds the guards share with the kernel: they raise, naming why
@@ -378,22 +423,22 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     H[:D1, D1:] and its transpose to H[D1:, :D1], w2w2 to H[D1:, D1:]. Otherwise
     they are the separate (D1 x D2) and (D2 x D2) arrays.
 
-    One pass over sample chunks: kernels write each chunk's factors, samples last
-    (:func:`fasthess._kernels.assembly.chunk_factors`), and GEMMs contract them
-    (the pairs of w1w1 with the R11 coefficients, the w1w2 products, A^T A); then
-    kernels scatter S into the w1w1 tiles and write the other blocks. Everything
-    runs in rounds of pieces (:func:`fasthess._resources.run_pieces`) on the threads
-    a chunk's contraction is worth; each GEMM piece is one single-threaded call of
-    SciPy's BLAS (:func:`fasthess.products.gemm_tasks`).
+    Kernels write the per-sample factors, samples last
+    (:func:`fasthess._kernels.assembly.chunk_factors`), and GEMMs contract them (the
+    pairs of w1w1 with the R11 coefficients, the w1w2 products, A^T A); then kernels
+    scatter S into the w1w1 tiles and write the other blocks. Two routes (:func:`_layout`):
 
-    Small problems (all factors within ``_config.ONE_CALL_BYTES``, in a buffer kept
-    between calls) skip the chunks: one kernel call when one thread is worth it
-    (:func:`fasthess._kernels.assembly.assemble_one_chunk`), else one round of
-    sample parts, each contracted by a thread into sums of its own
-    (:func:`fasthess._kernels.assembly.contract_samples`), then the scatter.
+    - by sample parts (S small enough to stay in cache, N up to ~40): each thread
+      contracts its part of the samples, a block at a time, into sums of its own
+      (:func:`fasthess._kernels.assembly.contract_samples`: the factors of a block are
+      read back while in cache); the sums are added in a fixed order. One part: the
+      whole assembly in one kernel call.
+    - chunked: rounds of pieces (:func:`fasthess._resources.run_pieces`) over chunks
+      of samples whose factors live in the output's free rows, each GEMM piece one
+      single-threaded call of SciPy's BLAS (:func:`fasthess.products.gemm_tasks`).
     """
-    from ._kernels.assembly import (assemble_one_chunk, chunk_factors, contract_samples,
-                                    write_w1w2, write_w2w2)
+    from ._kernels.assembly import (assemble_in_one_call, contract_samples, write_w1w2,
+                                    write_w2w2)
 
     X, A, G1, w2 = f.X, f.A, f.G1, f.w2
     n_samples, n_in = X.shape
@@ -403,47 +448,69 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     empty = np.empty((0, 0), dtype=dt)
     G2 = f.G2 if off_optimum else empty
     residual = f.residual if off_optimum else empty
-    d1 = n_hidden * n_in
     layout = _layout(n_samples, n_in, n_hidden, n_out, off_optimum, dt.itemsize, scope.budget)
     by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
-    s_rows, m_in, n_rhs = layout.s_rows, layout.m_in, layout.n_rhs
-    d_w1w2 = d1 if mirror else 0
+    d_w1w2 = n_hidden * n_in if mirror else 0
     scale = 1.0 / n_samples
-    t_shape = (d1, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs)
-    if layout.one_call:
-        work = _kept_workspace(n_samples * per_sample, dt)
-        threads = layout.one_call
-        if threads == 1:  # the whole assembly in one kernel call
-            assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, w1w1,
-                               w1w2, d_w1w2, mirror, w2w2, d_w1w2)
+    if layout.parts:
+        parts, block = layout.parts, layout.block
+        if _one_call(layout, n_samples):
+            assemble_in_one_call(X, G1, A, G2, residual, w2, scale, by_inputs, block,
+                                 _kept_workspace(block * per_sample, dt), heights, w1w1, w1w2,
+                                 d_w1w2, mirror, w2w2, d_w1w2)
             return
-        # one round: each thread contracts a part of the samples into sums of its own
-        # (added in a fixed order: the result depends on the plan, not on the timing).
-        # One part per thread: at N = 20, two per thread took 1.2x, three 1.5x as long
-        parts = threads
-        S = np.empty((parts, s_rows, m_in), dtype=dt)
-        T = np.empty((parts, *t_shape), dtype=dt)
-        gram = np.empty((parts, n_hidden, n_hidden), dtype=dt)
+        copies, u0, T, gram = _part_outputs(layout, w1w1, n_in, n_hidden, dt)
 
         def part(i):
             s0, s1 = n_samples * i // parts, n_samples * (i + 1) // parts
-            contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs,
-                             work[s0 * per_sample:], heights, S[i], T[i], gram[i])
+            contract_samples(X, G1, A, G2, residual, w2, s0, s1, block, by_inputs,
+                             _kept_workspace(block * per_sample, dt), heights, copies[i],
+                             T[i], gram[i])
 
-        run_pieces(part, parts, threads)
-        S, T, gram = S.sum(axis=0), T.sum(axis=0), gram.sum(axis=0)
-        _scatter(S, np.empty((0, m_in), dtype=dt), n_hidden, w2, scale, n_in, off_optimum,
-                 threads, w1w1, run_pieces)
-        write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
-        write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
-        return
+        # one part per thread: a second per thread would add a copy of S to each block
+        run_pieces(part, parts, parts)
+        # the features are no longer read: free them before the scatter's copy of S's
+        # late rows (peak memory)
+        X = A = G1 = G2 = residual = None  # (the closure above shares them)
+        f.A = f.G1 = f.G2 = None
+        for i in range(1, parts):  # in a fixed order: the result depends on the plan only
+            copies[0] += copies[i]
+            T[0] += T[i]
+            gram[0] += gram[i]
+        S, T, gram = copies[0], T[0], gram[0]
+        late, threads = _late_rows(u0, n_hidden, layout.m_in, off_optimum, dt), parts
+    else:
+        S, late, u0, T, gram, threads = _contract_in_chunks(f, layout, scope, w1w1)
+    _scatter(S, late, u0, w2, scale, n_in, off_optimum, threads, w1w1, run_pieces)
+    write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
+    write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
+
+
+def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w1):
+    """S (in ``w1w1``, or apart when it does not fit there), ``late``, u0, T, A^T A and
+    the threads planned for the chunks, by the chunked route of :func:`assemble_into`.
+    Releases the features it no longer needs (``f.A``, ``f.G1``, ``f.G2``) before
+    returning (peak memory)."""
+    from ._kernels.assembly import chunk_factors
+
+    X, A, G1, w2 = f.X, f.A, f.G1, f.w2
+    n_samples, n_in = X.shape
+    n_out, n_hidden = w2.shape
+    dt = X.dtype
+    off_optimum = f.residual is not None
+    empty = np.empty((0, 0), dtype=dt)
+    G2 = f.G2 if off_optimum else empty
+    residual = f.residual if off_optimum else empty
+    by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
+    s_rows, m_in, n_rhs = layout.s_rows, layout.m_in, layout.n_rhs
+    t_shape = (n_hidden * n_in, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs)
     row_width = w1w1.shape[1]
     flat = w1w1.reshape(-1)  # C-contiguous: a view
-    layout = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
-    if layout is None:  # tiny blocks: S apart, the whole output is workspace
+    place = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
+    if place is None:  # tiny blocks: S apart, the whole output is workspace
         u0, S, free = n_hidden, np.empty((s_rows, m_in), dtype=dt), flat
     else:
-        u0, row0 = layout
+        u0, row0 = place
         start = row0 * row_width
         S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
         free = flat[:start]
@@ -500,12 +567,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     # late rows (peak memory)
     X = A = G1 = G2 = residual = work = spaces = None  # (the closures above share them)
     f.A = f.G1 = f.G2 = None
-    n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
-    late = np.empty((n_late + (n_hidden if off_optimum and u0 < n_hidden else 0), m_in),
-                    dtype=dt)
-    _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, w1w1, run_pieces)
-    write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
-    write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
+    return S, _late_rows(u0, n_hidden, m_in, off_optimum, dt), u0, T, gram, planned
 
 
 def _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, out, run_round):

@@ -1,8 +1,9 @@
-"""Every route through dense assembly against the independent twin: the one-call
-kernel of small problems (with the features in the same call at the optimum), the
-chunked route with its workspace inside H (extreme shapes where S barely fits, many
-chunks, the separate-buffer fallback), and the product in pieces; at and off the
-optimum, float64 and float32, No > 1."""
+"""Every route through dense assembly against the independent twin: by sample parts
+(one part: the one-call kernel, with the features in the same call at the optimum;
+several parts on several threads; blocks down to one sample), the chunked route with
+its workspace inside H (extreme shapes where S barely fits, many chunks, the
+separate-buffer fallback), and the product in pieces; at and off the optimum, float64
+and float32, No > 1."""
 import numpy as np
 import pytest
 
@@ -14,15 +15,21 @@ from .conftest import RTOL_EXACT, RTOL_FLOAT32, perturbed, rel_err
 
 ROUTES = {
     "one_call": {},
-    "chunked": {"ONE_CALL_BYTES": 0},
-    "many_chunks": {"ONE_CALL_BYTES": 0, "MAX_CHUNK_SAMPLES": 7},
+    # one part, each sample a block of its own: the sums accumulate across 61 blocks
+    "blocks": {"SAMPLE_BLOCK_BYTES": 1, "MIN_BLOCK_SAMPLES": 1},
+    "chunked": {"SAMPLE_PARTS_BYTES": 0},
+    "many_chunks": {"SAMPLE_PARTS_BYTES": 0, "MAX_CHUNK_SAMPLES": 7},
     # H too small for a whole chunk, and no partial one accepted: a separate buffer
-    "separate_buffer": {"ONE_CALL_BYTES": 0, "MIN_CHUNK_SAMPLES": 10**6, "CHUNK_BYTES": 1},
-    "pieces": {"ONE_CALL_BYTES": 0, "MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
+    "separate_buffer": {"SAMPLE_PARTS_BYTES": 0, "MIN_CHUNK_SAMPLES": 10**6, "CHUNK_BYTES": 1},
+    "pieces": {"SAMPLE_PARTS_BYTES": 0, "MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
                "MIN_ACTIVATIONS_PER_THREAD": 1},
-    # small problems on several threads: one round of sample parts, summed
+    # several threads: a part of the samples each, summed
     "sample_parts": {"MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
                      "MIN_ACTIVATIONS_PER_THREAD": 1},
+    # and blocks of 1 to 3 samples in each part
+    "sample_part_blocks": {"MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
+                           "MIN_ACTIVATIONS_PER_THREAD": 1, "SAMPLE_BLOCK_BYTES": 1000,
+                           "MIN_BLOCK_SAMPLES": 1},
 }
 
 
@@ -36,7 +43,8 @@ def _use(monkeypatch, route):
         monkeypatch.setattr(_config, name, value)
     kernels = importlib.import_module("fasthess._kernels.assembly")
     assembly = importlib.import_module("fasthess.assembly")
-    seen = {"one_call": 0, "fused": 0, "separate_buffer": 0, "chunks": 0, "pieces": 0}
+    seen = {"one_call": 0, "fused": 0, "separate_buffer": 0, "chunks": 0, "pieces": 0,
+            "blocks": 0}
 
     def spy(name, real, count):
         def wrapper(*args, **kwargs):
@@ -49,15 +57,20 @@ def _use(monkeypatch, route):
         seen["chunks"] += -(-args[1] // result[0])
         seen["separate_buffer"] += not np.shares_memory(result[1], args[0])
 
+    def count_blocks(args, result):  # the most blocks of one part in the plans made
+        if result.parts:
+            seen["blocks"] = max(seen["blocks"], -(-args[0] // result.parts // result.block))
+
     def count_pieces(args, result):
         seen["pieces"] += args[1] > 1
 
-    monkeypatch.setattr(kernels, "assemble_one_chunk",
-                        spy("one", kernels.assemble_one_chunk,
+    monkeypatch.setattr(kernels, "assemble_in_one_call",
+                        spy("one", kernels.assemble_in_one_call,
                             lambda a, r: seen.__setitem__("one_call", seen["one_call"] + 1)))
     monkeypatch.setattr(kernels, "assemble_with_features",
                         spy("fused", kernels.assemble_with_features,
                             lambda a, r: seen.__setitem__("fused", seen["fused"] + r)))
+    monkeypatch.setattr(assembly, "_layout", spy("layout", assembly._layout, count_blocks))
     monkeypatch.setattr(assembly, "_chunk_workspace",
                         spy("workspace", assembly._chunk_workspace, count_buffer))
     for module in (_resources, assembly):  # products' and assembly's own reference
@@ -69,10 +82,15 @@ def _check_route(route, seen, at_optimum=True):
     if route == "one_call":  # the features in the same call at the optimum only
         assert seen["one_call"] > 0 and seen["chunks"] == 0
         assert (seen["fused"] > 0) == at_optimum
-    elif route == "sample_parts":
+    elif route == "blocks":  # larger than one block: not in one call
+        assert seen["one_call"] == seen["fused"] == seen["chunks"] == 0
+        assert seen["blocks"] >= 61
+    elif route.startswith("sample_part"):
         assert seen["one_call"] == seen["fused"] == seen["chunks"] == 0 and seen["pieces"] > 0
     else:
         assert seen["one_call"] == seen["fused"] == 0 and seen["chunks"] > 0
+    if route == "sample_part_blocks":
+        assert seen["blocks"] >= 2
     if route == "many_chunks":
         assert seen["chunks"] >= 2 * (61 // 7)
     if route == "separate_buffer":

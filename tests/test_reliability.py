@@ -141,7 +141,7 @@ def test_each_overflow_is_refused_naming_its_cause_on_every_route(monkeypatch, r
     from fasthess import _config
 
     if route == "chunked":
-        monkeypatch.setattr(_config, "ONE_CALL_BYTES", 0)
+        monkeypatch.setattr(_config, "SAMPLE_PARTS_BYTES", 0)
     net, X, message, net_ok, X_ok = _overflowing_points()[cause]
     for call in (fh.hessian, fh.hessian_blocks):
         with pytest.raises(ValueError, match=message):

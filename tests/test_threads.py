@@ -290,7 +290,7 @@ def test_results_do_not_depend_on_the_threads_that_run_the_pieces(monkeypatch, t
     """The pieces planned for a budget of three threads, run on one thread or on
     three: the same H and H V, bit for bit, and both match the twin. Both dense
     routes that split work: sample chunks contracted in pieces, and (small problems)
-    one part of the samples per planned thread."""
+    one part of the samples per planned thread (blocks of them)."""
     import importlib
 
     net = fh.TwoLayerNet.random(11, 13, n_out=2, activation="erf", rng=6)
@@ -300,7 +300,9 @@ def test_results_do_not_depend_on_the_threads_that_run_the_pieces(monkeypatch, t
     monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)  # pieces even at this size
     monkeypatch.setattr(_config, "MIN_WRITES_PER_THREAD", 1)
     if route == "chunked":
-        monkeypatch.setattr(_config, "ONE_CALL_BYTES", 0)
+        monkeypatch.setattr(_config, "SAMPLE_PARTS_BYTES", 0)
+    else:  # several blocks in each part
+        monkeypatch.setattr(_config, "SAMPLE_BLOCK_BYTES", 100_000)
     real_enter, real_run = ComputeThreads.__enter__, _resources.run_pieces
 
     def enter_with_budget_3(self):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._jit import inline_kernel, kernel
 from .activation import feature_rows, hessian_entry_bound, input_products_bound
+from .blas import gemm_nt
 
 
 @inline_kernel
@@ -287,35 +288,44 @@ def ntk_combine(K, XX, AA, n_out, scale):
 
 
 @kernel
-def contract_samples(X, G1, A, G2, residual, w2, s0, s1, by_inputs, work, heights, S, T,
+def contract_samples(X, G1, A, G2, residual, w2, s0, s1, block, by_inputs, work, heights, S, T,
                      gram):
     """S, T and A^T A (the contractions of the dense assembly) of samples s0 .. s1 - 1,
-    overwritten, through factors of those samples only and ``np.dot`` (SciPy's BLAS).
+    overwritten: blocks of ``block`` samples, each one's factors written to ``work``
+    and contracted by BLAS into the sums (:func:`gemm_nt`) while they are in cache.
 
-    ``work``: a flat buffer of at least (s1 - s0) * sum(heights) elements for the
-    factors, laid out as :func:`factor_heights` says (callers keep it between calls:
-    fresh pages cost a fault each). Threads may run disjoint sample ranges into
-    outputs and buffers of their own.
+    ``work``: a flat buffer of at least block * sum(heights) elements for the factors,
+    laid out as :func:`factor_heights` says (callers keep it between calls: fresh pages
+    cost a fault each). Threads may run disjoint sample ranges into outputs and
+    buffers of their own.
     """
-    c = s1 - s0
     n_hidden = G1.shape[1]
-    ends = np.cumsum(np.array(heights)) * c
-    xt = work[:ends[0]].reshape(heights[0], c)
-    gt = work[ends[0]:ends[1]].reshape(heights[1], c)
-    rhst = work[ends[1]:ends[2]].reshape(heights[2], c)
-    g2t = work[ends[2]:ends[3]].reshape(heights[3], c)
-    upairs = work[ends[3]:ends[4]].reshape(heights[4], c)
-    xpairs = work[ends[4]:ends[5]].reshape(heights[5], c)
-    rows = work[ends[5]:ends[6]].reshape(heights[6], c)
-    chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs, xt, gt, rhst, g2t,
-                  upairs, xpairs, rows, 0, c)
-    np.dot(upairs, xpairs.T, S)
-    if by_inputs:
-        np.dot(rows, rhst.T, T)
-    else:
-        np.dot(xt, rows.T, T)
-    at = rhst[:n_hidden]
-    np.dot(at, at.T, gram)
+    if s1 <= s0:
+        S[:] = 0.0
+        T[:] = 0.0
+        gram[:] = 0.0
+        return
+    beta = 0.0
+    for b0 in range(s0, s1, block):
+        c = min(block, s1 - b0)
+        ends = np.cumsum(np.array(heights)) * c
+        xt = work[:ends[0]].reshape(heights[0], c)
+        gt = work[ends[0]:ends[1]].reshape(heights[1], c)
+        rhst = work[ends[1]:ends[2]].reshape(heights[2], c)
+        g2t = work[ends[2]:ends[3]].reshape(heights[3], c)
+        upairs = work[ends[3]:ends[4]].reshape(heights[4], c)
+        xpairs = work[ends[4]:ends[5]].reshape(heights[5], c)
+        rows = work[ends[5]:ends[6]].reshape(heights[6], c)
+        chunk_factors(X, G1, A, G2, residual, w2, b0, by_inputs, xt, gt, rhst, g2t,
+                      upairs, xpairs, rows, 0, c)
+        gemm_nt(upairs, xpairs, beta, S)
+        if by_inputs:
+            gemm_nt(rows, rhst, beta, T)
+        else:
+            gemm_nt(xt, rows, beta, T)
+        at = rhst[:n_hidden]
+        gemm_nt(at, at, beta, gram)
+        beta = 1.0
 
 
 def factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs):
@@ -330,14 +340,14 @@ def factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs):
 
 
 @inline_kernel
-def _assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
-                        out_w1w2, col0, mirror, out_w2w2, offset):
-    """The whole dense assembly of a problem small enough for one chunk, in one call.
-
-    The same steps as the chunked route (chunk_factors, the contractions, the
-    scatter), with the contractions by ``np.dot`` (SciPy's BLAS): no Python between
-    them, which is most of the time at N ~ 10. Arguments as in :func:`contract_samples`
-    and the writers.
+def _assemble_in_one_call(X, G1, A, G2, residual, w2, scale, by_inputs, block, work, heights,
+                          out_w1w1, out_w1w2, col0, mirror, out_w2w2, offset):
+    """The whole dense assembly of a small problem on one thread, in one call:
+    :func:`contract_samples` of all samples, then :func:`scatter_w1w1`,
+    :func:`write_w1w2` and :func:`write_w2w2` (no Python between the steps, which is
+    most of the time at N ~ 10). S, T and A^T A are apart from the outputs (S is
+    ~1/4 of the w1w1 block: small problems only). Arguments as in
+    :func:`contract_samples` and the writers.
     """
     n_samples, n_in = X.shape
     n_out, n_hidden = w2.shape
@@ -349,8 +359,8 @@ def _assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heig
     S = np.empty((s_rows, m_in), dt)
     T = np.empty((n_hidden * n_in, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dt)
     gram = np.empty((n_hidden, n_hidden), dt)
-    contract_samples(X, G1, A, G2, residual, w2, 0, n_samples, by_inputs, work, heights, S, T,
-                     gram)
+    contract_samples(X, G1, A, G2, residual, w2, 0, n_samples, block, by_inputs, work, heights,
+                     S, T, gram)
     Q = np.dot(w2.T, w2)
     scatter_w1w1(S, S[:0], n_hidden, Q, scale, n_in, off_optimum, out_w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out_w1w2, col0, mirror)
@@ -358,20 +368,20 @@ def _assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heig
 
 
 @kernel
-def assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
-                       out_w1w2, col0, mirror, out_w2w2, offset):
-    """The whole dense assembly of a problem small enough for one chunk, in one call
-    (its steps are shared with :func:`assemble_with_features`)."""
-    _assemble_one_chunk(X, G1, A, G2, residual, w2, scale, by_inputs, work, heights, out_w1w1,
-                        out_w1w2, col0, mirror, out_w2w2, offset)
+def assemble_in_one_call(X, G1, A, G2, residual, w2, scale, by_inputs, block, work, heights,
+                         out_w1w1, out_w1w2, col0, mirror, out_w2w2, offset):
+    """The dense assembly of features of a small problem on one thread, in one call (its
+    steps are shared with :func:`assemble_with_features`)."""
+    _assemble_in_one_call(X, G1, A, G2, residual, w2, scale, by_inputs, block, work, heights,
+                          out_w1w1, out_w1w2, col0, mirror, out_w2w2, offset)
 
 
 @kernel
 def assemble_with_features(code, coeffs, X, w1, w2, pre, A, G1, G2, maxima, limit, scale,
-                           by_inputs, work, heights, out_w1w1, out_w1w2, col0, mirror, out_w2w2,
-                           offset):
+                           by_inputs, block, work, heights, out_w1w1, out_w1w2, col0, mirror,
+                           out_w2w2, offset):
     """:func:`~fasthess._kernels.activation.feature_rows` of all samples, then
-    :func:`assemble_one_chunk`'s steps at the optimum: a small problem in one call.
+    :func:`assemble_in_one_call`'s steps at the optimum: a small problem in one call.
 
     Returns False, without assembling, when a maximum is not finite or an overflow
     bound (those of the guards, :func:`input_products_bound` and
@@ -391,6 +401,6 @@ def assemble_with_features(code, coeffs, X, w1, w2, pre, A, G1, G2, maxima, limi
     if input_products_bound(n_samples, maxima[4]) > limit or bound > limit:
         return False
     empty = np.empty((0, 0), X.dtype)
-    _assemble_one_chunk(X, G1, A, empty, empty, w2, scale, by_inputs, work, heights, out_w1w1,
-                        out_w1w2, col0, mirror, out_w2w2, offset)
+    _assemble_in_one_call(X, G1, A, empty, empty, w2, scale, by_inputs, block, work, heights,
+                          out_w1w1, out_w1w2, col0, mirror, out_w2w2, offset)
     return True
