@@ -173,3 +173,29 @@ def test_peak_memory_stays_within_the_assembly_overhead(off_optimum):
         finally:
             tracemalloc.stop()
         assert 8 * net.w1.size**2 < peak < bound, (assemble.__name__, peak / bound)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gemm_called_from_kernels_adds_to_its_output(dtype):
+    """The GEMM the blocked contraction calls from its kernel: out = beta out + a b^T on
+    row slices of larger arrays (leading dimensions wider than the rows), beta = 0
+    ignoring what out held (NaN included), beta = 1 adding to it; no columns (k = 0)."""
+    from fasthess._kernels.blas import gemm_nt
+
+    rng = np.random.default_rng(16)
+    a_big, b_big = (rng.standard_normal((m, 9)).astype(dtype) for m in (5, 4))
+    a, b = a_big[:, :7], b_big[:, :7]
+    out_big = np.full((5, 6), np.nan, dtype=dtype)
+    out = out_big[:, :4]
+    tol = 1e-14 if dtype == np.float64 else 1e-5
+    gemm_nt(a, b, 0.0, out)
+    np.testing.assert_allclose(out, a.astype(float) @ b.T.astype(float), rtol=tol, atol=tol)
+    gemm_nt(a, b, 1.0, out)
+    np.testing.assert_allclose(out, 2 * (a.astype(float) @ b.T.astype(float)), rtol=tol,
+                               atol=tol)
+    assert np.isnan(out_big[:, 4:]).all()  # nothing written beyond the slice
+    before = out.copy()
+    gemm_nt(a[:, :0], b[:, :0], 1.0, out)
+    np.testing.assert_array_equal(out, before)
+    gemm_nt(a[:, :0], b[:, :0], 0.0, out)
+    np.testing.assert_array_equal(out, 0.0)

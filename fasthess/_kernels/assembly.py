@@ -9,7 +9,9 @@ multiply-adds, half a syrk of the explicit Jacobian), then writes H with
 
 These kernels run between BLAS calls and are memory-bound: they are serial, so
 that they never compete for the cores with BLAS threads that are still spinning
-after a call (DESIGN.md, "Threads").
+after a call (DESIGN.md, "Threads"). :func:`contract_samples` calls single-threaded
+BLAS itself, block after block of samples whose factors are still in cache, so one
+call contracts a thread's whole share of the samples.
 
 Pair (a, b), a <= b, of n items has index a*n - a*(a-1)/2 + (b - a).
 """
