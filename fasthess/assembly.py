@@ -321,6 +321,22 @@ class _Layout(NamedTuple):
     parts: int
     block: int
 
+    @property
+    def t_shape(self) -> tuple:
+        """The shape of T, the w1w2 contraction (as ``by_inputs`` stores it)."""
+        n_in, n_hidden = self.heights[:2]
+        return ((n_hidden * n_in, self.n_rhs) if self.by_inputs
+                else (n_in, n_hidden * self.n_rhs))
+
+
+def _kernel_inputs(f: Features):
+    """(X, G1, A, G2, residual, w2) of features ``f`` as the assembly kernels take them:
+    G2 and the residual of shape (0, 0) at the optimum."""
+    empty = np.empty((0, 0), dtype=f.X.dtype)
+    off_optimum = f.residual is not None
+    return (f.X, f.G1, f.A, f.G2 if off_optimum else empty,
+            f.residual if off_optimum else empty, f.w2)
+
 
 def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> _Layout:
     """The :class:`_Layout` of a problem, for ``budget`` threads.
@@ -363,9 +379,7 @@ def _part_outputs(layout: _Layout, w1w1, n_in, n_hidden, dt):
     copies = [flat[start - k * s_size:start - (k - 1) * s_size].reshape(s_rows, m_in)
               if start - k * s_size >= 0 else np.empty((s_rows, m_in), dtype=dt)
               for k in range(parts)]
-    t_shape = ((n_hidden * n_in, layout.n_rhs) if layout.by_inputs
-               else (n_in, n_hidden * layout.n_rhs))
-    return (copies, u0, np.empty((parts, *t_shape), dtype=dt),
+    return (copies, u0, np.empty((parts, *layout.t_shape), dtype=dt),
             np.empty((parts, n_hidden, n_hidden), dtype=dt))
 
 
@@ -440,14 +454,11 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     from ._kernels.assembly import (assemble_in_one_call, contract_samples, write_w1w2,
                                     write_w2w2)
 
-    X, A, G1, w2 = f.X, f.A, f.G1, f.w2
+    X, G1, A, G2, residual, w2 = _kernel_inputs(f)
     n_samples, n_in = X.shape
     n_out, n_hidden = w2.shape
     dt = X.dtype
     off_optimum = f.residual is not None
-    empty = np.empty((0, 0), dtype=dt)
-    G2 = f.G2 if off_optimum else empty
-    residual = f.residual if off_optimum else empty
     layout = _layout(n_samples, n_in, n_hidden, n_out, off_optimum, dt.itemsize, scope.budget)
     by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
     d_w1w2 = n_hidden * n_in if mirror else 0
@@ -493,17 +504,13 @@ def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w
     returning (peak memory)."""
     from ._kernels.assembly import chunk_factors
 
-    X, A, G1, w2 = f.X, f.A, f.G1, f.w2
+    X, G1, A, G2, residual, w2 = _kernel_inputs(f)
     n_samples, n_in = X.shape
-    n_out, n_hidden = w2.shape
+    n_hidden = w2.shape[1]
     dt = X.dtype
     off_optimum = f.residual is not None
-    empty = np.empty((0, 0), dtype=dt)
-    G2 = f.G2 if off_optimum else empty
-    residual = f.residual if off_optimum else empty
     by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
-    s_rows, m_in, n_rhs = layout.s_rows, layout.m_in, layout.n_rhs
-    t_shape = (n_hidden * n_in, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs)
+    s_rows, m_in = layout.s_rows, layout.m_in
     row_width = w1w1.shape[1]
     flat = w1w1.reshape(-1)  # C-contiguous: a view
     place = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
@@ -514,7 +521,7 @@ def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w
         start = row0 * row_width
         S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
         free = flat[:start]
-    T = np.zeros(t_shape, dtype=dt)
+    T = np.zeros(layout.t_shape, dtype=dt)
     chunk, work = _chunk_workspace(free, n_samples, per_sample, dt)
     # the threads a chunk's contraction is worth; its split into pieces (so the result)
     # is fixed by them and by the thread setting
