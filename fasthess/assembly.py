@@ -227,7 +227,7 @@ _kept = threading.local()
 
 
 def _kept_workspace(n: int, dtype) -> np.ndarray:
-    """A flat buffer of ``n`` elements (one block of factors, at most
+    """A flat buffer of ``n`` elements (one block of factors, about
     ``_config.SAMPLE_BLOCK_BYTES``) kept between calls on this thread: fresh pages cost
     a fault each (N = 20: 1460 faults per call, as long as the arithmetic on the 2-core
     VM measured). Each thread of :func:`run_pieces` keeps its own."""
