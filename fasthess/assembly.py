@@ -366,6 +366,15 @@ def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> 
     return _Layout(by_inputs, heights, per_sample, s_rows, m_in, n_rhs, parts, block)
 
 
+def _s_in_output(layout: _Layout, w1w1, n_in, n_hidden):
+    """(u0, start): S lies in ``w1w1`` (C-contiguous) from flat index ``start``, the
+    rows of hidden units u0 on (:func:`w1w1_layout`); (Nh, None) when it does not fit
+    there and lies apart."""
+    place = w1w1_layout(n_in, n_hidden, w1w1.shape[1],
+                        layout.s_rows - n_hidden * (n_hidden + 1) // 2)
+    return (n_hidden, None) if place is None else (place[0], place[1] * w1w1.shape[1])
+
+
 def _part_outputs(layout: _Layout, w1w1, n_in, n_hidden, dt):
     """The outputs of the route by sample parts: a copy of S per part (the first, which
     receives their sum, where :func:`w1w1_layout` places S in ``w1w1``, the others in
@@ -373,12 +382,11 @@ def _part_outputs(layout: _Layout, w1w1, n_in, n_hidden, dt):
     memory), ``u0`` of the scatter (:func:`_late_rows`), and T and A^T A per part."""
     parts, s_rows, m_in = layout.parts, layout.s_rows, layout.m_in
     s_size = s_rows * m_in
-    place = w1w1_layout(n_in, n_hidden, w1w1.shape[1], s_rows - n_hidden * (n_hidden + 1) // 2)
-    u0, start = (n_hidden, -1) if place is None else (place[0], place[1] * w1w1.shape[1])
+    u0, start = _s_in_output(layout, w1w1, n_in, n_hidden)
     flat = w1w1.reshape(-1)  # C-contiguous: a view
     copies = [flat[start - k * s_size:start - (k - 1) * s_size].reshape(s_rows, m_in)
-              if start - k * s_size >= 0 else np.empty((s_rows, m_in), dtype=dt)
-              for k in range(parts)]
+              if start is not None and start - k * s_size >= 0
+              else np.empty((s_rows, m_in), dtype=dt) for k in range(parts)]
     return (copies, u0, np.empty((parts, *layout.t_shape), dtype=dt),
             np.empty((parts, n_hidden, n_hidden), dtype=dt))
 
@@ -511,14 +519,11 @@ def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w
     off_optimum = f.residual is not None
     by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
     s_rows, m_in = layout.s_rows, layout.m_in
-    row_width = w1w1.shape[1]
     flat = w1w1.reshape(-1)  # C-contiguous: a view
-    place = w1w1_layout(n_in, n_hidden, row_width, s_rows - n_hidden * (n_hidden + 1) // 2)
-    if place is None:  # tiny blocks: S apart, the whole output is workspace
-        u0, S, free = n_hidden, np.empty((s_rows, m_in), dtype=dt), flat
+    u0, start = _s_in_output(layout, w1w1, n_in, n_hidden)
+    if start is None:  # tiny blocks: S apart, the whole output is workspace
+        S, free = np.empty((s_rows, m_in), dtype=dt), flat
     else:
-        u0, row0 = place
-        start = row0 * row_width
         S = flat[start:start + s_rows * m_in].reshape(s_rows, m_in)
         free = flat[:start]
     T = np.zeros(layout.t_shape, dtype=dt)

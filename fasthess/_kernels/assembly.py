@@ -307,10 +307,11 @@ def contract_samples(X, G1, A, G2, residual, w2, s0, s1, block, by_inputs, work,
         T[:] = 0.0
         gram[:] = 0.0
         return
+    offsets = np.cumsum(np.array(heights))
     beta = 0.0
     for b0 in range(s0, s1, block):
         c = min(block, s1 - b0)
-        ends = np.cumsum(np.array(heights)) * c
+        ends = offsets * c
         xt = work[:ends[0]].reshape(heights[0], c)
         gt = work[ends[0]:ends[1]].reshape(heights[1], c)
         rhst = work[ends[1]:ends[2]].reshape(heights[2], c)
