@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._resources import check_fits, compute_budget, planned_threads, run_pieces
+from ._resources import check_fits
+from ._runtime import compute_budget, planned_threads, run_pieces
 from ._validation import check_dtype, check_instance, check_teacher
 from .data import Population, is_population
 from .network import TwoLayerNet

@@ -39,7 +39,6 @@ import numpy as np
 from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
-from ._resources import ComputeThreads, pieces_for, planned_threads
 from ._validation import check_dtype, check_teacher
 
 __all__ = [
@@ -491,35 +490,24 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
     work = (np.empty(n_hidden * block * n_hidden, dtype=dt),
             np.empty(n_hidden * block * n_hidden, dtype=dt))
-    # the Hadamard pass (O(Nh^2) per column, memory-bound) runs on the calling thread;
-    # the three big GEMMs (O(Nh^2 Ni) each) are split into row pieces fixed by their
-    # size and the thread setting (so the result is too), handed to free threads
-    with ComputeThreads() as scope:
-        planned = planned_threads(n_hidden * n_hidden * w1.shape[1] * block, scope.budget)
-        split = (planned, planned)
-        for c0 in range(0, n_cols, block):
-            c1 = min(n_cols, c0 + block)
-            Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
-            if c0 == 0 and c1 == n_cols:
-                _product_block(coefs, w1, w2, Vb, out, work, split)
-            else:
-                ob = np.empty((n, c1 - c0), dtype=dt)
-                _product_block(coefs, w1, w2, Vb, ob, work, split)
-                out[:, c0:c1] = ob
+    # the GEMMs (O(Nh^2 Ni) each) run on BLAS's threads; the Hadamard pass (O(Nh^2)
+    # per column, memory-bound) on the calling thread
+    for c0 in range(0, n_cols, block):
+        c1 = min(n_cols, c0 + block)
+        Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
+        if c0 == 0 and c1 == n_cols:
+            _product_block(coefs, w1, w2, Vb, out, work)
+        else:
+            ob = np.empty((n, c1 - c0), dtype=dt)
+            _product_block(coefs, w1, w2, Vb, ob, work)
+            out[:, c0:c1] = ob
     return out.reshape(n) if vector else out
 
 
-def _product_block(coefs, w1, w2, Vb, out, work, split):
-    """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype).
-
-    ``split``: (planned threads, threads to run the pieces on) of the big GEMMs."""
-    from .products import gemm_into
-
-    planned, threads = split
-
-    def gemm(dst, a, b):  # dst = a @ b in row pieces
-        gemm_into(dst, a, b, b_transposed=False, beta=0.0,
-                  pieces=pieces_for(planned, dst.shape[0]), threads=threads)
+def _product_block(coefs, w1, w2, Vb, out, work):
+    """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype)."""
+    def gemm(dst, a, b):  # dst = a @ b, one BLAS call
+        np.matmul(a, b, out=dst)
 
     from ._kernels.population import (
         add_w1_terms,

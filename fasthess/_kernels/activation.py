@@ -50,11 +50,11 @@ def activate(code, coeffs, z):
     return g, d1, d2
 
 
-@kernel(parallel=True)
+@kernel
 def apply_activation(code, coeffs, pre, out_g, out_d1, out_d2):
     """g, g', g'' of ``pre`` (P x Nh) into the three (P x Nh) outputs."""
     n_rows, n_cols = pre.shape
-    for r in numba.prange(n_rows):
+    for r in range(n_rows):
         for c in range(n_cols):
             g, d1, d2 = activate(code, coeffs, pre[r, c])
             out_g[r, c] = g

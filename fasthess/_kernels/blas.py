@@ -15,6 +15,35 @@ from numba import types
 from ._jit import inline_kernel
 
 _ORD_T, _ORD_N = ord("T"), ord("N")
+
+
+def check_gemm_available() -> None:
+    """Raise ImportError, naming what is missing, unless Numba registers its
+    ``numba_xxgemm`` helper and SciPy's cython_blas exports dgemm and sgemm (the
+    kernels below call them by name: a missing one would end the process by a signal,
+    not an exception)."""
+    from numba import _helperlib
+
+    if "xxgemm" not in getattr(_helperlib, "c_helpers", {}):
+        raise ImportError("fasthess needs Numba's numba_xxgemm helper (numba._helperlib), "
+                          f"which this Numba build does not register; install numba>=0.59 "
+                          "from PyPI or conda-forge")
+    try:
+        import scipy.linalg.cython_blas as cython_blas
+    except ImportError as exc:
+        raise ImportError("fasthess needs scipy.linalg.cython_blas (SciPy's BLAS for "
+                          "compiled code)") from exc
+    missing = [name for name in ("dgemm", "sgemm")
+               if name not in getattr(cython_blas, "__pyx_capi__", {})]
+    if missing:
+        raise ImportError(f"scipy.linalg.cython_blas lacks {', '.join(missing)}: fasthess's "
+                          "kernels call them; install scipy>=1.11 from PyPI or conda-forge")
+    from numba.np.linalg import ensure_blas
+
+    ensure_blas()  # Numba's own check (SciPy's BLAS integer width)
+
+
+check_gemm_available()  # at first use: this module is imported by the kernels that call BLAS
 _KIND_DOUBLE, _KIND_SINGLE = ord("d"), ord("s")
 
 _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
@@ -46,6 +75,8 @@ def gemm_nt(a, b, beta, out):
     scalars[0] = 1.0
     scalars[1] = beta
     kind = _KIND_DOUBLE if out.itemsize == 8 else _KIND_SINGLE
-    _xxgemm(kind, _ORD_T, _ORD_N, n, m, k, scalars.ctypes, b.ctypes, b.strides[0] // b.itemsize,
-            a.ctypes, a.strides[0] // a.itemsize, scalars[1:].ctypes, out.ctypes,
-            out.strides[0] // out.itemsize)
+    status = _xxgemm(kind, _ORD_T, _ORD_N, n, m, k, scalars.ctypes, b.ctypes,
+                     b.strides[0] // b.itemsize, a.ctypes, a.strides[0] // a.itemsize,
+                     scalars[1:].ctypes, out.ctypes, out.strides[0] // out.itemsize)
+    if status != 0:
+        raise RuntimeError("numba_xxgemm (SciPy's BLAS ?gemm) failed")
