@@ -1,18 +1,18 @@
 """How fasthess uses threads: one small runtime, safe wherever a researcher runs it.
 
-Two kinds of parallel work, each on the ecosystem's own mechanism:
-
-* Matrix products and eigensolvers are BLAS/LAPACK calls made from the calling
-  thread. They run on BLAS's own threads at the count BLAS has, which the user sets
-  (``threadpoolctl.threadpool_limits``, ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``,
-  :func:`set_num_threads`). fasthess never changes that count during a computation,
-  so other threads of the process see their BLAS as they left it.
-* Numba kernels (activations, per-sample factors, the scatter into H, population
-  coefficients) are serial ``nogil`` kernels over ranges; :func:`run_pieces` runs the
-  ranges on the calling thread plus workers of a ``concurrent.futures`` thread pool,
-  handing pieces out one at a time (a descheduled thread delays one piece, not half
-  the work). No Numba threading layer is ever started: GNU OpenMP's makes a forked
-  child abort, and Numba's workqueue layer aborts when two threads use it at once.
+* fasthess's own work is split into pieces fixed by the work and the cores (so the
+  result does not depend on who runs them): ``nogil`` Numba kernels over ranges
+  (activations, per-sample factors, the scatter into H) and calls of a private,
+  single-threaded GEMM (:mod:`fasthess._kernels.blas`). :func:`run_pieces` runs them
+  on the calling thread plus workers of a ``concurrent.futures`` thread pool, handing
+  pieces out one at a time (a descheduled thread delays one piece, not half the
+  work). No Numba threading layer is ever started: GNU OpenMP's makes a forked child
+  abort, and Numba's workqueue layer aborts when two threads use it at once.
+* Eigensolvers (LAPACK) and the few other NumPy/SciPy calls run on the shared BLAS's
+  own threads at the count the user sets (``threadpoolctl.threadpool_limits``,
+  ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, :func:`set_num_threads`), while
+  fasthess's threads wait on a queue. fasthess never changes that count during a
+  computation, so other threads of the process see their BLAS as they left it.
 
 How many threads a computation uses (:func:`compute_budget`): fasthess's setting
 (:func:`threads` in this thread, else :func:`set_num_threads` /
@@ -34,7 +34,7 @@ import warnings
 
 from . import _config
 
-__all__ = ["set_num_threads", "get_num_threads", "threads", "compute_budget",
+__all__ = ["set_num_threads", "get_num_threads", "threads", "compute_budget", "plan_budget",
            "planned_threads", "pieces_for", "run_pieces", "apply_env_threads", "blas_threads"]
 
 # fasthess's process-wide thread setting (None: the default), and each thread's
@@ -107,11 +107,9 @@ def set_num_threads(n: int) -> None:
     1
     >>> fh.set_num_threads(fh.get_num_threads())  # keep it, for the rest of the process
     """
-    from threadpoolctl import threadpool_limits
-
     n = _check_threads(n)
     _setting[0] = n
-    threadpool_limits(limits=n, user_api="blas")  # takes effect now, until changed again
+    _shared_blas().limit(limits=n)  # takes effect now, until changed again
 
 
 def get_num_threads() -> int:
@@ -161,13 +159,11 @@ def threads(n: int):
     >>> H.shape
     (15, 15)
     """
-    from threadpoolctl import threadpool_limits
-
     n = _check_threads(n)
     stack = _scopes()
     stack.append(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with _shared_blas().limit(limits=n):
             yield
     finally:
         stack.pop()
@@ -196,6 +192,29 @@ def apply_env_threads() -> None:
 _blas_getters: list = [None]
 
 
+def _shared_blas():
+    """threadpoolctl's controller of the BLAS libraries the process shares (NumPy's,
+    SciPy's), without fasthess's private single-threaded GEMM."""
+    import scipy.linalg.blas  # noqa: F401  (load SciPy's BLAS before the scan)
+    from threadpoolctl import ThreadpoolController
+
+    from ._kernels.blas import PRIVATE
+
+    blas = ThreadpoolController().select(user_api="blas")
+    paths = [lib.filepath for lib in blas.lib_controllers
+             if not _same_file(lib.filepath, PRIVATE.path)]
+    return blas.select(filepath=paths)
+
+
+def _same_file(a, b) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def blas_threads() -> int:
     """The thread count of the BLAS that fasthess calls (SciPy's, as NumPy's where
     they differ: the smaller), as threadpoolctl reads it: it reflects
@@ -212,13 +231,8 @@ def _find_blas_getters() -> tuple:
     """Callables returning each loaded BLAS library's thread count: OpenBLAS's own
     ``openblas_get_num_threads`` through ctypes (0.2 us a call; threadpoolctl's
     controller takes microseconds), else the controller's."""
-    import scipy.linalg.blas  # noqa: F401  (load SciPy's BLAS before the scan)
-    from threadpoolctl import ThreadpoolController
-
     getters = []
-    for lib in ThreadpoolController().lib_controllers:
-        if lib.user_api != "blas":
-            continue
+    for lib in _shared_blas().lib_controllers:
         find = getattr(lib, "_get_symbol", None)
         direct = None
         if find is not None and getattr(lib, "internal_api", None) == "openblas":
@@ -240,6 +254,13 @@ def _numba_limit() -> int | None:
     return int(numba.get_num_threads())
 
 
+def plan_budget() -> int:
+    """The threads a plan is made for: every core. How the work is split (so the
+    result) then depends on the work and the machine only, not on which thread calls,
+    nor on how many threads run the pieces (:func:`compute_budget`)."""
+    return _cores()
+
+
 def compute_budget() -> int:
     """The threads a computation started now, from this thread, may use.
 
@@ -247,6 +268,9 @@ def compute_budget() -> int:
     :func:`set_num_threads` / ``FASTHESS_NUM_THREADS``, else every core in the main
     thread and one in any other), at most BLAS's thread count and Numba's where set.
     """
+    from ._kernels.blas import PRIVATE
+
+    PRIVATE.keep_single()
     stack = getattr(_local, "stack", None)
     if stack:
         n = stack[-1]

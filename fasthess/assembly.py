@@ -18,8 +18,8 @@ import numpy as np
 from . import _config
 from ._features import (Features, Point, check_point, features, guarded_features,
                         overflow_limit, refuse_if_too_large, weights)
-from ._runtime import compute_budget, pieces_for, planned_threads, run_pieces
-from .products import gemm_into, row_blocks
+from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads, run_pieces
+from .products import gemm_into, gemm_pieces, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
            "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout",
@@ -305,9 +305,9 @@ class _Layout(NamedTuple):
     ``by_inputs``: T[(j,i), c] = sum_mu G'_j x_i [A | r]_c is contracted from rows
     G' (x) x against [A | r] (else rows G' (x) [A | r] against x): the narrower
     product row moves less memory. ``heights``: rows per sample of each factor
-    (:func:`fasthess._kernels.assembly.factor_heights`). ``in_blocks``: the route in
-    cache-sized blocks (one kernel call contracts all samples, ``block`` samples at a
-    time), else the chunked route.
+    (:func:`fasthess._kernels.assembly.factor_heights`). ``parts``: the threads of
+    the route by sample parts (each thread contracts its part of the samples, ``block``
+    samples at a time, into sums of its own), 0 for the chunked route.
     """
 
     by_inputs: bool
@@ -316,7 +316,7 @@ class _Layout(NamedTuple):
     s_rows: int
     m_in: int
     n_rhs: int
-    in_blocks: bool
+    parts: int
     block: int
 
     @property
@@ -337,12 +337,12 @@ def _kernel_inputs(f: Features):
 
 
 def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize) -> _Layout:
-    """The :class:`_Layout` of a problem.
+    """The :class:`_Layout` of a problem, planned for every core (:func:`plan_budget`).
 
-    In cache-sized blocks when a block of ``_config.MIN_BLOCK_SAMPLES`` samples'
-    factors fits in ``SAMPLE_BLOCK_BYTES`` (so stays in cache between the kernel that
-    writes it and BLAS) and S in ``SAMPLE_PARTS_BYTES`` (so that adding each block to
-    it stays in cache too); else chunked.
+    By sample parts when a block of ``_config.MIN_BLOCK_SAMPLES`` samples' factors
+    fits in ``SAMPLE_BLOCK_BYTES`` (so stays in cache between the kernel that writes
+    it and BLAS) and the threads' copies of S in ``SAMPLE_PARTS_BYTES`` (so that
+    adding each block to them stays in cache too); else chunked.
     """
     from ._kernels.assembly import factor_heights
 
@@ -351,13 +351,21 @@ def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize) -> _Layout:
     s_rows = n_hidden * (n_hidden + 1) // 2 + (n_hidden if off_optimum else 0)
     n_rhs = n_hidden + (n_out if off_optimum else 0)
     by_inputs = d1 <= n_hidden * n_rhs
+    width = d1 if by_inputs else n_hidden * n_rhs
     # per sample: x, G', [A | r], G'' transposed, then the pairs and the w1w2 rows
     heights = factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs)
     per_sample = sum(heights)
     block = max(1, min(n_samples, _config.SAMPLE_BLOCK_BYTES // (per_sample * itemsize)))
-    in_blocks = (block >= min(n_samples, _config.MIN_BLOCK_SAMPLES)
-                 and s_rows * m_in * itemsize <= _config.SAMPLE_PARTS_BYTES)
-    return _Layout(by_inputs, heights, per_sample, s_rows, m_in, n_rhs, in_blocks, block)
+    from ._kernels.blas import PRIVATE
+
+    threads = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), plan_budget())
+    if not PRIVATE.private:  # the shared BLAS runs on its own threads: one part
+        threads = 1
+    parts = 0
+    if (block >= min(n_samples, _config.MIN_BLOCK_SAMPLES)
+            and threads * s_rows * m_in * itemsize <= _config.SAMPLE_PARTS_BYTES):
+        parts = threads
+    return _Layout(by_inputs, heights, per_sample, s_rows, m_in, n_rhs, parts, block)
 
 
 def _s_in_output(layout: _Layout, w1w1, n_in, n_hidden):
@@ -369,22 +377,39 @@ def _s_in_output(layout: _Layout, w1w1, n_in, n_hidden):
     return (n_hidden, None) if place is None else (place[0], place[1] * w1w1.shape[1])
 
 
+def _part_outputs(layout: _Layout, w1w1, n_in, n_hidden, dt):
+    """The outputs of the route by sample parts: a copy of S per part (the first, which
+    receives their sum, where :func:`w1w1_layout` places S in ``w1w1``, the others in
+    the free rows just above it while they fit, else apart: H is most of the peak
+    memory), ``u0`` of the scatter (:func:`_late_rows`), and T and A^T A per part."""
+    parts, s_rows, m_in = layout.parts, layout.s_rows, layout.m_in
+    s_size = s_rows * m_in
+    u0, start = _s_in_output(layout, w1w1, n_in, n_hidden)
+    flat = w1w1.reshape(-1)  # C-contiguous: a view
+    copies = [flat[start - k * s_size:start - (k - 1) * s_size].reshape(s_rows, m_in)
+              if start is not None and start - k * s_size >= 0
+              else np.empty((s_rows, m_in), dtype=dt) for k in range(parts)]
+    return (copies, u0, np.empty((parts, *layout.t_shape), dtype=dt),
+            np.empty((parts, n_hidden, n_hidden), dtype=dt))
+
+
 def _one_call(layout: _Layout, n_samples: int) -> bool:
-    """Whether the whole assembly runs in one kernel call: all samples in one block. A
-    small problem: at N ~ 10 Python between the steps would take as long as they do,
+    """Whether the whole assembly runs in one kernel call: one sample part, of one block.
+    A small problem: at N ~ 10 Python between the steps would take as long as they do,
     and S may lie apart from H (the kernel allocates it; larger problems keep it in H and
     free the features before the scatter allocates, peak memory)."""
-    return layout.in_blocks and n_samples <= layout.block
+    return layout.parts == 1 and n_samples <= layout.block
 
 
 def _assemble_fused(point: Point, out, mirror: bool):
     """The whole dense assembly in one kernel call, features included, where that is
-    the plan: one block (:func:`_one_call`) at the optimum with a built-in activation.
-    At N = 10 the Python between the steps of the general route (:func:`features`,
-    then :func:`assemble_into`) took 15-20 us of ~150. The kernel applies the overflow
-    bounds of the guards to the maxima it finds; a point they refuse goes to the
-    guards, which raise. ``out``: a callable returning the three outputs (allocated
-    only on this route), as for :func:`assemble_into`. Returns whether this route ran.
+    the plan: one sample part of one block (:func:`_one_call`) at the optimum with a
+    built-in activation. At N = 10 the Python between the steps of the general route
+    (:func:`features`, then :func:`assemble_into`) took 15-20 us of ~150. The kernel
+    applies the overflow bounds of the guards to the maxima it finds; a point they
+    refuse goes to the guards, which raise. ``out``: a callable returning the three
+    outputs (allocated only on this route), as for :func:`assemble_into`. Returns
+    whether this route ran.
     """
     net, X, dt = point.net, point.X, point.dtype
     activation = net.activation
@@ -414,8 +439,8 @@ def _assemble_fused(point: Point, out, mirror: bool):
 
 
 def assemble_into(f: Features, budget: int, w1w1, w1w2, w2w2, mirror: bool) -> None:
-    """Write the Hessian of features ``f`` into its blocks (THEORY.md a), with ``budget``
-    threads for the kernels (BLAS runs on its own threads).
+    """Write the Hessian of features ``f`` into its blocks (THEORY.md a), on up to
+    ``budget`` threads.
 
     ``w1w1``: the output whose top-left (D1 x D1) block receives w1w1 (H itself, or
     the w1w1 array), C-contiguous; its memory is the workspace until then.
@@ -428,13 +453,17 @@ def assemble_into(f: Features, budget: int, w1w1, w1w2, w2w2, mirror: bool) -> N
     pairs of w1w1 with the R11 coefficients, the w1w2 products, A^T A); then kernels
     scatter S into the w1w1 tiles and write the other blocks. Two routes (:func:`_layout`):
 
-    - in cache-sized blocks (S small enough to stay in cache, N up to ~40): one kernel
-      call writes the factors of a block and has BLAS add its contraction to S while
-      they are in cache (:func:`fasthess._kernels.assembly.contract_samples`); all in
-      one call with the features at N ~ 10.
-    - chunked: per chunk of samples (whose factors live in the output's free rows), the
-      factors written in pieces on fasthess's threads (:func:`run_pieces`), then one
-      BLAS call per product.
+    - by sample parts (S small enough to stay in cache, N up to ~40): each thread
+      contracts its part of the samples, a block at a time, into sums of its own
+      (:func:`fasthess._kernels.assembly.contract_samples`: the factors of a block are
+      read back while in cache); the sums are added in a fixed order. One part: the
+      whole assembly in one kernel call.
+    - chunked: rounds of pieces (:func:`fasthess._runtime.run_pieces`) over chunks
+      of samples whose factors live in the output's free rows, each GEMM piece one
+      call of fasthess's single-threaded GEMM (:func:`fasthess.products.gemm_pieces`).
+
+    The pieces are planned for every core (:func:`fasthess._runtime.plan_budget`), so
+    the result is the same whatever ``budget`` is.
     """
     from ._kernels.assembly import (assemble_in_one_call, contract_samples, write_w1w2,
                                     write_w2w2)
@@ -448,25 +477,32 @@ def assemble_into(f: Features, budget: int, w1w1, w1w2, w2w2, mirror: bool) -> N
     by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
     d_w1w2 = n_hidden * n_in if mirror else 0
     scale = 1.0 / n_samples
-    if layout.in_blocks:
-        block = layout.block
+    if layout.parts:
+        parts, block = layout.parts, layout.block
         if _one_call(layout, n_samples):
             assemble_in_one_call(X, G1, A, G2, residual, w2, scale, by_inputs, block,
                                  _kept_workspace(block * per_sample, dt), heights, w1w1, w1w2,
                                  d_w1w2, mirror, w2w2, d_w1w2)
             return
-        u0, start = _s_in_output(layout, w1w1, n_in, n_hidden)
-        S = (w1w1.reshape(-1)[start:start + layout.s_rows * layout.m_in]
-             .reshape(layout.s_rows, layout.m_in) if start is not None
-             else np.empty((layout.s_rows, layout.m_in), dtype=dt))
-        T = np.empty(layout.t_shape, dtype=dt)
-        gram = np.empty((n_hidden, n_hidden), dtype=dt)
-        contract_samples(X, G1, A, G2, residual, w2, 0, n_samples, block, by_inputs,
-                         _kept_workspace(block * per_sample, dt), heights, S, T, gram)
+        copies, u0, T, gram = _part_outputs(layout, w1w1, n_in, n_hidden, dt)
+
+        def part(i):
+            s0, s1 = n_samples * i // parts, n_samples * (i + 1) // parts
+            contract_samples(X, G1, A, G2, residual, w2, s0, s1, block, by_inputs,
+                             _kept_workspace(block * per_sample, dt), heights, copies[i],
+                             T[i], gram[i])
+
+        # one part per planned thread: a second per thread would add a copy of S
+        run_pieces(part, parts, min(parts, budget))
         # the features are no longer read: free them before the scatter's copy of S's
         # late rows (peak memory)
-        X = A = G1 = G2 = residual = None
+        X = A = G1 = G2 = residual = None  # (the closure above shares them)
         f.A = f.G1 = f.G2 = None
+        for i in range(1, parts):  # in a fixed order: the result depends on the plan only
+            copies[0] += copies[i]
+            T[0] += T[i]
+            gram[0] += gram[i]
+        S, T, gram = copies[0], T[0], gram[0]
         late = _late_rows(u0, n_hidden, layout.m_in, off_optimum, dt)
     else:
         S, late, u0, T, gram = _contract_in_chunks(f, layout, budget, w1w1)
@@ -476,9 +512,10 @@ def assemble_into(f: Features, budget: int, w1w1, w1w2, w2w2, mirror: bool) -> N
 
 
 def _contract_in_chunks(f: Features, layout: _Layout, budget: int, w1w1):
-    """S (in ``w1w1``, or apart when it does not fit there), ``late``, u0, T and A^T A by
-    the chunked route of :func:`assemble_into`. Releases the features it no longer
-    needs (``f.A``, ``f.G1``, ``f.G2``) before returning (peak memory)."""
+    """S (in ``w1w1``, or apart when it does not fit there), ``late``, u0, T and A^T A,
+    by the chunked route of :func:`assemble_into`, on up to ``budget`` threads.
+    Releases the features it no longer needs (``f.A``, ``f.G1``, ``f.G2``) before
+    returning (peak memory)."""
     from ._kernels.assembly import chunk_factors
 
     X, G1, A, G2, residual, w2 = _kernel_inputs(f)
@@ -497,25 +534,60 @@ def _contract_in_chunks(f: Features, layout: _Layout, budget: int, w1w1):
         free = flat[:start]
     T = np.zeros(layout.t_shape, dtype=dt)
     chunk, work = _chunk_workspace(free, n_samples, per_sample, dt)
+    # the threads a chunk's contraction is worth on all cores; its split into pieces
+    # (so the result) is fixed by them
+    planned = planned_threads(chunk * s_rows * m_in, plan_budget())
+    from ._kernels.blas import PRIVATE
+
+    if not PRIVATE.private:  # the shared BLAS runs on its own threads: no GEMMs side by side
+        planned = 1
+    if planned > 1 and work.size >= 2 * per_sample * chunk:
+        # two workspaces: the factors of chunk k + 1 are built while chunk k is contracted
+        spaces = (work[:chunk * per_sample], work[chunk * per_sample:2 * chunk * per_sample])
+    else:
+        spaces = (work,)
+    pieces_s = pieces_for(planned, s_rows)
+    pieces_t = pieces_for(planned, T.shape[0])
     gram = np.zeros((n_hidden, n_hidden), dtype=dt)
+    starts = list(range(0, n_samples, chunk))
+
+    def blocks(k):
+        c = min(chunk, n_samples - starts[k])
+        return c, row_blocks(spaces[k % len(spaces)], heights, c)
+
     # the factor writes are memory-bound: the threads they are worth (N = 30: 0.2 ms a
-    # chunk on one thread), in pieces fixed by the chunk (so is the result)
-    planned = planned_threads(chunk * per_sample, budget, _config.MIN_WRITES_PER_THREAD)
-    n_pieces = pieces_for(planned, chunk)
-    for k, s0 in enumerate(range(0, n_samples, chunk)):
-        c = min(chunk, n_samples - s0)
-        xt, gt, rhst, g2t, upairs, xpairs, rows = row_blocks(work, heights, c)
-        run_pieces(lambda i: chunk_factors(X, G1, A, G2, residual, w2, s0, by_inputs,
-                                           xt, gt, rhst, g2t, upairs, xpairs, rows,
-                                           c * i // n_pieces, c * (i + 1) // n_pieces),
-                   n_pieces, planned)
-        gemm_into(S, upairs, xpairs, b_transposed=True, beta=0.0 if k == 0 else 1.0)
-        gemm_into(T, *((rows, rhst) if by_inputs else (xt, rows)), b_transposed=True)
+    # chunk on one thread, 0.4 ms in a round of two pieces)
+    factor_split = planned_threads(chunk * per_sample, planned, _config.MIN_WRITES_PER_THREAD)
+
+    def factor_tasks(k):
+        c, b = blocks(k)
+        return [lambda i=i: chunk_factors(X, G1, A, G2, residual, w2, starts[k], by_inputs, *b,
+                                          c * i // factor_split, c * (i + 1) // factor_split)
+                for i in range(factor_split)]
+
+    def contraction_tasks(k):
+        _, (xt, gt, rhst, g2t, upairs, xpairs, rows) = blocks(k)
         at = rhst[:n_hidden]
-        gemm_into(gram, at, at, b_transposed=True)
+        return (gemm_pieces(S, upairs, xpairs, b_transposed=True, beta=0.0 if k == 0 else 1.0,
+                            pieces=pieces_s)
+                + gemm_pieces(T, *((rows, rhst) if by_inputs else (xt, rows)),
+                              b_transposed=True, pieces=pieces_t)
+                + gemm_pieces(gram, at, at, b_transposed=True))
+
+    def run(tasks):
+        run_pieces(lambda i: tasks[i](), len(tasks), min(planned, budget))
+
+    if len(spaces) == 1:
+        for k in range(len(starts)):
+            run(factor_tasks(k))
+            run(contraction_tasks(k))
+    else:  # one round per chunk: its contraction beside the next chunk's factors
+        run(factor_tasks(0))
+        for k in range(len(starts)):
+            run((factor_tasks(k + 1) if k + 1 < len(starts) else []) + contraction_tasks(k))
     # the per-sample factors are no longer read: free them before the copy of S's
     # late rows (peak memory)
-    X = A = G1 = G2 = residual = work = None
+    X = A = G1 = G2 = residual = work = spaces = None  # (the closures above share them)
     f.A = f.G1 = f.G2 = None
     return S, _late_rows(u0, n_hidden, m_in, off_optimum, dt), u0, T, gram
 
@@ -534,14 +606,15 @@ def _scatter(S, late, u0, w2, scale, n_in, off_optimum, budget, out, run_round):
     n_early = u0 * (u0 + 1) // 2
     # memory-bound writes of the D1^2 entries: the threads they are worth (N = 20:
     # 0.1 ms, less than a handoff between threads)
-    planned = planned_threads((n_hidden * n_in) ** 2, budget, _config.MIN_WRITES_PER_THREAD)
+    planned = planned_threads((n_hidden * n_in) ** 2, plan_budget(),
+                              _config.MIN_WRITES_PER_THREAD)
     split = pieces_for(planned, n_early + n_late)
 
     def ranges(n):
         return [(n * i // split, n * (i + 1) // split) for i in range(split)]
 
     def run(tasks):
-        run_round(lambda i: tasks[i](), len(tasks), planned)
+        run_round(lambda i: tasks[i](), len(tasks), min(planned, budget))
 
     run([lambda r=r: copy_late_rows(S, late, u0, n_hidden, off_optimum, *r)
          for r in ranges(late.shape[0])]

@@ -39,6 +39,7 @@ import numpy as np
 from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
+from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads
 from ._validation import check_dtype, check_teacher
 
 __all__ = [
@@ -490,24 +491,34 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
     w2 = np.ascontiguousarray(net.w2, dtype=dt)
     work = (np.empty(n_hidden * block * n_hidden, dtype=dt),
             np.empty(n_hidden * block * n_hidden, dtype=dt))
-    # the GEMMs (O(Nh^2 Ni) each) run on BLAS's threads; the Hadamard pass (O(Nh^2)
-    # per column, memory-bound) on the calling thread
+    # the Hadamard pass (O(Nh^2) per column, memory-bound) runs on the calling thread;
+    # the three big GEMMs (O(Nh^2 Ni) each) are split into row pieces fixed by their
+    # size and the cores (so the result is too), handed to free threads
+    planned = planned_threads(n_hidden * n_hidden * w1.shape[1] * block, plan_budget())
+    split = (planned, min(planned, compute_budget()))
     for c0 in range(0, n_cols, block):
         c1 = min(n_cols, c0 + block)
         Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
         if c0 == 0 and c1 == n_cols:
-            _product_block(coefs, w1, w2, Vb, out, work)
+            _product_block(coefs, w1, w2, Vb, out, work, split)
         else:
             ob = np.empty((n, c1 - c0), dtype=dt)
-            _product_block(coefs, w1, w2, Vb, ob, work)
+            _product_block(coefs, w1, w2, Vb, ob, work, split)
             out[:, c0:c1] = ob
     return out.reshape(n) if vector else out
 
 
-def _product_block(coefs, w1, w2, Vb, out, work):
-    """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype)."""
-    def gemm(dst, a, b):  # dst = a @ b, one BLAS call
-        np.matmul(a, b, out=dst)
+def _product_block(coefs, w1, w2, Vb, out, work, split):
+    """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype).
+
+    ``split``: (planned threads, threads to run the pieces on) of the big GEMMs."""
+    from .products import gemm_into
+
+    planned, threads = split
+
+    def gemm(dst, a, b):  # dst = a @ b in row pieces
+        gemm_into(dst, a, b, b_transposed=False, beta=0.0,
+                  pieces=pieces_for(planned, dst.shape[0]), threads=threads)
 
     from ._kernels.population import (
         add_w1_terms,

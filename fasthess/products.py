@@ -16,8 +16,8 @@ from ._resources import check_fits
 from .data import is_population
 
 __all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products", "jacobian",
-           "jacobian_operator", "JacobianOperator", "gemm_into", "product_column_block",
-           "row_blocks"]
+           "jacobian_operator", "JacobianOperator", "gemm_into", "gemm_pieces",
+           "product_column_block", "row_blocks"]
 
 
 def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,15 +67,17 @@ def jacobian_from_features(f: Features) -> np.ndarray:
 def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
     """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term.
 
-    Columns in blocks of at most ``_config.PRODUCT_BLOCK_COLUMNS``-worth (see
-    :func:`product_column_block`), so that a chunk of samples stays large whatever m
-    is and the time grows linearly with m. Per block, sample-chunked: for each chunk,
-    one GEMM gives the input projections xv = V1 X^T (Nh m x chunk, samples last), a
-    serial kernel turns them in place into the w1 factor and leaves u = J V beside
-    them, and two GEMMs add X^T of the one to the w1 rows and A^T u to the w2 rows.
-    The chunk's block stays in cache between them, so nothing of size P x Nh x m is
-    streamed through memory. Each GEMM is one BLAS call on BLAS's own threads, from
-    this thread, which sees a KeyboardInterrupt between two of them.
+    Columns in blocks (:func:`product_column_block`), so that a chunk of samples stays
+    large whatever m is and the time grows linearly with m. Per block,
+    sample-chunked: for each chunk, one GEMM gives the input projections
+    xv = V1 X^T (Nh m x chunk, samples last), a serial kernel turns them in place
+    into the w1 factor and leaves u = J V beside them, and two GEMMs add X^T of the
+    one to the w1 rows and A^T u to the w2 rows. The chunk's block stays in cache
+    between them, so nothing of size P x Nh x m is streamed through memory. The
+    samples are split into pieces (as many as the work is worth on all cores), each
+    with sums of its own, added in a fixed order at the end, and run on fasthess's
+    threads with its single-threaded GEMM: the result does not depend on the threads
+    that run the pieces.
     """
     X = f.X
     dt = X.dtype
@@ -105,8 +107,12 @@ def product_column_block(n_samples: int, n_hidden: int, m: int, itemsize: int) -
 
 def _product_columns(f: Features, V: np.ndarray) -> np.ndarray:
     """H V for one block of columns (V C-contiguous, of the features' dtype)."""
+    import threading
+
     from . import _config
+    from ._kernels.blas import PRIVATE
     from ._kernels.products import hvp_middle
+    from ._runtime import compute_budget, planned_threads, plan_budget, run_pieces
 
     X = f.X
     dt = X.dtype
@@ -126,22 +132,41 @@ def _product_columns(f: Features, V: np.ndarray) -> np.ndarray:
     chunk = max(1, min(n_samples, _config.PRODUCT_CHUNK_BYTES // (height * dt.itemsize)))
     # the chunk's G', A, r transposed and the R11 coefficients (the last two off the optimum)
     scratch_heights = (n_hidden, n_hidden) + ((n_out, n_hidden) if off_optimum else (0, 0))
-    out1r = np.zeros((height, n_in), dtype=dt)  # w1 rows, ((j, col), i)
-    out2r = np.zeros((n_hidden, n_out * m), dtype=dt)  # A^T u, (j, (k, col))
-    out2 = np.zeros((n_out, n_hidden, m), dtype=dt)  # residual, (k, j, col)
-    xvt_all = np.empty(height * chunk, dtype=dt)
-    ut_all = np.empty(n_out * m * chunk, dtype=dt)
-    scratch = np.empty(sum(scratch_heights) * chunk, dtype=dt)
-    for s0 in range(0, n_samples, chunk):
-        c = min(chunk, n_samples - s0)
-        xs = X[s0:s0 + c]
-        xvt = xvt_all[:height * c].reshape(height, c)
-        ut = ut_all[:n_out * m * c].reshape(n_out * m, c)
-        gt, at, rt, g2t = row_blocks(scratch, scratch_heights, c)
-        gemm_into(xvt, V1r, xs, b_transposed=True, beta=0.0)
-        hvp_middle(xvt, s0, f.G1, f.A, G2, residual, f.w2, V2, gt, at, rt, g2t, ut, out2)
-        gemm_into(out1r, xvt, xs, b_transposed=False)
-        gemm_into(out2r, at, ut, b_transposed=True)
+    # the plan (so the result) follows the work and the cores, not who runs it
+    planned = planned_threads(2 * n_samples * n_in * height, plan_budget())
+    if not PRIVATE.private:  # BLAS's own threads do the work: one piece
+        planned = 1
+    # pieces of whole chunks of samples: as many per thread as pieces_for allows
+    n_pieces = 1 if planned == 1 else max(planned, min(
+        -(-n_samples // chunk), planned * _config.PIECES_PER_THREAD))
+    bounds = [n_samples * i // n_pieces for i in range(n_pieces + 1)]
+    out1r = np.zeros((n_pieces, height, n_in), dtype=dt)  # w1 rows, ((j, col), i)
+    out2r = np.zeros((n_pieces, n_hidden, n_out * m), dtype=dt)  # A^T u, (j, (k, col))
+    out2 = np.zeros((n_pieces, n_out, n_hidden, m), dtype=dt)  # residual, (k, j, col)
+    local = threading.local()  # each thread's chunk buffers
+
+    def piece(i):
+        if not hasattr(local, "xvt"):
+            local.xvt = np.empty(height * chunk, dtype=dt)
+            local.ut = np.empty(n_out * m * chunk, dtype=dt)
+            local.scratch = np.empty(sum(scratch_heights) * chunk, dtype=dt)
+        for s0 in range(bounds[i], bounds[i + 1], chunk):
+            c = min(chunk, bounds[i + 1] - s0)
+            xs = X[s0:s0 + c]
+            xvt = local.xvt[:height * c].reshape(height, c)
+            ut = local.ut[:n_out * m * c].reshape(n_out * m, c)
+            gt, at, rt, g2t = row_blocks(local.scratch, scratch_heights, c)
+            gemm_into(xvt, V1r, xs, b_transposed=True, beta=0.0)
+            hvp_middle(xvt, s0, f.G1, f.A, G2, residual, f.w2, V2, gt, at, rt, g2t, ut,
+                       out2[i])
+            gemm_into(out1r[i], xvt, xs, b_transposed=False)
+            gemm_into(out2r[i], at, ut, b_transposed=True)
+
+    run_pieces(piece, n_pieces, min(planned, compute_budget()))
+    if n_pieces > 1:  # the pieces' sums, added in their order
+        out1r, out2r, out2 = (np.add.reduce(a, axis=0) for a in (out1r, out2r, out2))
+    else:
+        out1r, out2r, out2 = out1r[0], out2r[0], out2[0]
     out = np.empty((d1 + n_out * n_hidden, m), dtype=dt)
     scale = 1.0 / n_samples
     np.multiply(out1r.reshape(n_hidden, m, n_in).transpose(0, 2, 1), scale,
@@ -162,29 +187,44 @@ def row_blocks(buffer, heights, c):
     return blocks
 
 
-def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0) -> None:
-    """out = beta out + a @ (b.T if b_transposed else b), in place: one call of SciPy's
-    BLAS ?gemm, on BLAS's own threads.
+def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1,
+              threads: int = 1) -> None:
+    """out = beta out + a @ (b.T if b_transposed else b), in place: the calls of
+    :func:`gemm_pieces`, run on up to ``threads`` threads by
+    :func:`fasthess._runtime.run_pieces` (the result depends on the pieces, never on
+    the threads)."""
+    from ._runtime import run_pieces
+
+    tasks = gemm_pieces(out, a, b, b_transposed=b_transposed, beta=beta, pieces=pieces)
+    if len(tasks) == 1:
+        tasks[0]()
+    else:
+        run_pieces(lambda i: tasks[i](), len(tasks), threads)
+
+
+def gemm_pieces(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1) -> list:
+    """out = beta out + a @ (b.T if b_transposed else b) as zero-argument callables, one
+    per piece of rows of out, each one call of fasthess's single-threaded GEMM
+    (:func:`fasthess._kernels.blas.gemm_call`, which releases the GIL). Each holds the
+    views it writes and reads.
 
     out (m x n), a (m x k), b (n x k) or (k x n): the dtype of out, each with
-    contiguous rows (C-ordered blocks, or row ranges of them). BLAS sees a C-ordered
-    array as the Fortran-ordered transpose, so the call is out^T = op(b)^T a^T.
+    contiguous rows (C-ordered blocks, or row ranges of them). Without a private GEMM
+    (:data:`fasthess._kernels.blas.PRIVATE`), one piece: SciPy's BLAS on its own threads.
     """
-    from scipy.linalg.blas import get_blas_funcs
+    from ._kernels.blas import PRIVATE, gemm_call
 
-    if out.shape[0] == 0 or out.shape[1] == 0:
-        return
-    if a.shape[1] == 0:  # nothing to add: BLAS would leave out as it is
-        if beta == 0.0:
-            out[...] = 0.0
-        else:
-            out *= beta
-        return
-    target = out.T
-    res = get_blas_funcs("gemm", dtype=out.dtype)(
-        1.0, b.T, a.T, beta=beta, c=target, trans_a=int(b_transposed), overwrite_c=1)
-    if res is not target:  # the wrapper copied (out not contiguous): keep the result anyway
-        out[...] = res.T
+    m = out.shape[0]
+    if m == 0 or out.shape[1] == 0:
+        return []
+    if a.shape[1] == 0:  # nothing to add: BLAS would leave out as it is, scale it here
+        return [lambda: out.__imul__(beta) if beta != 0.0 else out.fill(0.0)]
+    pieces = max(1, min(pieces if PRIVATE.private else 1, m))
+
+    def piece(r0, r1):
+        return lambda: gemm_call(out[r0:r1], a[r0:r1], b, b_transposed, beta)
+
+    return [piece(m * i // pieces, m * (i + 1) // pieces) for i in range(pieces)]
 
 
 # ---------------------------------------------------------------------- public Jacobian

@@ -1,9 +1,9 @@
-"""Every route through dense assembly against the independent twin: in cache-sized
-blocks (one block: the one-call kernel, with the features in the same call at the
-optimum; blocks down to one sample), the chunked route with its workspace inside H
-(extreme shapes where S barely fits, many chunks, the separate-buffer fallback, factor
-writes in pieces on several threads), and products in blocks of columns; at and off the
-optimum, float64 and float32, No > 1."""
+"""Every route through dense assembly against the independent twin: by sample parts
+(one part: the one-call kernel, with the features in the same call at the optimum;
+several parts on several threads; blocks down to one sample), the chunked route with
+its workspace inside H (extreme shapes where S barely fits, many chunks, the
+separate-buffer fallback), and products in pieces and in blocks of columns; at and
+off the optimum, float64 and float32, No > 1."""
 import numpy as np
 import pytest
 
@@ -23,10 +23,13 @@ ROUTES = {
     "separate_buffer": {"SAMPLE_PARTS_BYTES": 0, "MIN_CHUNK_SAMPLES": 10**6, "CHUNK_BYTES": 1},
     "pieces": {"SAMPLE_PARTS_BYTES": 0, "MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
                "MIN_ACTIVATIONS_PER_THREAD": 1},
-    # blocks of 1 to 3 samples, with the features and the scatter in pieces
-    "small_blocks": {"MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
-                     "MIN_ACTIVATIONS_PER_THREAD": 1, "SAMPLE_BLOCK_BYTES": 1000,
-                     "MIN_BLOCK_SAMPLES": 1},
+    # several threads: a part of the samples each, summed
+    "sample_parts": {"MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
+                     "MIN_ACTIVATIONS_PER_THREAD": 1},
+    # and blocks of 1 to 3 samples in each part
+    "sample_part_blocks": {"MIN_MACS_PER_THREAD": 1, "MIN_WRITES_PER_THREAD": 1,
+                           "MIN_ACTIVATIONS_PER_THREAD": 1, "SAMPLE_BLOCK_BYTES": 1000,
+                           "MIN_BLOCK_SAMPLES": 1},
 }
 
 
@@ -54,9 +57,9 @@ def _use(monkeypatch, route):
         seen["chunks"] += -(-args[1] // result[0])
         seen["separate_buffer"] += not np.shares_memory(result[1], args[0])
 
-    def count_blocks(args, result):  # the most blocks in the plans made
-        if result.in_blocks:
-            seen["blocks"] = max(seen["blocks"], -(-args[0] // result.block))
+    def count_blocks(args, result):  # the most blocks of one part in the plans made
+        if result.parts:
+            seen["blocks"] = max(seen["blocks"], -(-args[0] // result.parts // result.block))
 
     def count_pieces(args, result):
         seen["pieces"] += args[1] > 1
@@ -82,11 +85,11 @@ def _check_route(route, seen, at_optimum=True):
     elif route == "blocks":  # larger than one block: not in one call
         assert seen["one_call"] == seen["fused"] == seen["chunks"] == 0
         assert seen["blocks"] >= 61
-    elif route == "small_blocks":
+    elif route.startswith("sample_part"):
         assert seen["one_call"] == seen["fused"] == seen["chunks"] == 0 and seen["pieces"] > 0
     else:
         assert seen["one_call"] == seen["fused"] == 0 and seen["chunks"] > 0
-    if route == "small_blocks":
+    if route == "sample_part_blocks":
         assert seen["blocks"] >= 2
     if route == "many_chunks":
         assert seen["chunks"] >= 2 * (61 // 7)
@@ -121,7 +124,7 @@ def test_every_route_matches_the_twin(monkeypatch, route, shape):
     _check_route(route, seen)
 
 
-@pytest.mark.parametrize("route", ["one_call", "chunked", "pieces", "small_blocks"])
+@pytest.mark.parametrize("route", ["one_call", "chunked", "pieces", "sample_parts"])
 def test_routes_agree_on_a_larger_problem(monkeypatch, route):
     """N = 12, P = 2D, erf, No = 2: each route against the twin (the one-call kernel is
     taken by default at this size, the others are forced)."""
@@ -134,14 +137,15 @@ def test_routes_agree_on_a_larger_problem(monkeypatch, route):
     assert rel_err(fh.ntk(net, X[:40]), ref.ntk(net, X[:40])) < RTOL_EXACT
 
 
-@pytest.mark.parametrize("route", ["default", "chunks", "column_blocks"])
+@pytest.mark.parametrize("route", ["default", "pieces", "column_blocks"])
 @pytest.mark.parametrize("columns", [1, 5])
 def test_products_in_blocks_match_the_twin(monkeypatch, route, columns):
     net = fh.TwoLayerNet.random(6, 7, n_out=2, activation="erf", rng=9)
     teacher = perturbed(net, 0.2, seed=10)
     X = fh.gaussian_inputs(500, 6, rng=11)
     V = np.random.default_rng(12).standard_normal((net.n_params, columns))
-    if route == "chunks":  # several chunks of 13 samples, all columns at once
+    if route == "pieces":  # several pieces of samples, each of several chunks
+        monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)
         monkeypatch.setattr(_config, "MIN_PRODUCT_CHUNK", 1)
         monkeypatch.setattr(_config, "PRODUCT_CHUNK_BYTES", 8 * 7 * columns * 13)
     if route == "column_blocks":  # one or two columns a block, chunks of 13 samples

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from ._jit import inline_kernel, kernel
+from .blas import gemm_nt
 
 LINEAR, POLYNOMIAL, ERF, TANH, RELU = 0, 1, 2, 3, 4
 
@@ -94,7 +94,7 @@ def hessian_entry_bound(n_samples, x_max, g_max, d1_max, d2_max, w2_max, r_max):
 @kernel
 def feature_rows(code, coeffs, X, w1, pre, out_g, out_d1, out_d2, r0, r1, maxima):
     """Rows r0 .. r1 - 1 of the per-sample features in one pass over them: the
-    pre-activations pre = X w1^T (``np.dot``, SciPy's BLAS), then g, g', g'' of them,
+    pre-activations pre = X w1^T (fasthess's single-threaded GEMM), then g, g', g'' of them,
     and maxima[0..4] = max |pre|, |g|, |g'|, |g''|, |X| over those rows, each inf if
     a value is not finite (the overflow guards read them; separate passes cost as
     much as a cheap g). Serial: callers run row ranges on threads of their own."""
@@ -102,7 +102,7 @@ def feature_rows(code, coeffs, X, w1, pre, out_g, out_d1, out_d2, r0, r1, maxima
         for k in range(5):
             maxima[k] = 0.0
         return
-    np.dot(X[r0:r1], w1.T, pre[r0:r1])
+    gemm_nt(X[r0:r1], w1, 0.0, pre[r0:r1])
     n_cols = pre.shape[1]
     m_pre = 0.0
     m_g = 0.0

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 
 from ._jit import inline_kernel, kernel
 
