@@ -25,8 +25,9 @@ MAX_CHUNK_SAMPLES = 2048
 # CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
 MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
-# The route by sample parts (assembly._layout): each thread contracts its part of the
-# samples into a copy of S of its own, a block of samples at a time; the block's factors
+# The route by sample parts (assembly._layout): each part of the samples (one per core,
+# whichever thread runs it) is contracted into a copy of S of its own, a block of
+# samples at a time; the block's factors
 # (at most SAMPLE_BLOCK_BYTES, about the L2 cache of a core) are written by a kernel and
 # read back by BLAS while in cache, and a 820 x 820 x K GEMM that adds to S runs at the
 # same rate for K = 32 as for K = 1024 (26-27 G multiply-adds/s on one core) while S
