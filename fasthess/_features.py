@@ -182,7 +182,7 @@ def _activations(activation, X, w1):
         activation.apply(pre, A, G1, G2)
         maxima = [_amax(a) for a in (pre, A, G1, G2, X)]
         return pre, A, G1, G2, [m if m == m else math.inf for m in maxima]  # NaN: inf
-    from ._kernels.activation import feature_rows
+    from ._kernels.features import feature_rows
 
     n_threads = planned_threads(pre.size, min(compute_budget(), n_rows),
                                 _config.MIN_ACTIVATIONS_PER_THREAD)

@@ -75,13 +75,16 @@ def test_a_limit_set_outside_keeps_fasthess_on_one_core(limit):
     assert ratio <= 1.15, ratio
 
 
-def test_a_dask_task_uses_the_thread_it_runs_on():
+def test_a_dask_task_uses_the_thread_it_runs_on(monkeypatch):
     """A worker with two threads runs two tasks at once; each fasthess call in a task
     uses one thread (not every core plus helpers), and gets the lone call's bits."""
     distributed = pytest.importorskip("distributed")
     import numpy as np
 
     import fasthess as fh
+    from fasthess import _runtime
+
+    monkeypatch.setattr(_runtime, "_setting", [None])  # the default (see test_runtime)
 
     net = fh.TwoLayerNet.random(16, 16, rng=6)
     X = fh.gaussian_inputs(2 * net.n_params, 16, rng=7)

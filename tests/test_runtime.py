@@ -20,6 +20,13 @@ from . import reference as ref
 from .conftest import RTOL_EXACT, perturbed, rel_err
 
 
+@pytest.fixture(autouse=True)
+def _default_thread_setting(monkeypatch):
+    """Each test starts from the default setting (another test's fh.set_num_threads
+    would otherwise apply here: it is process-wide by design)."""
+    monkeypatch.setattr(_runtime, "_setting", [None])
+
+
 def _blas_counts():
     """The thread counts of the BLAS libraries the process shares (not fasthess's
     private single-threaded GEMM)."""
@@ -374,3 +381,46 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_without_the_private_gemm_the_shared_blas_gives_the_same_answers():
+    """Where the scipy-openblas32 wheel is missing, fasthess's GEMM is SciPy's BLAS (one
+    product at a time, on BLAS's own threads): every route still matches the twin."""
+    code = ("import sys; sys.modules['scipy_openblas32'] = None\n"
+            "import numpy as np, fasthess as fh\n"
+            "from fasthess._kernels.blas import PRIVATE\n"
+            "from tests import reference as ref\n"
+            "assert not PRIVATE.private\n"
+            "for n in (6, 12, 45):\n"
+            "    net = fh.TwoLayerNet.random(n, n, n_out=2, rng=n)\n"
+            "    t = fh.TwoLayerNet.random(n, n, n_out=2, rng=n + 1)\n"
+            "    X = fh.gaussian_inputs(2 * net.n_params if n < 45 else 300, n, rng=2)\n"
+            "    for teacher in (None, t):\n"
+            "        H = fh.hessian(net, X, teacher=teacher)\n"
+            "        R = ref.hessian(net, X, teacher) if n < 45 else H\n"
+            "        V = np.ones((net.n_params, 3))\n"
+            "        HV = fh.hessian_operator(net, X, teacher=teacher) @ V\n"
+            "        assert np.abs(H - R).max() <= 1e-12 * np.abs(R).max()\n"
+            "        assert np.abs(HV - H @ V).max() <= 1e-11 * np.abs(H @ V).max()\n"
+            "print('ok')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["ok"]
+
+
+def test_a_scipy_without_its_gemm_is_an_import_error(monkeypatch):
+    """A SciPy build whose cython_blas lacks dgemm would end the process by a signal in
+    the first kernel that calls it: fasthess says what is missing instead."""
+    import types
+
+    from fasthess._kernels import blas
+
+    fake = types.SimpleNamespace(__pyx_capi__={"sgemm": object()})
+    monkeypatch.setitem(sys.modules, "scipy.linalg.cython_blas", fake)
+    import scipy.linalg
+
+    monkeypatch.setattr(scipy.linalg, "cython_blas", fake, raising=False)
+    with pytest.raises(ImportError, match="cython_blas lacks dgemm"):
+        blas._scipy_gemm()
