@@ -60,7 +60,7 @@ def workloads(quick):
     out["hessian_operator @ V, N=40, 20 columns"] = lambda: op @ V
     net30, X30 = problem(30)
     out["eigenvalues (dense eigh), N=30, D=930"] = lambda: fh.eigenvalues(net30, X30,
-                                                                          method="eigh")
+                                                                          method="dense")
     v0 = np.ones(net.n_params)
     out["eigsh k=6, N=40"] = lambda: fh.eigsh(net, X, k=6, v0=v0)
     return out
