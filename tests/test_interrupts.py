@@ -153,9 +153,13 @@ def test_an_interrupt_storm_leaves_the_process_as_a_fresh_one(tmp_path, seed):
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["bad"] == []
     assert report["interrupts"] == len(sent)  # every interrupt was seen, once
-    # each acted within a second of being sent (the clock is the machine's monotonic one)
+    # each acted soon after it was sent (the clock is the machine's monotonic one): on an
+    # idle machine or beside one busy process within a second (bench/runtime.py measures
+    # it); the bound here holds on a machine loaded several times over, where a piece
+    # in flight takes several times as long (seen: up to 1.07 s at a load of 9 on 2
+    # cores), and still catches an interrupt that waits for a whole product (8-13 s)
     latencies = [c - s for s, c in zip(sent, caught)]
-    assert max(latencies) < 1.0, latencies
+    assert max(latencies) < 3.0, latencies
     assert report["end"] == report["start"]  # BLAS counts and the thread budget
     assert report["threads_used"] == min(2, os.cpu_count() or 1)
     got, expected = np.load(out), np.load(fresh)
