@@ -1,0 +1,189 @@
+"""The exact reduction of the population Hessian to the span of the weights (THEORY.md g).
+
+With S = span(rows of the student's W1 and the teacher's W1*), r = dim S, every
+pre-activation sees x only through its projection on S, so
+
+    H_inf = H_S (+) (Bp (x) I_{Ni - r})
+
+H_S the population Hessian of the same networks restricted to S (Ni' = r, first-layer
+weights C = W1 Q for an orthonormal basis Q of S), and the Nh x Nh block
+
+    Bp_jk = (W2^T W2)_jk E[g'(h_j) g'(h_k)] + delta_jk E[(y_s - y_t) . W2[:, j] g''(h_j)],
+
+each of whose eigenvalues appears Ni - r times. Hence
+rank(H_inf) = rank(H_S) + (Ni - r) rank(Bp).
+
+Q is never formed: a tall-skinny QR of the stacked rows' transpose, taken in column
+blocks of W1 (``_config.POP_SPAN_BLOCK_BYTES``), leaves its R ((Nh + M) x (Nh + M)), and
+C = V_r Sigma_r from the SVD R = U Sigma V^T has the Gram matrix of the stacked rows,
+which is all the population quantities depend on. Memory: one block and R; time
+O(Ni (Nh + M)^2) plus the eigensolves of H_S (size Nh (r + No)) and of Bp (size Nh).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _config
+from ._features import check_net
+from .network import TwoLayerNet
+from .population_hessian import dense_hessian, population_hessian
+from .population_objective import stacked_units
+
+__all__ = ["SpanReduction", "span_reduction", "span_rank", "reduced_spectrum"]
+
+
+@dataclass(frozen=True, eq=False)
+class SpanReduction:
+    """The networks restricted to the span S of their first-layer rows.
+
+    Attributes
+    ----------
+    rank : int
+        r = dim S (numerical rank of the stacked rows, the ``numpy.linalg.matrix_rank``
+        rule on their singular values).
+    n_in : int
+        Ni of the original networks.
+    student, teacher : TwoLayerNet
+        The networks with first-layer weights C = W1 Q (n_in = r); ``teacher`` None at
+        the optimum.
+    """
+
+    rank: int
+    n_in: int
+    student: TwoLayerNet
+    teacher: TwoLayerNet | None
+
+    @property
+    def multiplicity(self) -> int:
+        """Ni - r: how often each eigenvalue of Bp appears in H_inf."""
+        return self.n_in - self.rank
+
+
+def _stacked_r(blocks, n_in):
+    """R of the QR of [W_1; W_2; ...]^T (n_in x n_all), taken in column blocks of the W's."""
+    n_all = sum(w.shape[0] for w in blocks)
+    width = int(max(n_all, min(n_in, _config.POP_SPAN_BLOCK_BYTES // (8 * max(n_all, 1)))))
+    R = np.zeros((0, n_all))
+    buf = np.empty((width + n_all, n_all))
+    for i0 in range(0, n_in, width):
+        i1 = min(n_in, i0 + width)
+        b = i1 - i0
+        buf[:R.shape[0]] = R
+        r0 = R.shape[0]
+        c0 = 0
+        for w in blocks:
+            buf[r0:r0 + b, c0:c0 + w.shape[0]] = w[:, i0:i1].T
+            c0 += w.shape[0]
+        R = np.linalg.qr(buf[:r0 + b], mode="r")
+    return R
+
+
+def _span_factor(blocks, n_in):
+    """(C (n_all x r), r): C C^T = the Gram matrix of the stacked rows, r = their rank."""
+    R = _stacked_r(blocks, n_in)
+    n_all = R.shape[1]
+    if R.shape[0] < n_all:  # fewer inputs than rows
+        R = np.vstack([R, np.zeros((n_all - R.shape[0], n_all))])
+    _, sigma, vt = np.linalg.svd(R)
+    if sigma.size == 0 or sigma[0] == 0.0:
+        return np.zeros((n_all, 0)), 0
+    tol = sigma[0] * max(n_in, n_all) * np.finfo(np.float64).eps
+    r = int(np.count_nonzero(sigma > tol))
+    return vt[:r].T * sigma[:r], r
+
+
+def span_reduction(net, teacher=None) -> SpanReduction:
+    """Restrict ``net`` (and ``teacher``) to the span of their first-layer rows.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The student.
+    teacher : TwoLayerNet or None
+        None (or the student): the optimum, S = span of the student's rows.
+
+    Returns
+    -------
+    SpanReduction
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.population_span import span_reduction
+    >>> t = fh.TwoLayerNet.random(50, 3, rng=0)
+    >>> red = span_reduction(fh.TwoLayerNet.random(50, 2, rng=1), t)
+    >>> red.rank, red.student.shape, red.multiplicity
+    (5, (5, 2, 1), 45)
+    >>> s, s_red = fh.perturb(t, 0.2, rng=2), span_reduction(fh.perturb(t, 0.2, rng=2), t)
+    >>> bool(np.isclose(fh.loss(s_red.student, fh.POPULATION, s_red.teacher),
+    ...                 fh.loss(s, fh.POPULATION, t), rtol=1e-13))
+    True
+    """
+    net = check_net(net)
+    stack = stacked_units(net, teacher)
+    teacher = None if stack is None else teacher
+    blocks = [np.asarray(net.w1, dtype=np.float64)]
+    if teacher is not None:
+        blocks.append(np.asarray(teacher.w1, dtype=np.float64))
+    C, r = _span_factor(blocks, net.n_in)
+    nh = net.n_hidden
+    act = net.activation
+    student = TwoLayerNet(C[:nh], np.asarray(net.w2, dtype=np.float64), act)
+    red_teacher = None
+    if teacher is not None:
+        red_teacher = TwoLayerNet(C[nh:], np.asarray(teacher.w2, dtype=np.float64), act)
+    return SpanReduction(r, net.n_in, student, red_teacher)
+
+
+def span_rank(net, teacher=None) -> int:
+    """r = dim span(rows of the student's and the teacher's W1) (see :class:`SpanReduction`).
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> from fasthess.population_span import span_rank
+    >>> span_rank(fh.TwoLayerNet.random(10, 3, rng=0))
+    3
+    """
+    return span_reduction(net, teacher).rank
+
+
+def reduced_spectrum(red: SpanReduction):
+    """(values, multiplicities, solved_size) of H_inf from the reduction, ascending.
+
+    values: eig(H_S) (each once) and eig(Bp) (each Ni - r times), float64;
+    solved_size: the order of the largest matrix decomposed (that of H_S).
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.population_span import reduced_spectrum, span_reduction
+    >>> net = fh.TwoLayerNet.random(8, 2, rng=0)
+    >>> values, mult, n = reduced_spectrum(span_reduction(net))
+    >>> int(mult.sum()) == net.n_params, n
+    (True, 6)
+    >>> full = np.linalg.eigvalsh(fh.hessian(net, fh.POPULATION))
+    >>> bool(np.allclose(np.repeat(values, mult), full, rtol=0, atol=1e-14))
+    True
+    """
+    import scipy.linalg
+
+    ph = population_hessian(red.student, red.teacher, np.float64)
+    H_S = dense_hessian(ph)
+    # H_S is symmetric: its transpose is the same matrix in Fortran order (LAPACK in place)
+    ev_s = scipy.linalg.eigh(H_S.T, eigvals_only=True, driver=_config.EIGH_DRIVER,
+                             overwrite_a=True, check_finite=False)
+    del H_S
+    Bp = np.array(ph.coefs.qa, dtype=np.float64)
+    if ph.residual is not None:
+        Bp[np.diag_indices_from(Bp)] += ph.residual.rho
+    ev_b = np.linalg.eigvalsh(0.5 * (Bp + Bp.T))
+    values = np.concatenate([ev_s, ev_b])
+    mult = np.concatenate([np.ones(ev_s.size, dtype=np.int64),
+                           np.full(ev_b.size, red.multiplicity, dtype=np.int64)])
+    if red.multiplicity == 0:
+        values, mult = ev_s, mult[:ev_s.size]
+    order = np.argsort(values, kind="stable")
+    return values[order], mult[order], ev_s.size
