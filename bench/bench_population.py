@@ -8,7 +8,8 @@ import numpy as np
 
 import fasthess as fh
 from fasthess.benchmarking import spread, timed_with_dgemm_limit
-from fasthess.population import assemble_dense, hessian_matmat, population_coefficients
+from fasthess.population import population_coefficients
+from fasthess.population_hessian import assemble_dense, hessian_matmat
 
 from .common import THREADS
 

@@ -24,6 +24,7 @@ from ._resources import check_fits
 from ._validation import check_float_array, check_int, check_real, check_rng
 from .activations import CustomActivation
 from .assembly import assemble_hessian
+from .data import is_population
 from .network import TwoLayerNet
 from .rank import numerical_rank
 
@@ -465,9 +466,18 @@ def decay_rate(net, X, lr, rtol=None) -> float:
     """
     check_net(net)
     lr = check_real(lr, "lr", positive=True)
-    lam, _ = _hessian_eigh(net, X)
+    if is_population(X):
+        # the population spectrum, with multiplicities (the span reduction when it
+        # applies, THEORY.md g); only the distinct values matter for the slowest mode
+        from .spectrum import eigenvalues
+
+        spec = eigenvalues(net, X)
+        lam, tol = spec.values.astype(np.float64), _zero_mode_tolerance(spec, rtol)
+    else:
+        lam, _ = _hessian_eigh(net, X)
+        tol = _zero_mode_tolerance(lam, rtol)
     _warn_if_unstable(lr, lam)
-    nonzero = lam[np.abs(lam) > _zero_mode_tolerance(lam, rtol)]
+    nonzero = lam[np.abs(lam) > tol]
     if nonzero.size == 0:
         raise ValueError("the Hessian at net has no nonzero eigenvalue: the loss is flat "
                          "to second order and has no decay rate")
