@@ -153,9 +153,6 @@ POP_REFINE_COS = 0.99
 POP_PARALLEL_SINE = 1e-2
 # Bytes of the two Nh x Nh x (columns) work arrays of one block of hessian_matmat.
 POP_PRODUCT_BLOCK_BYTES = 256 * 2**20
-# Bytes of one column block of the stacked first-layer rows in the tall-skinny QR of the
-# span reduction (THEORY.md g): the only Ni-sized work array of that route.
-POP_SPAN_BLOCK_BYTES = 32 * 2**20
 
 # ---------------------------------------------------------------- activations
 # Where a declaration about a CustomActivation's g is checked: both signs, several

@@ -13,11 +13,11 @@ weights C = W1 Q for an orthonormal basis Q of S), and the Nh x Nh block
 each of whose eigenvalues appears Ni - r times. Hence
 rank(H_inf) = rank(H_S) + (Ni - r) rank(Bp).
 
-Q is never formed: a tall-skinny QR of the stacked rows' transpose, taken in column
-blocks of W1 (``_config.POP_SPAN_BLOCK_BYTES``), leaves its R ((Nh + M) x (Nh + M)), and
-C = V_r Sigma_r from the SVD R = U Sigma V^T has the Gram matrix of the stacked rows,
-which is all the population quantities depend on. Memory: one block and R; time
-O(Ni (Nh + M)^2) plus the eigensolves of H_S (size Nh (r + No)) and of Bp (size Nh).
+Q is never formed: the population quantities depend on the rows only through their
+Gram matrix G ((Nh + M) x (Nh + M), GEMMs with the weights as they are, no stacked
+copy), and any C with C C^T = G serves (see :func:`_span_factor`). Memory: G and the
+dense H_S; time O(Ni (Nh + M)^2) (BLAS) plus the eigensolves of H_S (order
+Nh (r + No)) and of Bp (order Nh).
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ class SpanReduction:
     Attributes
     ----------
     rank : int
-        r = dim S (numerical rank of the stacked rows, the ``numpy.linalg.matrix_rank``
-        rule on their singular values).
+        r = dim S: the eigenvalues of the rows' Gram matrix above ``n eps`` times the
+        largest, n = max(Ni, Nh + M).
     n_in : int
         Ni of the original networks.
     student, teacher : TwoLayerNet
@@ -61,37 +61,63 @@ class SpanReduction:
         return self.n_in - self.rank
 
 
-def _stacked_r(blocks, n_in):
-    """R of the QR of [W_1; W_2; ...]^T (n_in x n_all), taken in column blocks of the W's."""
-    n_all = sum(w.shape[0] for w in blocks)
-    width = int(max(n_all, min(n_in, _config.POP_SPAN_BLOCK_BYTES // (8 * max(n_all, 1)))))
-    R = np.zeros((0, n_all))
-    buf = np.empty((width + n_all, n_all))
-    for i0 in range(0, n_in, width):
-        i1 = min(n_in, i0 + width)
-        b = i1 - i0
-        buf[:R.shape[0]] = R
-        r0 = R.shape[0]
-        c0 = 0
-        for w in blocks:
-            buf[r0:r0 + b, c0:c0 + w.shape[0]] = w[:, i0:i1].T
-            c0 += w.shape[0]
-        R = np.linalg.qr(buf[:r0 + b], mode="r")
-    return R
+def _gram(blocks):
+    """The Gram matrix of the stacked rows, block by block (BLAS, no stacked copy)."""
+    sizes = [w.shape[0] for w in blocks]
+    ends = np.cumsum([0] + sizes)
+    G = np.empty((ends[-1], ends[-1]))
+    for a, wa in enumerate(blocks):
+        for b in range(a, len(blocks)):
+            G[ends[a]:ends[a + 1], ends[b]:ends[b + 1]] = wa @ blocks[b].T
+            G[ends[b]:ends[b + 1], ends[a]:ends[a + 1]] = G[ends[a]:ends[a + 1],
+                                                           ends[b]:ends[b + 1]].T
+    return 0.5 * (G + G.T)
+
+
+def _row(blocks, u):
+    for w in blocks:
+        if u < w.shape[0]:
+            return w[u]
+        u -= w.shape[0]
+    raise IndexError(u)
+
+
+def _duplicates(blocks, G):
+    """first[u]: the first stacked row equal to row u (u itself if none)."""
+    n = G.shape[0]
+    first = np.arange(n)
+    diag = np.diag(G)
+    for u in range(1, n):
+        for v in np.flatnonzero((diag[:u] == diag[u]) & (G[:u, u] == diag[u])):
+            if first[v] == v and np.array_equal(_row(blocks, u), _row(blocks, v)):
+                first[u] = v
+                break
+    return first
 
 
 def _span_factor(blocks, n_in):
-    """(C (n_all x r), r): C C^T = the Gram matrix of the stacked rows, r = their rank."""
-    R = _stacked_r(blocks, n_in)
-    n_all = R.shape[1]
-    if R.shape[0] < n_all:  # fewer inputs than rows
-        R = np.vstack([R, np.zeros((n_all - R.shape[0], n_all))])
-    _, sigma, vt = np.linalg.svd(R)
-    if sigma.size == 0 or sigma[0] == 0.0:
+    """(C (n_all x r), r): C C^T = the Gram matrix of the stacked rows, r = their rank.
+
+    The population quantities depend on the rows only through their Gram matrix, so
+    any factor of it serves. From the eigendecomposition G = U Lambda U^T,
+    C = U_r Lambda_r^{1/2}; eigenvalues below ``n eps lambda_max`` (n = max(Ni, n_all))
+    count as zero: dropping them changes G by no more than its own round-off. Rows equal
+    in the input (a student unit repeated, or equal to a teacher unit) get equal rows
+    of C exactly, so their angle is 0, not the ~1e-8 that round-off in G would imply.
+    """
+    G = _gram(blocks)
+    first = _duplicates(blocks, G)
+    unique = np.flatnonzero(first == np.arange(first.size))
+    lam, U = np.linalg.eigh(G[np.ix_(unique, unique)])
+    n_all = G.shape[0]
+    if lam.size == 0 or lam[-1] <= 0.0:
         return np.zeros((n_all, 0)), 0
-    tol = sigma[0] * max(n_in, n_all) * np.finfo(np.float64).eps
-    r = int(np.count_nonzero(sigma > tol))
-    return vt[:r].T * sigma[:r], r
+    keep = lam > max(n_in, n_all) * np.finfo(np.float64).eps * lam[-1]
+    r = int(np.count_nonzero(keep))
+    C_unique = U[:, keep] * np.sqrt(lam[keep])
+    position = np.empty(n_all, dtype=np.int64)
+    position[unique] = np.arange(unique.size)
+    return C_unique[position[first]], r
 
 
 def span_reduction(net, teacher=None) -> SpanReduction:
