@@ -18,26 +18,32 @@ from ._kernels.activation import RELU
 from ._validation import check_teacher
 from .population import pair_matrices
 
-__all__ = ["stacked_units", "ResidualCoefficients", "residual_coefficients",
+__all__ = ["population_teacher", "stacked_units", "ResidualCoefficients", "residual_coefficients",
            "population_loss", "population_gradient"]
 
 
-def stacked_units(student, teacher):
-    """(rows [W1_s; W1_t] (Nh + M, Ni), beta = [W2_s, -W2_t]) in float64, or None at the
-    optimum (no teacher, or one equal to the student).
+def population_teacher(student, teacher):
+    """The teacher, or None at the optimum (no teacher, or one equal to the student).
 
     Raises NotImplementedError for a teacher with another activation, and the
     errors of :func:`fasthess._validation.check_teacher` (n_in, n_out must match).
     """
     teacher = check_teacher(check_net(student, "student"), teacher)
-    if teacher is None:
-        return None
-    if teacher.activation != student.activation:
+    if teacher is not None and teacher.activation != student.activation:
         raise NotImplementedError(
             f"teacher: X = fasthess.POPULATION with a teacher whose activation "
             f"({teacher.activation.name!r}) differs from the student's "
             f"({student.activation.name!r}) is not implemented; pass samples "
             f"(fasthess.gaussian_inputs) instead")
+    return teacher
+
+
+def stacked_units(student, teacher):
+    """(rows [W1_s; W1_t] (Nh + M, Ni), beta = [W2_s, -W2_t]) in float64, or None at the
+    optimum (see :func:`population_teacher`)."""
+    teacher = population_teacher(student, teacher)
+    if teacher is None:
+        return None
     rows = np.concatenate([np.asarray(student.w1, dtype=np.float64),
                            np.asarray(teacher.w1, dtype=np.float64)])
     beta = np.concatenate([np.asarray(student.w2, dtype=np.float64),

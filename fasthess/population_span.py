@@ -29,9 +29,10 @@ from . import _config
 from ._features import check_net
 from .network import TwoLayerNet
 from .population_hessian import dense_hessian, population_hessian
-from .population_objective import stacked_units
+from .population_objective import population_teacher
 
-__all__ = ["SpanReduction", "span_reduction", "span_rank", "reduced_spectrum"]
+__all__ = ["SpanReduction", "span_reduction", "span_rank", "reduced_spectrum",
+           "reduced_modes"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +55,8 @@ class SpanReduction:
     n_in: int
     student: TwoLayerNet
     teacher: TwoLayerNet | None
+    _unique: np.ndarray  # stacked rows kept (duplicates removed)
+    _coords: np.ndarray  # Q = [rows kept]^T @ _coords, an orthonormal basis of S (Ni x r)
 
     @property
     def multiplicity(self) -> int:
@@ -96,7 +99,9 @@ def _duplicates(blocks, G):
 
 
 def _span_factor(blocks, n_in):
-    """(C (n_all x r), r): C C^T = the Gram matrix of the stacked rows, r = their rank.
+    """(C (n_all x r), r, unique, coords): C C^T = the Gram matrix of the stacked rows,
+    r = their rank, ``unique`` the rows kept and Q = rows[unique]^T coords (Ni x r) an
+    orthonormal basis of their span with rows Q = C (never formed here).
 
     The population quantities depend on the rows only through their Gram matrix, so
     any factor of it serves. From the eigendecomposition G = U Lambda U^T,
@@ -111,13 +116,15 @@ def _span_factor(blocks, n_in):
     lam, U = np.linalg.eigh(G[np.ix_(unique, unique)])
     n_all = G.shape[0]
     if lam.size == 0 or lam[-1] <= 0.0:
-        return np.zeros((n_all, 0)), 0
+        return np.zeros((n_all, 0)), 0, unique, np.zeros((unique.size, 0))
     keep = lam > max(n_in, n_all) * np.finfo(np.float64).eps * lam[-1]
     r = int(np.count_nonzero(keep))
-    C_unique = U[:, keep] * np.sqrt(lam[keep])
+    root = np.sqrt(lam[keep])
+    C_unique = U[:, keep] * root
     position = np.empty(n_all, dtype=np.int64)
     position[unique] = np.arange(unique.size)
-    return C_unique[position[first]], r
+    # Q = rows^T U_r Lambda_r^{-1/2}: Q^T Q = I and rows Q = C
+    return C_unique[position[first]], r, unique, U[:, keep] / root
 
 
 def span_reduction(net, teacher=None) -> SpanReduction:
@@ -148,19 +155,18 @@ def span_reduction(net, teacher=None) -> SpanReduction:
     True
     """
     net = check_net(net)
-    stack = stacked_units(net, teacher)
-    teacher = None if stack is None else teacher
+    teacher = population_teacher(net, teacher)
     blocks = [np.asarray(net.w1, dtype=np.float64)]
     if teacher is not None:
         blocks.append(np.asarray(teacher.w1, dtype=np.float64))
-    C, r = _span_factor(blocks, net.n_in)
+    C, r, unique, coords = _span_factor(blocks, net.n_in)
     nh = net.n_hidden
     act = net.activation
     student = TwoLayerNet(C[:nh], np.asarray(net.w2, dtype=np.float64), act)
     red_teacher = None
     if teacher is not None:
         red_teacher = TwoLayerNet(C[nh:], np.asarray(teacher.w2, dtype=np.float64), act)
-    return SpanReduction(r, net.n_in, student, red_teacher)
+    return SpanReduction(r, net.n_in, student, red_teacher, unique, coords)
 
 
 def span_rank(net, teacher=None) -> int:
@@ -213,3 +219,45 @@ def reduced_spectrum(red: SpanReduction):
         values, mult = ev_s, mult[:ev_s.size]
     order = np.argsort(values, kind="stable")
     return values[order], mult[order], ev_s.size
+
+
+def reduced_modes(net, delta):
+    """At the optimum ``net``: (lam, s), the eigenvalues of H_inf and the squared overlaps
+    of ``delta`` (length D, theta order) with their eigenspaces, from the reduction.
+
+    s_i = |V_i^T delta|^2 summed over the eigenspace of lam_i: for an eigenvalue of H_S
+    its eigenvector in the span's coordinates (delta's w1 part projected, Delta1 Q); for
+    an eigenvalue mu_a of Bp (eigenvector u_a) the eigenspace u_a (x) (complement of S),
+    s = u_a^T (Delta1 Delta1^T - (Delta1 Q)(Delta1 Q)^T) u_a. Returns None when r = Ni.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.population_span import reduced_modes
+    >>> net = fh.TwoLayerNet.random(8, 2, rng=0)
+    >>> delta = np.random.default_rng(1).standard_normal(net.n_params)
+    >>> lam, s = reduced_modes(net, delta)
+    >>> bool(np.isclose(np.sum(s), delta @ delta))
+    True
+    >>> H = fh.hessian(net, fh.POPULATION)
+    >>> bool(np.isclose(np.sum(lam * s), delta @ H @ delta))
+    True
+    """
+    red = span_reduction(net)
+    if red.multiplicity == 0:
+        return None
+    nh, n_in = net.n_hidden, net.n_in
+    d1 = nh * n_in
+    delta = np.asarray(delta, dtype=np.float64)
+    D1 = delta[:d1].reshape(nh, n_in)
+    w1 = np.asarray(net.w1, dtype=np.float64)
+    # Delta1 Q = (Delta1 rows[unique]^T) coords: one GEMM with W1, no Ni x r basis
+    D1Q = (D1 @ w1[red._unique].T) @ red._coords
+    ph = population_hessian(red.student, None, np.float64)
+    lam_s, V_s = np.linalg.eigh(dense_hessian(ph))
+    c_s = V_s.T @ np.concatenate([D1Q.ravel(), delta[d1:]])
+    Bp = np.array(ph.coefs.qa, dtype=np.float64)
+    mu, U = np.linalg.eigh(0.5 * (Bp + Bp.T))
+    perp = D1 @ D1.T - D1Q @ D1Q.T
+    s_perp = np.maximum(np.einsum("ja,jk,ka->a", U, perp, U), 0.0)
+    return np.concatenate([lam_s, mu]), np.concatenate([c_s * c_s, s_perp])

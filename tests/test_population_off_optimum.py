@@ -187,14 +187,17 @@ def test_reduced_spectrum_equals_the_dense_one(key, n_teacher):
     assert np.max(np.abs(spec.eigenvalues - ev)) <= RTOL_POP_REDUCED * np.max(np.abs(ev))
 
 
-def test_reduction_with_rank_deficient_w1():
-    # two student rows equal and one a combination of the teacher's: r = 3 < Nh + M = 5
+@pytest.mark.parametrize("key", ["erf", "relu", "tanh"])
+def test_reduction_with_rank_deficient_w1(key):
+    # two student rows equal, one a combination of the teacher's, one equal to a teacher
+    # row: r = 3 < Nh + M = 6
     rng = np.random.default_rng(16)
     t1 = rng.standard_normal((2, 8)) / math.sqrt(8)
-    s1 = np.stack([t1[0] + t1[1], rng.standard_normal(8) / 3, rng.standard_normal(8) / 3])
+    s1 = np.stack([t1[0] + t1[1], rng.standard_normal(8) / 3, rng.standard_normal(8) / 3,
+                   t1[1]])
     s1[2] = s1[1]
-    teacher = fh.TwoLayerNet(t1, np.array([[1.0, -0.5]]), "erf")
-    student = fh.TwoLayerNet(s1, np.array([[0.4, 0.7, -0.2]]), "erf")
+    teacher = fh.TwoLayerNet(t1, np.array([[1.0, -0.5]]), key)
+    student = fh.TwoLayerNet(s1, np.array([[0.4, 0.7, -0.2, 0.3]]), key)
     assert span_reduction(student, teacher).rank == 3
     spec = fh.eigenvalues(student, P, teacher=teacher)
     ev = np.linalg.eigvalsh(fh.hessian(student, P, teacher=teacher))
@@ -251,6 +254,15 @@ def test_decay_rate_on_the_reduced_spectrum():
     nonzero = ev[np.abs(ev) > fh.numerical_rank(ev).tolerance]
     expected = 2 * np.log(np.max(np.abs(1 - lr * nonzero)))
     assert fh.decay_rate(net, P, lr) == pytest.approx(expected, rel=1e-10)
+
+
+def test_dense_refusal_names_the_reduced_and_matrix_free_routes():
+    big = fh.TwoLayerNet.random(1000, 1000, rng=0)  # D ~ 1e6: H_inf would be 8 TB
+    other = fh.TwoLayerNet.random(1000, 10, rng=1)
+    for call in (lambda: fh.hessian(big, P, teacher=other),
+                 lambda: fh.hessian_blocks(big, P, teacher=other)):
+        with pytest.raises(MemoryError, match="method='reduced'.*fasthess.hessian_operator"):
+            call()
 
 
 def test_errors_are_clear():
