@@ -277,3 +277,15 @@ def test_errors_are_clear():
         fh.eigenvalues(fh.TwoLayerNet.random(2, 3, rng=24), P, method="reduced")
     with pytest.raises(ValueError, match="method='reduced' is the exact reduction"):
         fh.eigenvalues(net, fh.gaussian_inputs(10, 6, rng=25), method="reduced")
+
+
+def test_predicted_loss_on_the_reduced_spectrum():
+    net = fh.TwoLayerNet.random(12, 3, n_out=2, activation="erf", rng=26)
+    delta = 1e-3 * np.random.default_rng(27).standard_normal(net.n_params)
+    lam, V = np.linalg.eigh(fh.hessian(net, P))
+    lr = 1.0 / lam[-1]
+    c = V.T @ delta
+    t = np.arange(8)
+    want = 0.5 * np.sum(lam[:, None] * c[:, None] ** 2 * (1 - lr * lam[:, None]) ** (2 * t),
+                        axis=0)
+    np.testing.assert_allclose(fh.predicted_loss(net, P, delta, lr, 7), want, rtol=1e-10)
