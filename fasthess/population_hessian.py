@@ -23,7 +23,7 @@ from .population_objective import ResidualCoefficients, residual_coefficients, s
 
 __all__ = ["PopulationHessian", "population_hessian", "dense_hessian", "population_matmat",
            "assemble_dense", "hessian_matmat", "population_trace", "dense_bytes",
-           "add_residual_dense", "residual_matmat", "DENSE_POPULATION_HINT"]
+           "add_residual_dense", "DENSE_POPULATION_HINT"]
 
 #: What to use instead of a dense population Hessian that does not fit.
 DENSE_POPULATION_HINT = (
@@ -354,7 +354,8 @@ def dense_hessian(ph: PopulationHessian) -> np.ndarray:
 
 
 def population_matmat(ph: PopulationHessian, V) -> np.ndarray:
-    """H_inf @ V for ``ph`` (see :func:`hessian_matmat` and :func:`residual_matmat`).
+    """H_inf @ V for ``ph``: :func:`hessian_matmat` at the optimum, with the residual
+    term folded into its GEMMs off it (O(Nh (Nh + M) (Ni + No)) per column).
 
     Examples
     --------
@@ -367,11 +368,9 @@ def population_matmat(ph: PopulationHessian, V) -> np.ndarray:
     >>> bool(np.allclose(population_matmat(ph, V), dense_hessian(ph) @ V, atol=1e-13))
     True
     """
-    out = hessian_matmat(ph.coefs, ph.net, V)
-    if ph.residual is not None:
-        out += residual_matmat(ph.residual, ph.net.n_in, ph.net.n_out,
-                               np.asarray(V, dtype=ph.dtype))
-    return out
+    if ph.residual is None:
+        return hessian_matmat(ph.coefs, ph.net, V)
+    return _fused_matmat(ph, V)
 
 
 def _relu_basis(rows, j, u, cos, sin):
@@ -407,50 +406,100 @@ def add_residual_dense(res: ResidualCoefficients, n_in: int, n_out: int, out) ->
         out[cols, j * n_in:(j + 1) * n_in] += vec
 
 
-def residual_matmat(res: ResidualCoefficients, n_in: int, n_out: int, V) -> np.ndarray:
-    """R @ V (V of shape (D,) or (D, m), in V's dtype), GEMMs with the stacked rows.
+def _fused_matmat(ph: PopulationHessian, V) -> np.ndarray:
+    """H_inf @ V off the optimum: the product of :func:`hessian_matmat` with the residual
+    term folded into its GEMMs (THEORY.md g).
 
-    Per column, with K[j, u] = w_u . v_j, d_j = K[j, j], T[j, u] = sum_m V2[m, j] beta[m, u]:
+    Per column, with K[j, u] = w_u . v_j over the stacked units u, d_j = K[j, j] and
+    T[j, u] = sum_m V2[m, j] beta[m, u]:
     (R v)_{w1, j} = rho_j v_j + (A_j d_j + sum_u (sb o K + c o T)_ju) w_j
-    + sum_u (sg o K + sb d + a o T)_ju w_u, and (R v)_{w2, (m, k)} = sum_u beta[m, u]
-    (c_ku d_k + a_ku K_ku): two GEMMs of Nh x (Nh + M) x Ni.
+    + sum_u (sg o K + sb d + a o T)_ju w_u, (R v)_{w2, (m, k)} = sum_u beta[m, u]
+    (c_ku d_k + a_ku K_ku). The student part of K is the transpose of the at-optimum
+    product's W1 V1^T, rho joins Q o a, and the student part of sum_u (.) w_u joins its
+    B W1: the residual adds two GEMMs of Nh x M x Ni (M: the teacher's hidden units) to
+    the three of Nh x Nh x Ni. The GEMMs are plain NumPy (BLAS) calls.
     """
-    dt = V.dtype
-    vector = V.ndim == 1
-    n_hidden = res.n_hidden
-    d1 = n_hidden * n_in
-    V2d = V.reshape(V.shape[0], -1)
+    from ._kernels.population import (
+        add_w1_terms,
+        gather_diagonal,
+        parallel_pairs_product,
+        product_hadamard,
+    )
+
+    net, coefs, res = ph.net, ph.coefs, ph.residual
+    dt = coefs.dtype
+    V = np.asarray(V)
+    n = net.n_params
+    if V.dtype.kind != "f":
+        raise TypeError(f"V must hold real floating-point numbers, got dtype {V.dtype}")
+    if V.ndim not in (1, 2) or V.shape[0] != n:
+        raise ValueError(f"V must have shape (D,) or (D, m) with D = n_params = {n}, "
+                         f"got {V.shape}")
+    if not np.all(np.isfinite(V)):
+        raise ValueError("V contains non-finite values (NaN or inf)")
+    nh, ni, no = net.n_hidden, net.n_in, net.n_out
+    d1 = nh * ni
+    V2d = V.reshape(n, -1)
     n_cols = V2d.shape[1]
-    W = res.rows.astype(dt)
-    beta, a, c, sb, sg = (x.astype(dt) for x in (res.beta, res.a, res.c, res.sb, res.sg))
-    rho, A = res.rho.astype(dt), res.A.astype(dt)
-    n_all = W.shape[0]
-    out = np.empty((V.shape[0], n_cols), dtype=dt)
+    w1 = np.ascontiguousarray(net.w1, dtype=dt)
+    w2 = np.ascontiguousarray(net.w2, dtype=dt)
+    wt = np.ascontiguousarray(res.rows[nh:], dtype=dt)  # the teacher's rows (M x Ni)
+    beta, a, c, sb, sg, A = (x.astype(dt, copy=False) for x in (
+        res.beta, res.a, res.c, res.sb, res.sg, res.A))
+    qa_rho = coefs.qa + np.diag(res.rho).astype(dt)
+    n_all = beta.shape[1]
+    out = np.empty((n, n_cols), dtype=dt)
     block = int(max(1, min(n_cols, _config.POP_PRODUCT_BLOCK_BYTES
-                           // (4 * n_hidden * n_all * dt.itemsize))))
-    idx = np.arange(n_hidden)
+                           // ((2 * nh * nh + 3 * nh * n_all) * dt.itemsize))))
     for c0 in range(0, n_cols, block):
         c1 = min(n_cols, c0 + block)
         m = c1 - c0
-        V1 = V2d[:d1, c0:c1].reshape(n_hidden, n_in, m)
-        V2 = V2d[d1:, c0:c1].reshape(n_out, n_hidden, m)
-        rows_jc = np.ascontiguousarray(V1.transpose(0, 2, 1)).reshape(n_hidden * m, n_in)
-        K = (rows_jc @ W.T).reshape(n_hidden, m, n_all)
-        d = K[idx, :, idx]  # (Nh, m)
-        T = np.einsum("kjc,ku->jcu", V2, beta)
-        E = sg[:, None, :] * K + sb[:, None, :] * d[:, :, None] + a[:, None, :] * T
-        coef = A[:, None] * d + np.einsum("ju,jcu->jc", sb, K) + np.einsum("ju,jcu->jc", c, T)
-        out1 = (E.reshape(n_hidden * m, n_all) @ W).reshape(n_hidden, m, n_in)
-        out1 += coef[:, :, None] * W[:n_hidden, None, :]
-        out1 = out1.transpose(0, 2, 1) + rho[:, None, None] * V1
+        Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
+        V1 = Vb[:d1].reshape(nh, ni, m)
+        V2 = Vb[d1:].reshape(no, nh, m)
+        # K[j, c, k] = w_j . v_k ; T[j, c, k] = sum_m W2[m, j] V2[m, k, c]
+        K = w1 @ np.ascontiguousarray(V1.transpose(1, 2, 0)).reshape(ni, m * nh)
+        T = w2.T @ np.ascontiguousarray(V2.transpose(0, 2, 1)).reshape(no, m * nh)
+        K3, T3 = K.reshape(nh, m, nh), T.reshape(nh, m, nh)
+        # the residual's K over the stacked units, before the Hadamard pass overwrites K
+        rows_jc = np.ascontiguousarray(V1.transpose(0, 2, 1)).reshape(nh * m, ni)
+        Kr = np.concatenate([K3.transpose(2, 1, 0), (rows_jc @ wt.T).reshape(nh, m, -1)],
+                            axis=2)
+        d = np.empty((nh, m), dtype=dt)
+        gather_diagonal(K3, d)
+        Tr = np.einsum("kjc,ku->jcu", V2, beta)
+        E = sg[:, None, :] * Kr + sb[:, None, :] * d[:, :, None] + a[:, None, :] * Tr
+        coef = A[:, None] * d + np.einsum("ju,jcu->jc", sb, Kr) + np.einsum("ju,jcu->jc", c, Tr)
+        out2r = ((beta @ c.T)[:, :, None] * d[None]
+                 + np.einsum("mu,kcu->mkc", beta, a[:, None, :] * Kr))
+        del Tr
+        r = np.empty((nh, m), dtype=dt)
+        product_hadamard(K3, T3, d, coefs.a, coefs.c, coefs.qm11, coefs.qm12, coefs.qm22, r)
+        r += coef
+        out1 = out[:d1, c0:c1].reshape(nh, ni * m) if m == n_cols else np.empty(
+            (nh, ni * m), dtype=dt)
+        np.matmul(qa_rho, Vb[:d1].reshape(nh, ni * m), out=out1)
+        T3 += E[:, :, :nh]
+        BW = T.reshape(nh * m, nh) @ w1 + E[:, :, nh:].reshape(nh * m, -1) @ wt
+        add_w1_terms(out1.reshape(nh, ni, m), BW.reshape(nh, m, ni), r, w1)
+        o1 = out1.reshape(nh, ni, m)
+        if coefs.par_indices.size:
+            parallel_pairs_product(w1, coefs.norms, coefs.Q, coefs.par_indptr,
+                                   coefs.par_indices, coefs.par_cos, coefs.par_sin, V1, o1)
         for j, u, kappa, cos, sin in res.par:
             e1, e2 = (e.astype(dt) for e in _relu_basis(res.rows, j, u, cos, sin))
-            out1[j] += kappa * (np.outer(e2, e2 @ V1[j]) - np.outer(e1, e1 @ V1[j]))
-        out[:d1, c0:c1] = out1.reshape(d1, m)
-        bc = beta @ c.T  # (No, Nh): sum_u beta[m, u] c[k, u]
-        out2 = bc[:, :, None] * d[None] + np.einsum("mu,kcu->mkc", beta, a[:, None, :] * K)
-        out[d1:, c0:c1] = out2.reshape(n_out * n_hidden, m)
-    return out.reshape(-1) if vector else out
+            o1[j] += kappa * (np.outer(e2, e2 @ V1[j]) - np.outer(e1, e1 @ V1[j]))
+        if m != n_cols:
+            out[:d1, c0:c1] = out1.reshape(d1, m)
+        # w2 part: sum_j W2[m', j] (c_jk d_j + a_jk K_kj) + (V2 G)[m', k], plus the residual's
+        aKW = (K.reshape(nh * m, nh) @ w2.T).reshape(nh, m, no)
+        dW2 = (w2[None, :, :] * d.T[:, None, :]).reshape(m * no, nh)
+        cterm = (dW2 @ coefs.c).reshape(m, no, nh)
+        gterm = coefs.G @ np.ascontiguousarray(V2.transpose(1, 0, 2)).reshape(nh, no * m)
+        out[d1:, c0:c1] = (aKW.transpose(2, 0, 1) + cterm.transpose(1, 2, 0)
+                           + gterm.reshape(nh, no, m).transpose(1, 0, 2) + out2r).reshape(
+                               no * nh, m)
+    return out.reshape(n) if V.ndim == 1 else out
 
 
 def _residual_trace(res: ResidualCoefficients, n_in: int) -> float:
