@@ -416,8 +416,10 @@ def _fused_matmat(ph: PopulationHessian, V) -> np.ndarray:
     (c_ku d_k + a_ku K_ku). The student part of K is the transpose of the at-optimum
     product's W1 V1^T, rho joins Q o a, and the student part of sum_u (.) w_u joins its
     B W1: the residual adds two GEMMs of Nh x M x Ni (M: the teacher's hidden units) to
-    the three of Nh x Nh x Ni. The GEMMs are plain NumPy (BLAS) calls.
+    the three of Nh x Nh x Ni, split into row pieces as those of :func:`hessian_matmat`.
     """
+    from .products import gemm_into
+
     from ._kernels.population import (
         add_w1_terms,
         gather_diagonal,
@@ -450,6 +452,14 @@ def _fused_matmat(ph: PopulationHessian, V) -> np.ndarray:
     out = np.empty((n, n_cols), dtype=dt)
     block = int(max(1, min(n_cols, _config.POP_PRODUCT_BLOCK_BYTES
                            // ((2 * nh * nh + 3 * nh * n_all) * dt.itemsize))))
+    planned = planned_threads(nh * n_all * ni * block, plan_budget())
+    threads = min(planned, compute_budget())
+
+    def gemm(dst, x, y, transposed=False, beta=0.0):  # dst = beta dst + x @ y (or y.T)
+        gemm_into(dst, x, y, b_transposed=transposed, beta=beta,
+                  pieces=pieces_for(planned, dst.shape[0]), threads=threads)
+        return dst
+
     for c0 in range(0, n_cols, block):
         c1 = min(n_cols, c0 + block)
         m = c1 - c0
@@ -457,13 +467,14 @@ def _fused_matmat(ph: PopulationHessian, V) -> np.ndarray:
         V1 = Vb[:d1].reshape(nh, ni, m)
         V2 = Vb[d1:].reshape(no, nh, m)
         # K[j, c, k] = w_j . v_k ; T[j, c, k] = sum_m W2[m, j] V2[m, k, c]
-        K = w1 @ np.ascontiguousarray(V1.transpose(1, 2, 0)).reshape(ni, m * nh)
+        K = gemm(np.empty((nh, m * nh), dtype=dt), w1,
+                 np.ascontiguousarray(V1.transpose(1, 2, 0)).reshape(ni, m * nh))
         T = w2.T @ np.ascontiguousarray(V2.transpose(0, 2, 1)).reshape(no, m * nh)
         K3, T3 = K.reshape(nh, m, nh), T.reshape(nh, m, nh)
         # the residual's K over the stacked units, before the Hadamard pass overwrites K
         rows_jc = np.ascontiguousarray(V1.transpose(0, 2, 1)).reshape(nh * m, ni)
-        Kr = np.concatenate([K3.transpose(2, 1, 0), (rows_jc @ wt.T).reshape(nh, m, -1)],
-                            axis=2)
+        Kt = gemm(np.empty((nh * m, wt.shape[0]), dtype=dt), rows_jc, wt, transposed=True)
+        Kr = np.concatenate([K3.transpose(2, 1, 0), Kt.reshape(nh, m, -1)], axis=2)
         d = np.empty((nh, m), dtype=dt)
         gather_diagonal(K3, d)
         Tr = np.einsum("kjc,ku->jcu", V2, beta)
@@ -477,9 +488,10 @@ def _fused_matmat(ph: PopulationHessian, V) -> np.ndarray:
         r += coef
         out1 = out[:d1, c0:c1].reshape(nh, ni * m) if m == n_cols else np.empty(
             (nh, ni * m), dtype=dt)
-        np.matmul(qa_rho, Vb[:d1].reshape(nh, ni * m), out=out1)
+        gemm(out1, qa_rho, Vb[:d1].reshape(nh, ni * m))
         T3 += E[:, :, :nh]
-        BW = T.reshape(nh * m, nh) @ w1 + E[:, :, nh:].reshape(nh * m, -1) @ wt
+        BW = gemm(np.empty((nh * m, ni), dtype=dt), T.reshape(nh * m, nh), w1)
+        gemm(BW, np.ascontiguousarray(E[:, :, nh:]).reshape(nh * m, -1), wt, beta=1.0)
         add_w1_terms(out1.reshape(nh, ni, m), BW.reshape(nh, m, ni), r, w1)
         o1 = out1.reshape(nh, ni, m)
         if coefs.par_indices.size:
