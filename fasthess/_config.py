@@ -223,3 +223,15 @@ STALE_TMP_SECONDS = 3600
 MAX_GRID_CONFIGS = 1_000_000
 # How long the default LocalCluster waits for a killed worker's nanny to restart it.
 LOST_WORKER_TIMEOUT = "10 minutes"
+
+# ---------------------------------------------------------------------- online SGD (online.py)
+# Records of online_sgd_ode (default alpha_eval) and online_sgd (default record_every).
+ONLINE_DEFAULT_RECORDS = 201
+# Gauss-Hermite rule of the 4-variate lr^2 term for smooth non-closed-form activations:
+# nodes per axis doubled from START until the term moves by <= RTOL of its largest entry.
+ONLINE_QUAD_START_NODES = 8
+ONLINE_QUAD_RTOL = 1e-8
+ONLINE_QUAD_MAX_NODES = 64
+# A direction of a 4 x 4 covariance with remaining variance <= this times its largest
+# variance is dropped from the rule (j = k, identical units, zero rows).
+ONLINE_CHOLESKY_RTOL = 1e-13
