@@ -238,3 +238,5 @@ ONLINE_QUAD_MAX_NODES = 64
 # A direction of a 4 x 4 covariance with remaining variance <= this times its largest
 # variance is dropped from the rule (j = k, identical units, zero rows).
 ONLINE_CHOLESKY_RTOL = 1e-13
+# Records of gradient_flow (default t_eval).
+FLOW_DEFAULT_RECORDS = 201

@@ -45,7 +45,7 @@ from .network import TwoLayerNet
 from .population import population_gradient, population_loss
 
 __all__ = ["OnlineODEResult", "OnlineSGDResult", "online_sgd_ode", "online_sgd", "ode_rhs",
-           "order_parameters", "generalisation_error"]
+           "order_parameters", "generalisation_error", "span_basis"]
 
 _TRAIN = ("both", "w1")
 
@@ -609,3 +609,33 @@ def ode_rhs(student, *, teacher, lr, lr2=None, noise=0.0, weight_decay=0.0, trai
     y = system.pack(Q, R, np.asarray(student.w2, dtype=np.float64))
     system.choose_nodes(y)
     return system.unpack(system(0.0, y))
+
+
+def span_basis(*weights):
+    """An orthonormal basis (Ni x r) of the span of the rows of the given W1s (THEORY.md g).
+
+    By the SVD of the stacked rows; singular values <= max(shape) * eps * the largest
+    are dropped, so r is the numerical rank (at least 1: a zero matrix keeps one
+    direction).
+
+    Parameters
+    ----------
+    *weights : array_like, each (rows, Ni)
+
+    Returns
+    -------
+    ndarray (Ni, r), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fasthess.online import span_basis
+    >>> B = span_basis(np.eye(2, 5), np.ones((1, 5)))
+    >>> B.shape, bool(np.allclose(B.T @ B, np.eye(3)))
+    ((5, 3), True)
+    """
+    stacked = np.concatenate([np.asarray(w, dtype=np.float64) for w in weights])
+    _, s, vt = np.linalg.svd(stacked, full_matrices=False)
+    tol = max(stacked.shape) * np.finfo(np.float64).eps * (s[0] if s.size else 0.0)
+    r = max(1, int(np.count_nonzero(s > tol)))
+    return np.ascontiguousarray(vt[:r].T)

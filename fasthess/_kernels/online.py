@@ -429,16 +429,17 @@ _pair_dd = kernel(_pair_dd)
 # ---------------------------------------------------------------------- population GD
 @kernel
 def population_gd_closed(code, C, n_student, w2, w2t, lr, steps, record_every, train_w1,
-                         train_w2, factor, loss_out, step_out, prev_c, prev_w2):
+                         train_w2, factor, floor, escape_factor, loss_out, step_out, prev_c,
+                         prev_w2):
     """Full-batch GD on the population loss in span coordinates, erf or linear.
 
     C (n x r): the rows of student (first ``n_student``) and teacher W1 in an orthonormal
     basis of their span; the student rows and w2 are updated in place by
     C_j -= lr sum_u S_ju (c_ju C_j + a_ju C_u), w2 -= lr beta G[:, :K] (THEORY.md g).
-    Records L_t at t = 0, record_every, ... and ``steps``. Stops at the first t whose
-    loss is not finite or exceeds ``factor``; then prev_c / prev_w2 hold step t - 1 and
-    the last record is t - 1 (or t, if L_t is finite). Returns (n_rec, diverged_at or
-    -1, use_prev).
+    Records L_t at t = 0, record_every, ... and ``steps``. Divergence and escape as in
+    ``dynamics._gd_loop`` (thresholds factor * (L_0 + floor), escape_factor * (L_0 +
+    floor)); on divergence prev_c / prev_w2 hold step t - 1. Returns (n_rec,
+    diverged_at or -1, use_prev, escaped_at or -1).
     """
     n, r = C.shape
     K = n_student
@@ -452,6 +453,9 @@ def population_gd_closed(code, C, n_student, w2, w2t, lr, steps, record_every, t
     grad = np.empty((K, r))
     n_rec = 0
     prev_loss = 0.0
+    threshold = np.inf
+    escape = np.inf
+    escaped_at = -1
     for t in range(steps + 1):
         np.dot(C, C.T, omega)
         pair_expectations(code, omega, a, c, G)
@@ -466,17 +470,22 @@ def population_gd_closed(code, C, n_student, w2, w2t, lr, steps, record_every, t
                 for v in range(n):
                     s += beta[m, u] * G[u, v] * beta[m, v]
         loss = 0.5 * s
-        if not (loss <= factor):
+        if t == 0:
+            threshold = factor * (loss + floor)
+            escape = escape_factor * (loss + floor)
+        if escaped_at < 0 and loss > escape:
+            escaped_at = t
+        if not (loss <= threshold):
             if math.isfinite(loss):
                 loss_out[n_rec] = loss
                 step_out[n_rec] = t
                 n_rec += 1
-                return n_rec, t, False
+                return n_rec, t, False, escaped_at
             if t > 0 and (n_rec == 0 or step_out[n_rec - 1] != t - 1):
                 loss_out[n_rec] = prev_loss
                 step_out[n_rec] = t - 1
                 n_rec += 1
-            return n_rec, t, t > 0
+            return n_rec, t, t > 0, escaped_at
         if t % record_every == 0 or t == steps:
             loss_out[n_rec] = loss
             step_out[n_rec] = t
@@ -508,4 +517,4 @@ def population_gd_closed(code, C, n_student, w2, w2t, lr, steps, record_every, t
             for j in range(K):
                 for i in range(r):
                     C[j, i] -= lr * grad[j, i]
-    return n_rec, -1, False
+    return n_rec, -1, False, escaped_at
