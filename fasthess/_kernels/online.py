@@ -338,16 +338,11 @@ def _sgd_loop(code, coeffs, rng, w1, w2, w1t, w2t, lr_n, lr2_n, wd_n, noise, tra
         if t % record_every == 0 or t == steps:
             for j in range(K):
                 for k in range(j, K):
-                    s = 0.0
-                    for i in range(n_in):
-                        s += w1[j, i] * w1[k, i]
+                    s = np.dot(w1[j], w1[k])
                     rec_q[n_rec, j, k] = s
                     rec_q[n_rec, k, j] = s
                 for m in range(M):
-                    s = 0.0
-                    for i in range(n_in):
-                        s += w1[j, i] * w1t[m, i]
-                    rec_r[n_rec, j, m] = s
+                    rec_r[n_rec, j, m] = np.dot(w1[j], w1t[m])
             rec_w2[n_rec, :, :] = w2
             rec_steps[n_rec] = t
             n_rec += 1
@@ -356,18 +351,14 @@ def _sgd_loop(code, coeffs, rng, w1, w2, w1t, w2t, lr_n, lr2_n, wd_n, noise, tra
         for i in range(n_in):
             x[i] = rng.standard_normal()
         for j in range(K):
-            s = 0.0
-            for i in range(n_in):
-                s += w1[j, i] * x[i]
+            # BLAS ddot: a plain loop is one dependent add per cycle
+            s = np.dot(w1[j], x)
             h[j] = s
             g, d1, _ = _act(code, coeffs, s)
             gs[j] = g
             ds[j] = d1
         for m in range(M):
-            s = 0.0
-            for i in range(n_in):
-                s += w1t[m, i] * x[i]
-            g, _, _ = _act(code, coeffs, s)
+            g, _, _ = _act(code, coeffs, np.dot(w1t[m], x))
             ht[m] = g
         for o in range(n_out):
             s = 0.0
