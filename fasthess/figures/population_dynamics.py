@@ -217,7 +217,8 @@ def plot_population_dynamics(data, ax=None):
             f"Computed: teacher rows orthonormal, second layers 1 (train w1 only), student "
             f"w_j = v + {scalar(data, 'asymmetry'):g} z_j, |v| ~ {scalar(data, 'scale'):g}; "
             f"lr = {scalar(data, 'lr'):g}; ODE by {scalar(data, 'ode_method')}; population "
-            f"GD at step {scalar(data, 'gd_lr'):g} shown at alpha = step gd_lr / lr. {hess}."))
+            f"GD at step {scalar(data, 'gd_lr'):g} shown at alpha = step × (GD step) / lr; "
+            f"seed {scalar(data, 'seed')}. {hess}."))
     return fig
 
 
@@ -237,7 +238,7 @@ FIGURE = FigureSpec(
     name="population_dynamics",
     data=population_dynamics_data,
     plot=plot_population_dynamics,
-    quick=dict(n_in=1000, n_seeds=3, alpha_max=300.0),
+    quick=dict(n_in=1000, n_seeds=3, alpha_max=200.0),
     full=dict(n_in=10_000, n_seeds=4, alpha_max=300.0),
     scale=_scale,
     summary=_summary,
