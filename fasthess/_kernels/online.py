@@ -313,6 +313,26 @@ def _pair_dd(code, coeffs, cjj, ckk, cjk, nodes, weights, rtol):
 
 
 # ---------------------------------------------------------------------- simulation
+@inline_kernel
+def _dot(a, b):
+    """a . b of two 1-d arrays with four partial sums: a plain loop is one dependent
+    add per cycle, and BLAS ddot may wake threads for every one of millions of calls."""
+    n = a.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for i in range(0, m, 4):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+    for i in range(m, n):
+        s0 += a[i] * b[i]
+    return (s0 + s1) + (s2 + s3)
+
+
 def _sgd_loop(code, coeffs, rng, w1, w2, w1t, w2t, lr_n, lr2_n, wd_n, noise, train_w2, steps,
               record_every, rec_q, rec_r, rec_w2, rec_steps):
     """``steps`` online SGD updates of (w1, w2) in place, one fresh x ~ N(0, I) each.
@@ -338,11 +358,11 @@ def _sgd_loop(code, coeffs, rng, w1, w2, w1t, w2t, lr_n, lr2_n, wd_n, noise, tra
         if t % record_every == 0 or t == steps:
             for j in range(K):
                 for k in range(j, K):
-                    s = np.dot(w1[j], w1[k])
+                    s = _dot(w1[j], w1[k])
                     rec_q[n_rec, j, k] = s
                     rec_q[n_rec, k, j] = s
                 for m in range(M):
-                    rec_r[n_rec, j, m] = np.dot(w1[j], w1t[m])
+                    rec_r[n_rec, j, m] = _dot(w1[j], w1t[m])
             rec_w2[n_rec, :, :] = w2
             rec_steps[n_rec] = t
             n_rec += 1
@@ -351,14 +371,13 @@ def _sgd_loop(code, coeffs, rng, w1, w2, w1t, w2t, lr_n, lr2_n, wd_n, noise, tra
         for i in range(n_in):
             x[i] = rng.standard_normal()
         for j in range(K):
-            # BLAS ddot: a plain loop is one dependent add per cycle
-            s = np.dot(w1[j], x)
+            s = _dot(w1[j], x)
             h[j] = s
             g, d1, _ = _act(code, coeffs, s)
             gs[j] = g
             ds[j] = d1
         for m in range(M):
-            g, _, _ = _act(code, coeffs, np.dot(w1t[m], x))
+            g, _, _ = _act(code, coeffs, _dot(w1t[m], x))
             ht[m] = g
         for o in range(n_out):
             s = 0.0
