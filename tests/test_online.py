@@ -19,7 +19,7 @@ from . import reference as ref
 # Drift vs central differences of the population loss (step 1e-6, O(1) weights):
 # truncation ~1e-12, cancellation ~1e-16 / 1e-6 = 1e-10, relative to the largest entry.
 RTOL_FD_DRIFT = 1e-7
-# erf's closed-form I4 vs the tensor Gauss-Hermite rule of 40 nodes per axis at unit
+# erf's closed-form I4 vs the tensor Gauss-Hermite rule of 36 nodes per axis at
 # variances below ~1 (seen <= 1e-13; at variances ~2 the rule itself is off by 1e-8).
 RTOL_I4_QUADRATURE = 1e-10
 # Monte Carlo: a mean of iid draws, this many standard errors (per entry; the grids
@@ -77,12 +77,13 @@ def rel(a, b):
 
 
 # ---------------------------------------------------------------------- drift
-@pytest.mark.parametrize("activation", ["erf", "linear", "tanh", "quadratic", ERF_CUSTOM],
-                         ids=["erf", "linear", "tanh", "quadratic", "custom_erf"])
-@pytest.mark.parametrize("n_out", [1, 2])
+@pytest.mark.parametrize("activation,n_out", [
+    ("erf", 1), ("erf", 2), ("linear", 1), ("linear", 2), ("quadratic", 1), ("quadratic", 2),
+    ("tanh", 1), (ERF_CUSTOM, 1)], ids=["erf-1", "erf-2", "linear-1", "linear-2",
+                                        "quadratic-1", "quadratic-2", "tanh-1", "custom_erf-1"])
 def test_drift_is_minus_the_population_gradient(activation, n_out):
     """O(lr) part of dQ, dR and the dW2 equation against FD of the population loss."""
-    student, teacher = pair(activation, n_in=6, K=2, M=2, n_out=n_out, seed=3)
+    student, teacher = pair(activation, n_in=4, K=2, M=2, n_out=n_out, seed=3)
     gw1, gw2 = fd_population_gradient(student, teacher)
     w1, w1t = student.w1, teacher.w1
     # f(lr) = lr D + lr^2 E in the first layer: D = 2 f(1) - f(2) / 2
@@ -129,9 +130,9 @@ def test_i4_erf_closed_form_vs_quadrature_and_monte_carlo(case):
         return d0 * d1 * g2 * g3
 
     got = i4_closed(ERF, np.ascontiguousarray(C), 0, 1, 2, 3)
-    quad = ref.gauss_hermite_expectation(integrand, C, 40)
+    quad = ref.gauss_hermite_expectation(integrand, C, 36)
     assert abs(got - quad) <= RTOL_I4_QUADRATURE * max(abs(quad), 1e-3)
-    mean, err = ref.monte_carlo_expectation(integrand, C, 400_000, np.random.default_rng(case))
+    mean, err = ref.monte_carlo_expectation(integrand, C, 200_000, np.random.default_rng(case))
     assert abs(got - mean) <= MC_SIGMAS * err
 
 
@@ -163,15 +164,15 @@ def test_train_w1_keeps_the_second_layer():
 
 def test_generic_route_matches_the_closed_form():
     """erf as a user activation (population gradient + quadrature) vs erf closed form."""
-    student, teacher = pair("erf", n_in=10, K=2, M=3, seed=4)
+    student, teacher = pair("erf", n_in=10, K=2, M=2, seed=4)
     custom_s = fh.TwoLayerNet(student.w1, student.w2, ERF_CUSTOM)
     custom_t = fh.TwoLayerNet(teacher.w1, teacher.w2, ERF_CUSTOM)
     kw = dict(lr=1.2, noise=0.3)
     for a, b in zip(ode_rhs(custom_s, teacher=custom_t, **kw),
                     ode_rhs(student, teacher=teacher, **kw)):
         assert rel(a, b) < RTOL_GENERIC
-    ra = fh.online_sgd_ode(custom_s, 1.0, teacher=custom_t, alpha_eval=[1.0], rtol=1e-8, **kw)
-    rb = fh.online_sgd_ode(student, 1.0, teacher=teacher, alpha_eval=[1.0], rtol=1e-8, **kw)
+    ra = fh.online_sgd_ode(custom_s, 0.5, teacher=custom_t, alpha_eval=[0.5], rtol=1e-8, **kw)
+    rb = fh.online_sgd_ode(student, 0.5, teacher=teacher, alpha_eval=[0.5], rtol=1e-8, **kw)
     assert rel(ra.loss, rb.loss) < RTOL_GENERIC
     assert ra.quadrature_nodes >= 8 and ra.quadrature_change <= 1e-6
     assert rb.quadrature_nodes is None and "closed form" in rb.method
