@@ -431,6 +431,7 @@ def gradient_flow(net, X, t_max, *, teacher=None, t_eval=None, train="both", met
     net : TwoLayerNet
         The initial student; not modified.
     X : array_like (P, n_in) or fasthess.POPULATION
+        The training inputs, or the population (x ~ N(0, I)).
     t_max : float
         The final time, > 0 (time in units of lr * steps of gradient descent).
     teacher : TwoLayerNet or None
@@ -442,11 +443,12 @@ def gradient_flow(net, X, t_max, *, teacher=None, t_eval=None, train="both", met
     method : str, default "BDF"
         A solve_ivp method; "BDF", "Radau" and "LSODA" use the Jacobian above.
     rtol, atol : float
-        solve_ivp's tolerances.
+        The tolerances of solve_ivp.
 
     Returns
     -------
     FlowResult
+        The loss at the times ``t`` and the final student.
 
     Raises
     ------
