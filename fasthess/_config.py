@@ -235,6 +235,10 @@ ONLINE_DEFAULT_RECORDS = 201
 ONLINE_QUAD_START_NODES = 8
 ONLINE_QUAD_RTOL = 1e-6
 ONLINE_QUAD_MAX_NODES = 64
+# The bivariate expectations of the drift (cheap: n^2 nodes per pair) to this, at most
+# this many nodes per axis.
+ONLINE_PAIR_RTOL = 1e-11
+ONLINE_PAIR_MAX_NODES = 1024
 # A direction of a 4 x 4 covariance with remaining variance <= this times its largest
 # variance is dropped from the rule (j = k, identical units, zero rows).
 ONLINE_CHOLESKY_RTOL = 1e-13

@@ -17,19 +17,21 @@ order parameters: both report it in closed form.
 How the Gaussian expectations are computed, per activation:
 
 * ``"erf"`` and ``"linear"``: closed forms (I2, I3, I4 of Saad and Solla; nn2pp's).
-* the O(lr) drift of any other activation: minus the population gradient
-  (:func:`fasthess.population.population_gradient`, first-order Stein: bivariate
-  expectations) of the network written in the span of its rows (THEORY.md g).
-* the O(lr^2) term E[d_j d_k] (4-variate) of any other smooth activation: a tensor
-  Gauss-Hermite rule in the Cholesky coordinates of each 4 x 4 covariance;
-  polynomials exactly (2 deg nodes per axis), tanh and
-  :class:`~fasthess.CustomActivation` with the node count doubled from
-  ``_config.ONLINE_QUAD_START_NODES`` until the term changes by at most
-  ``_config.ONLINE_QUAD_RTOL`` of its largest entry (checked at the first and the last
-  state). relu is refused: its g' jumps, so the rule converges too slowly.
+* any other smooth activation: the same expectations (the bivariate a, c, G of the
+  drift, first-order Stein as in :func:`fasthess.population.population_gradient`, and
+  the 4-variate I4 of the lr^2 term) by tensor Gauss-Hermite rules in the Cholesky
+  coordinates of each 2 x 2 and 4 x 4 covariance: polynomials exactly (2 deg nodes
+  per axis), tanh and :class:`~fasthess.CustomActivation` with the node counts doubled
+  from ``_config.ONLINE_QUAD_START_NODES`` until the drift and the second layer's
+  equation change by at most ``_config.ONLINE_PAIR_RTOL`` and the lr^2 term by
+  ``_config.ONLINE_QUAD_RTOL``, each relative to its largest entry (chosen at the first
+  state, checked again at the last: a RuntimeWarning if it no longer holds). The generalisation error of the ODE uses the same rule. relu is
+  refused: its g' jumps, so the rule converges too slowly.
 """
 from __future__ import annotations
 
+import functools
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -42,7 +44,7 @@ from ._resources import check_fits
 from ._validation import check_choice, check_float_array, check_int, check_real, check_rng
 from .activations import CustomActivation
 from .network import TwoLayerNet
-from .population import population_gradient, population_loss
+from .population import population_loss
 
 __all__ = ["OnlineODEResult", "OnlineSGDResult", "online_sgd_ode", "online_sgd", "ode_rhs",
            "order_parameters", "generalisation_error", "span_basis"]
@@ -184,19 +186,19 @@ _CUSTOM: "weakref.WeakKeyDictionary[CustomActivation, tuple]" = weakref.WeakKeyD
 
 
 def _kernels_for(activation):
-    """(i4_term_quadrature, sgd loop) compiled for ``activation``."""
+    """(i4_term_quadrature, pairs_quadrature, sgd loop) compiled for ``activation``."""
     from ._kernels import online as ko
 
     if activation.code >= 0:
-        return ko.i4_term_quadrature, ko.sgd_builtin
+        return ko.i4_term_quadrature, ko.pairs_quadrature, ko.sgd_builtin
     if not isinstance(activation, CustomActivation):
         raise TypeError(f"activation: the online routes support the built-in activations and "
                         f"fasthess.CustomActivation, got {type(activation).__name__}")
-    pair = _CUSTOM.get(activation)
-    if pair is None:
-        pair = ko.make_custom(activation.g, activation.dg)
-        _CUSTOM[activation] = pair
-    return pair
+    kernels = _CUSTOM.get(activation)
+    if kernels is None:
+        kernels = ko.make_custom(activation.g, activation.dg, activation.d2g)
+        _CUSTOM[activation] = kernels
+    return kernels
 
 
 class _System:
@@ -214,7 +216,6 @@ class _System:
         self.train_w2 = train_w2
         self.closed = activation.code in (ERF, LINEAR)
         self.nodes = None
-        self.weights = None
         self.method = (f"closed form ({'erf' if activation.code == ERF else 'linear'})"
                        if self.closed else None)
         self.quadrature_nodes = None
@@ -231,84 +232,140 @@ class _System:
     def pack(self, Q, R, w2):
         return np.concatenate([np.ravel(Q), np.ravel(R), np.ravel(w2)]).astype(np.float64)
 
-    def __call__(self, alpha, y):
-        from ._kernels import online as ko
-
-        self.nfev += 1
+    def _state(self, y):
         Q, R, w2 = self.unpack(y)
         omega = _omega(Q, R, self.T)
         w2 = np.ascontiguousarray(w2)
         beta = np.ascontiguousarray(np.concatenate([w2, -self.w2t], axis=1))
+        return omega, w2, beta
+
+    def __call__(self, alpha, y):
+        from ._kernels import online as ko
+
+        self.nfev += 1
+        omega, w2, beta = self._state(y)
         out = np.empty(y.size)
         if self.closed:
             ko.rhs_closed(self.act.code, omega, self.K, w2, beta, self.lr, self.lr2,
                           self.noise_var, self.wd, self.train_w2, out)
             return out
-        K = self.K
-        student, teacher, L = _span_nets(self.act, omega, K, w2, self.w2t)
-        width, r = student.w1.shape
-        grad = population_gradient(student, teacher)
-        grad_c = grad[:width * r].reshape(width, r)[:K]
-        gw2 = np.ascontiguousarray(grad[width * r:].reshape(self.n_out, width)[:, :K])
-        D = np.ascontiguousarray(grad_c @ L.T)
-        T4, a = self._fourth(omega, w2.T @ beta, self.nodes)
-        ko.assemble_rhs(omega, K, w2, D, T4, a, gw2, self.lr, self.lr2, self.noise_var,
+        D, gw2, T4, a, _ = self._pieces(omega, w2, beta, self.nodes)
+        ko.assemble_rhs(omega, self.K, w2, D, T4, a, gw2, self.lr, self.lr2, self.noise_var,
                         self.wd, self.train_w2, out)
         return out
 
-    def _fourth(self, omega, S, n):
-        """(sum_uv S_ju S_kv I4, E[g'_j g'_k]) by the Gauss-Hermite rule of n nodes."""
-        from scipy.special import roots_hermitenorm
+    def loss(self, y):
+        """The generalisation error at state y (quadrature G at the chosen nodes when
+        there is no closed form)."""
+        Q, R, w2 = self.unpack(y)
+        if self.closed:
+            return generalisation_error(self.act, Q, R, self.T, w2, self.w2t)
+        omega, w2, beta = self._state(y)
+        G = self._pieces(omega, w2, beta, self.nodes)[4]
+        return float(0.5 * np.einsum("mu,uv,mv->", beta, G, beta))
 
-        quadrature, _ = _kernels_for(self.act)
-        x, w = roots_hermitenorm(n)
-        w = w / w.sum()
-        K = self.K
-        T4, a = np.zeros((K, K)), np.zeros((K, K))
-        quadrature(self.act.code, self.act.kernel_coeffs(np.float64), omega, K,
-                   np.ascontiguousarray(S), self.noise_var > 0.0, x, w,
-                   _config.ONLINE_CHOLESKY_RTOL, T4, a)
-        return T4, a
+    def _pieces(self, omega, w2, beta, nodes, parts=(True, True)):
+        """(D, beta G[:, :K], T4, a, G): the bivariate parts by the Gauss-Hermite rule of
+        nodes[0] nodes per axis, the I4 term by nodes[1] (``parts`` selects which)."""
+        from ._kernels.online import drift
+
+        i4_rule, pair_rule, _ = _kernels_for(self.act)
+        K, size = self.K, omega.shape[0]
+        coeffs = self.act.kernel_coeffs(np.float64)
+        rtol = _config.ONLINE_CHOLESKY_RTOL
+        D = gw2 = T4 = a = G = None
+        S = np.ascontiguousarray(w2.T @ beta)
+        if parts[0]:
+            x, w = _rule(nodes[0])
+            a, c, G = np.empty((size, size)), np.empty((size, size)), np.empty((size, size))
+            pair_rule(self.act.code, coeffs, omega, x, w, rtol, a, c, G)
+            D = np.empty((K, size))
+            drift(omega, K, S, a, c, D)
+            gw2 = np.ascontiguousarray(beta @ G[:, :K])
+        if parts[1]:
+            x, w = _rule(nodes[1])
+            T4 = np.zeros((K, K))
+            i4_rule(self.act.code, coeffs, omega, K, S, x, w, rtol, T4)
+        return D, gw2, T4, a, G
 
     def choose_nodes(self, y):
-        """Set the Gauss-Hermite node count (see the module docstring) at state y."""
+        """Set the Gauss-Hermite node counts (see the module docstring) at state y."""
         if self.closed:
             return
         act = self.act
         if act.code == POLYNOMIAL:
             # g'^2 g^2 has degree 4 deg - 2 per axis at most: 2 deg nodes are exact
-            self.nodes = 2 * act.degree
+            n = 2 * act.degree
+            self.nodes = (n, n)
             self.quadrature_nodes, self.quadrature_change = self.nodes, 0.0
-            self.method = f"Gauss-Hermite, {self.nodes} nodes per axis (exact for degree " \
-                          f"{act.degree})"
+            self.method = f"Gauss-Hermite, {n} nodes per axis (exact for degree {act.degree})"
             return
-        n, change = self.converged_nodes(y, _config.ONLINE_QUAD_START_NODES)
-        self.nodes, self.quadrature_nodes, self.quadrature_change = n, n, change
-        self.method = f"Gauss-Hermite, {n} nodes per axis (doubling change {change:.1e})"
+        n2, c2 = self.converged_nodes(y, 0)
+        n4, c4 = self.converged_nodes(y, 1)
+        self.nodes = (n2, n4)
+        self.quadrature_nodes, self.quadrature_change = self.nodes, max(c2, c4)
+        self.method = (f"Gauss-Hermite, {n2} nodes per axis (pairs, doubling change {c2:.1e}), "
+                       f"{n4} (I4, doubling change {c4:.1e})")
 
-    def converged_nodes(self, y, n):
-        Q, R, w2 = self.unpack(y)
-        omega = _omega(Q, R, self.T)
-        beta = np.concatenate([w2, -self.w2t], axis=1)
-        S = w2.T @ beta
-        old = self._fourth(omega, S, n)
+    def _change(self, y, part, n):
+        """The largest change of the part's terms from n to 2n nodes, each relative to its
+        largest entry (part 0: D and beta G; part 1: T4)."""
+        omega, w2, beta = self._state(y)
+        parts = (part == 0, part == 1)
+        old = self._pieces(omega, w2, beta, (n, n), parts)[:3]
+        new = self._pieces(omega, w2, beta, (2 * n, 2 * n), parts)[:3]
+        change = 0.0
+        for o, nw in zip(old, new):
+            if o is None:
+                continue
+            scale = float(np.max(np.abs(nw)))
+            if scale > 0.0:
+                change = max(change, float(np.max(np.abs(o - nw))) / scale)
+        return change
+
+    def converged_nodes(self, y, part):
+        rtol = (_config.ONLINE_PAIR_RTOL, _config.ONLINE_QUAD_RTOL)[part]
+        top = (_config.ONLINE_PAIR_MAX_NODES, _config.ONLINE_QUAD_MAX_NODES)[part]
+        n = _config.ONLINE_QUAD_START_NODES
         while True:
-            new = self._fourth(omega, S, 2 * n)
-            change = 0.0
-            for o, nw in zip(old, new):
-                scale = float(np.max(np.abs(nw)))
-                if scale > 0.0:
-                    change = max(change, float(np.max(np.abs(o - nw))) / scale)
-            if change <= _config.ONLINE_QUAD_RTOL:
+            change = self._change(y, part, n)
+            if change <= rtol:
                 return n, change
-            if 2 * n >= _config.ONLINE_QUAD_MAX_NODES:
+            if 2 * n >= top:
                 raise ValueError(
                     f"activation {self.act.name!r}: the Gauss-Hermite quadrature of the "
-                    f"online-SGD lr^2 term did not converge to {_config.ONLINE_QUAD_RTOL:g} "
-                    f"(relative change {change:.1e} from {n} to {2 * n} nodes per axis; at "
-                    f"most {_config.ONLINE_QUAD_MAX_NODES} allowed); is g smooth?")
+                    f"online-SGD equations ({('bivariate', '4-variate')[part]} terms) did not "
+                    f"converge to {rtol:g} (relative change {change:.1e} from {n} to {2 * n} "
+                    f"nodes per axis; at most {top} allowed); is g smooth? Large "
+                    f"pre-activation variances need more nodes")
             n *= 2
-            old = new
+
+    def check_final(self, y):
+        """The rules' change at the final state; a RuntimeWarning if above tolerance."""
+        if self.closed or self.quadrature_change == 0.0:
+            return
+        for part, rtol in enumerate((_config.ONLINE_PAIR_RTOL, _config.ONLINE_QUAD_RTOL)):
+            change = self._change(y, part, self.nodes[part])
+            self.quadrature_change = max(self.quadrature_change, change)
+            if change > rtol:
+                warnings.warn(
+                    f"online_sgd_ode: at the final state the Gauss-Hermite rule of "
+                    f"{self.nodes[part]} nodes per axis changes the equations by {change:.1e} "
+                    f"relative from {self.nodes[part]} to {2 * self.nodes[part]} nodes "
+                    f"(tolerance {rtol:g}): the weights grew along the run",
+                    RuntimeWarning, stacklevel=3)
+
+
+@functools.lru_cache(maxsize=16)
+def _rule(n):
+    """Gauss-Hermite nodes and weights (summing to 1) of N(0, 1), n nodes."""
+    from scipy.special import roots_hermitenorm
+
+    x, w = roots_hermitenorm(n)
+    w = w / w.sum()
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
 
 
 # ---------------------------------------------------------------------- the ODEs
@@ -331,10 +388,12 @@ class OnlineODEResult:
     teacher_w2 : ndarray (No, M)
     method : str
         How the Gaussian expectations were computed.
-    quadrature_nodes : int or None
-        Gauss-Hermite nodes per axis of the lr^2 term (None: closed form).
+    quadrature_nodes : tuple of int or None
+        Gauss-Hermite nodes per axis of the bivariate terms and of the lr^2 term
+        (None: closed form).
     quadrature_change : float or None
-        The doubling rule's change at the start (0.0: exact rule; None: closed form).
+        The doubling rules' largest change, at the first and the last state (0.0:
+        exact rule; None: closed form).
     integrator : str
         The solve_ivp method, with its rtol and atol.
     nfev : int
@@ -357,7 +416,7 @@ class OnlineODEResult:
     T: np.ndarray
     teacher_w2: np.ndarray
     method: str
-    quadrature_nodes: int | None
+    quadrature_nodes: tuple | None
     quadrature_change: float | None
     integrator: str
     nfev: int
@@ -455,9 +514,7 @@ def online_sgd_ode(student, alpha_max, *, teacher, lr, lr2=None, noise=0.0, weig
     if sol.status != 0 or not np.all(np.isfinite(sol.y)):
         raise ValueError(f"online_sgd_ode: the integration failed at alpha = {sol.t[-1]:.4g} "
                          f"({sol.message}); lower lr or raise the tolerances")
-    if system.quadrature_change not in (None, 0.0):
-        _, end_change = system.converged_nodes(sol.y[:, -1], system.nodes)
-        system.quadrature_change = max(system.quadrature_change, end_change)
+    system.check_final(sol.y[:, -1])
     n = sol.t.size
     Qs, Rs, W2s = (np.empty((n, system.K, system.K)), np.empty((n, system.K, system.M)),
                    np.empty((n, student.n_out, system.K)))
@@ -465,7 +522,7 @@ def online_sgd_ode(student, alpha_max, *, teacher, lr, lr2=None, noise=0.0, weig
     for i in range(n):
         Qi, Ri, wi = system.unpack(sol.y[:, i])
         Qs[i], Rs[i], W2s[i] = 0.5 * (Qi + Qi.T), Ri, wi
-        loss[i] = generalisation_error(student.activation, Qs[i], Ri, T, wi, w2t)
+        loss[i] = system.loss(sol.y[:, i])
     return OnlineODEResult(
         alpha=sol.t.copy(), loss=loss, Q=Qs, R=Rs, w2=W2s, T=T, teacher_w2=w2t,
         method=system.method, quadrature_nodes=system.quadrature_nodes,
@@ -554,10 +611,10 @@ def online_sgd(student, steps, *, teacher, lr, lr2=None, noise=0.0, weight_decay
     --------
     >>> import fasthess as fh
     >>> t = fh.TwoLayerNet.random(100, 2, rng=0); s = fh.TwoLayerNet.random(100, 2, rng=1)
-    >>> a = fh.online_sgd(s, 500, teacher=t, lr=1.0, rng=3)
-    >>> b = fh.online_sgd(s, 500, teacher=t, lr=1.0, rng=3)
+    >>> a = fh.online_sgd(s, 500, teacher=t, lr=1.0, record_every=100, rng=3)
+    >>> b = fh.online_sgd(s, 500, teacher=t, lr=1.0, record_every=100, rng=3)
     >>> bool((a.loss == b.loss).all()), a.loss.shape
-    (True, (101,))
+    (True, (6,))
     """
     student, teacher = check_student_teacher(student, teacher, "fasthess.online_sgd")
     steps = check_int(steps, "steps", minimum=1, maximum=2**62)
@@ -577,7 +634,7 @@ def online_sgd(student, steps, *, teacher, lr, lr2=None, noise=0.0, weight_decay
     w2t = np.ascontiguousarray(teacher.w2, dtype=np.float64)
     rec_q, rec_r = np.empty((n_max, K, K)), np.empty((n_max, K, M))
     rec_w2, rec_steps = np.empty((n_max, n_out, K)), np.empty(n_max, dtype=np.int64)
-    _, loop = _kernels_for(student.activation)
+    loop = _kernels_for(student.activation)[2]
     act = student.activation
     n_rec = loop(act.code, act.kernel_coeffs(np.float64), generator, w1, w2, w1t, w2t,
                  lr / n_in, lr2 / n_in, weight_decay / n_in, noise, train == "both", steps,

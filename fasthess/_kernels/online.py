@@ -23,9 +23,9 @@ alpha = steps / Ni, with D_jw = E[d_j h_w] = sum_u S_ju I3(j, w, u):
     dR_jm / dalpha = -lr D_j,K+m - wd R_jm
     dW2 / dalpha   = -lr2 beta G[:, :K] - wd W2          (when the second layer trains)
 
-Other activations: the 4-variate expectations by a tensor Gauss-Hermite rule in the
-Cholesky coordinates of each 4 x 4 covariance (:func:`i4_term_quadrature`); a zero
-direction (j = k, a zero row) drops its axis. The activation comes through the module
+Other activations: the same expectations by tensor Gauss-Hermite rules in the Cholesky
+coordinates of each 2 x 2 (:func:`pairs_quadrature`) and 4 x 4 covariance
+(:func:`i4_term_quadrature`); a zero direction (j = k, a zero row) drops its axis. The activation comes through the module
 global ``_act`` as in ``dynamics.py`` (a user's activation rebinds it).
 """
 from __future__ import annotations
@@ -252,10 +252,8 @@ def _gauss4(code, coeffs, C, nodes, weights, rtol):
     return total
 
 
-def _i4_term_quadrature(code, coeffs, omega, n_student, S, noise_pairs, nodes, weights, rtol,
-                        out_t4, out_a):
-    """out_t4[j, k] = sum_uv S_ju S_kv I4(j, k, u, v) and, if noise_pairs, out_a[j, k] =
-    E[g'(h_j) g'(h_k)] (K x K) by :func:`_gauss4`."""
+def _i4_term_quadrature(code, coeffs, omega, n_student, S, nodes, weights, rtol, out_t4):
+    """out_t4[j, k] = sum_uv S_ju S_kv I4(j, k, u, v) (K x K) by :func:`_gauss4`."""
     n = omega.shape[0]
     C = np.empty((4, 4))
     idx = np.empty(4, dtype=np.int64)
@@ -279,37 +277,46 @@ def _i4_term_quadrature(code, coeffs, omega, n_student, S, noise_pairs, nodes, w
                     acc += w * _gauss4(code, coeffs, C, nodes, weights, rtol)
             out_t4[j, k] = acc
             out_t4[k, j] = acc
-            if noise_pairs:
-                # E[g'_j g'_k] = I4 with g(h2) g(h3) replaced by 1: a zero-variance pair
-                # whose g is not 1 in general, so integrate the pair on its own
-                out_a[j, k] = _pair_dd(code, coeffs, omega[j, j], omega[k, k], omega[j, k],
-                                       nodes, weights, rtol)
-                out_a[k, j] = out_a[j, k]
 
 
-def _pair_dd(code, coeffs, cjj, ckk, cjk, nodes, weights, rtol):
-    """E[g'(h_j) g'(h_k)] by the 2-D rule in Cholesky coordinates."""
-    top = max(cjj, ckk)
-    l00 = math.sqrt(cjj) if cjj > rtol * top and cjj > 0.0 else 0.0
-    l10 = cjk / l00 if l00 > 0.0 else 0.0
-    rest = ckk - l10 * l10
-    l11 = math.sqrt(rest) if rest > rtol * top and rest > 0.0 else 0.0
-    n = nodes.shape[0]
-    n0 = n if l00 > 0.0 else 1
-    n1 = n if l11 > 0.0 else 1
-    total = 0.0
-    for i0 in range(n0):
-        z0 = nodes[i0] if l00 > 0.0 else 0.0
-        w0 = weights[i0] if l00 > 0.0 else 1.0
-        _, f0, _ = _act(code, coeffs, l00 * z0)
-        s = 0.0
-        for i1 in range(n1):
-            z1 = nodes[i1] if l11 > 0.0 else 0.0
-            w1 = weights[i1] if l11 > 0.0 else 1.0
-            _, f1, _ = _act(code, coeffs, l10 * z0 + l11 * z1)
-            s += w1 * f1
-        total += w0 * f0 * s
-    return total
+def _pairs_quadrature(code, coeffs, omega, nodes, weights, rtol, a, c, G):
+    """a, c, G (n x n) of the covariance ``omega`` by the 2-D rule in Cholesky coordinates
+    (the same nodes as the I4 rule; a zero direction drops its axis)."""
+    n = omega.shape[0]
+    m = nodes.shape[0]
+    for u in range(n):
+        for v in range(u, n):
+            cuu = omega[u, u]
+            cvv = omega[v, v]
+            top = max(cuu, cvv)
+            l00 = math.sqrt(cuu) if cuu > rtol * top and cuu > 0.0 else 0.0
+            l10 = omega[u, v] / l00 if l00 > 0.0 else 0.0
+            rest = cvv - l10 * l10
+            l11 = math.sqrt(rest) if rest > rtol * top and rest > 0.0 else 0.0
+            n0 = m if l00 > 0.0 else 1
+            n1 = m if l11 > 0.0 else 1
+            s_a = 0.0
+            s_g = 0.0
+            s_cuv = 0.0
+            s_cvu = 0.0
+            for i0 in range(n0):
+                z0 = nodes[i0] if l00 > 0.0 else 0.0
+                w0 = weights[i0] if l00 > 0.0 else 1.0
+                gu, du, d2u = _act(code, coeffs, l00 * z0)
+                for i1 in range(n1):
+                    z1 = nodes[i1] if l11 > 0.0 else 0.0
+                    w = w0 * (weights[i1] if l11 > 0.0 else 1.0)
+                    gv, dv, d2v = _act(code, coeffs, l10 * z0 + l11 * z1)
+                    s_a += w * du * dv
+                    s_g += w * gu * gv
+                    s_cuv += w * d2u * gv
+                    s_cvu += w * d2v * gu
+            a[u, v] = s_a
+            a[v, u] = s_a
+            G[u, v] = s_g
+            G[v, u] = s_g
+            c[u, v] = s_cuv
+            c[v, u] = s_cvu
 
 
 # ---------------------------------------------------------------------- simulation
@@ -409,31 +416,30 @@ def _sgd_loop(code, coeffs, rng, w1, w2, w1t, w2t, lr_n, lr2_n, wd_n, noise, tra
 
 _act = activate
 i4_term_quadrature = kernel(_i4_term_quadrature)
+pairs_quadrature = kernel(_pairs_quadrature)
 sgd_builtin = kernel(_sgd_loop)
 
 
-def make_custom(g, dg):
-    """(i4_term_quadrature, sgd loop) for a user's jitted g, g' (uncached; compiled on
-    first call). Same signatures as the built-in kernels; ``code``, ``coeffs`` ignored."""
+def make_custom(g, dg, d2g):
+    """(i4_term_quadrature, pairs_quadrature, sgd loop) for a user's jitted g, g', g''
+    (uncached; compiled on first call). Same signatures as the built-in kernels;
+    ``code`` and ``coeffs`` are ignored."""
     @kernel(cache=False)
     def act(code, coeffs, z):
-        return g(z), dg(z), 0.0
+        return g(z), dg(z), d2g(z)
 
-    out = []
-    for func, name in ((_i4_term_quadrature, "i4_custom"), (_sgd_loop, "sgd_custom")):
-        glb = {**func.__globals__, "_act": act}
-        # the helpers the loop calls must see the user's activation too
-        glb["_gauss4"] = kernel(types.FunctionType(_gauss4.py_func.__code__, glb, "gauss4"),
-                                cache=False)
-        glb["_pair_dd"] = kernel(types.FunctionType(_pair_dd.py_func.__code__, glb, "pair_dd"),
-                                 cache=False)
-        out.append(kernel(types.FunctionType(func.__code__, glb, name), cache=False))
-    return tuple(out)
+    glb = {**_sgd_loop.__globals__, "_act": act}
+    # the helper the I4 rule calls must see the user's activation too
+    glb["_gauss4"] = kernel(types.FunctionType(_gauss4.py_func.__code__, glb, "gauss4"),
+                            cache=False)
+    return tuple(kernel(types.FunctionType(func.__code__, glb, name), cache=False)
+                 for func, name in ((_i4_term_quadrature, "i4_custom"),
+                                    (_pairs_quadrature, "pairs_custom"),
+                                    (_sgd_loop, "sgd_custom")))
 
 
-# the built-in helpers, compiled against the module's _act
+# the built-in helper, compiled against the module's _act
 _gauss4 = kernel(_gauss4)
-_pair_dd = kernel(_pair_dd)
 
 
 # ---------------------------------------------------------------------- population GD

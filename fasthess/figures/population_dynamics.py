@@ -70,20 +70,21 @@ def smallest_population_eigenvalue(student, teacher) -> float:
     return float(np.min(np.asarray(ev, dtype=np.float64)))
 
 
-def _problem(n_in, asymmetry, scale, seed):
+def _problem(n_in, asymmetry, scale, seed, n_hidden=2):
     rng = np.random.default_rng(seed)
-    rows = np.linalg.qr(rng.standard_normal((n_in, 2)))[0].T  # T = I
-    teacher = TwoLayerNet(rows, np.ones((1, 2)), "erf")
+    k = n_hidden
+    rows = np.linalg.qr(rng.standard_normal((n_in, k)))[0].T  # T = I
+    teacher = TwoLayerNet(rows, np.ones((1, k)), "erf")
     v = scale * rng.standard_normal(n_in) / math.sqrt(n_in)
-    w1 = v + asymmetry * rng.standard_normal((2, n_in)) / math.sqrt(n_in)
-    student = TwoLayerNet(w1, np.ones((1, 2)), "erf")
-    symmetric = TwoLayerNet(np.stack([v, v]), np.ones((1, 2)), "erf")
+    w1 = v + asymmetry * rng.standard_normal((k, n_in)) / math.sqrt(n_in)
+    student = TwoLayerNet(w1, np.ones((1, k)), "erf")
+    symmetric = TwoLayerNet(np.tile(v, (k, 1)), np.ones((1, k)), "erf")
     return teacher, student, symmetric
 
 
 def population_dynamics_data(n_in=10_000, n_seeds=4, alpha_max=300.0, lr=1.0, asymmetry=0.01,
                              scale=0.3, gd_lr=0.5, n_records=150, n_hessian=12,
-                             plateau_rtol=0.05, bias_per_inv_ni=40.0, seed=0,
+                             plateau_rtol=0.05, bias_per_inv_ni=40.0, n_hidden=2, seed=0,
                              progress=None) -> dict:
     """The plateau of online learning: ODE, simulation and population GD (see module).
 
@@ -109,6 +110,8 @@ def population_dynamics_data(n_in=10_000, n_seeds=4, alpha_max=300.0, lr=1.0, as
         The plateau: where the ODE's error is within this of the symmetric height.
     bias_per_inv_ni : float
         The claim's allowance for the finite-Ni bias (see the module docstring).
+    n_hidden : int
+        K = M, the hidden units of student and teacher (2 or 3 in the literature).
     seed : int
     progress : bool or None
 
@@ -124,7 +127,7 @@ def population_dynamics_data(n_in=10_000, n_seeds=4, alpha_max=300.0, lr=1.0, as
     >>> d["sim_loss"].shape
     (2, 21)
     """
-    teacher, student, symmetric = _problem(n_in, asymmetry, scale, seed)
+    teacher, student, symmetric = _problem(n_in, asymmetry, scale, seed, n_hidden)
     steps = int(round(alpha_max * n_in))
     record_every = max(1, steps // n_records)
     runs = []
@@ -165,7 +168,8 @@ def population_dynamics_data(n_in=10_000, n_seeds=4, alpha_max=300.0, lr=1.0, as
         "gd_alpha": gd.steps * gd_lr / lr, "gd_loss": gd.loss,
         "hessian_alpha": marks * gd_lr / lr, "hessian_min_eigenvalue": np.array(hess),
         "hessian_available": bool(np.all(np.isfinite(hess))),
-        "n_in": int(n_in), "n_seeds": int(n_seeds), "lr": float(lr), "gd_lr": float(gd_lr),
+        "n_in": int(n_in), "n_hidden": int(n_hidden), "n_seeds": int(n_seeds), "lr": float(lr),
+        "gd_lr": float(gd_lr),
         "asymmetry": float(asymmetry), "scale": float(scale), "seed": int(seed),
         "plateau_rtol": float(plateau_rtol), "ode_method": ode.integrator,
         "sim_within_spread": within,
@@ -206,7 +210,8 @@ def plot_population_dynamics(data, ax=None):
     ax.set_ylim(1e-6, 1.0)
     ax.set_xlabel(r"$\alpha$ = steps / $N_i$")
     ax.set_ylabel("generalisation error")
-    ax.set_title("erf soft committee machine, K = M = 2: the plateau", fontsize="medium")
+    k = scalar(data, "n_hidden") if "n_hidden" in data else 2
+    ax.set_title(f"erf soft committee machine, K = M = {k}: the plateau", fontsize="medium")
     ax.legend(loc="lower left", fontsize="small", framealpha=1.0, edgecolor="none")
     if owned:
         hess = ("smallest population-Hessian eigenvalue along GD: "
