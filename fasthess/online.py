@@ -25,7 +25,7 @@ How the Gaussian expectations are computed, per activation:
   from ``_config.ONLINE_QUAD_START_NODES`` until the drift and the second layer's
   equation change by at most ``_config.ONLINE_PAIR_RTOL`` and the lr^2 term by
   ``_config.ONLINE_QUAD_RTOL``, each relative to its largest entry (chosen at the first
-  state, checked again at the last: a RuntimeWarning if it no longer holds). The generalisation error of the ODE uses the same rule. relu is
+  state, checked again at the last: a RuntimeWarning beyond ten times the tolerance). The generalisation error of the ODE uses the same rule. relu is
   refused: its g' jumps, so the rule converges too slowly.
 """
 from __future__ import annotations
@@ -50,6 +50,9 @@ __all__ = ["OnlineODEResult", "OnlineSGDResult", "online_sgd_ode", "online_sgd",
            "order_parameters", "generalisation_error", "span_basis"]
 
 _TRAIN = ("both", "w1")
+# The end-state check of the quadrature warns beyond this many times its tolerance (the
+# rule chosen at the start is at the tolerance; a small drift along the run is expected).
+_FINAL_SLACK = 10.0
 
 
 # ---------------------------------------------------------------------- validation
@@ -347,12 +350,12 @@ class _System:
         for part, rtol in enumerate((_config.ONLINE_PAIR_RTOL, _config.ONLINE_QUAD_RTOL)):
             change = self._change(y, part, self.nodes[part])
             self.quadrature_change = max(self.quadrature_change, change)
-            if change > rtol:
+            if change > _FINAL_SLACK * rtol:
                 warnings.warn(
                     f"online_sgd_ode: at the final state the Gauss-Hermite rule of "
                     f"{self.nodes[part]} nodes per axis changes the equations by {change:.1e} "
                     f"relative from {self.nodes[part]} to {2 * self.nodes[part]} nodes "
-                    f"(tolerance {rtol:g}): the weights grew along the run",
+                    f"(chosen at the start for {rtol:g}): the weights grew along the run",
                     RuntimeWarning, stacklevel=3)
 
 
