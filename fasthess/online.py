@@ -25,8 +25,9 @@ How the Gaussian expectations are computed, per activation:
   from ``_config.ONLINE_QUAD_START_NODES`` until the drift and the second layer's
   equation change by at most ``_config.ONLINE_PAIR_RTOL`` and the lr^2 term by
   ``_config.ONLINE_QUAD_RTOL``, each relative to its largest entry (chosen at the first
-  state, checked again at the last: a RuntimeWarning beyond ten times the tolerance). The generalisation error of the ODE uses the same rule. relu is
-  refused: its g' jumps, so the rule converges too slowly.
+  state, checked again at the last: a RuntimeWarning beyond ten times the tolerance).
+  The generalisation error of the ODE uses the same rule. relu is refused: its g'
+  jumps, so the rule converges too slowly.
 """
 from __future__ import annotations
 

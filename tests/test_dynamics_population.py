@@ -52,7 +52,7 @@ def full_space_gd(student, teacher, lr, steps, train):
 @pytest.mark.parametrize("activation,train,n_out,steps", [
     ("erf", "both", 1, 30), ("erf", "w1", 2, 30), ("erf", "w2", 1, 30),
     ("linear", "both", 2, 30), ("relu", "both", 1, 30), ("quadratic", "w1", 1, 20),
-    ("tanh", "both", 1, 5)])
+    ("tanh", "both", 1, 3)])
 def test_population_gd_in_the_span_equals_the_full_space(activation, train, n_out, steps):
     student, teacher = nets(activation, n_out=n_out, seed=2)
     lr = 0.3 if activation in ("linear", "quadratic") else 0.8

@@ -25,8 +25,9 @@ alpha = steps / Ni, with D_jw = E[d_j h_w] = sum_u S_ju I3(j, w, u):
 
 Other activations: the same expectations by tensor Gauss-Hermite rules in the Cholesky
 coordinates of each 2 x 2 (:func:`pairs_quadrature`) and 4 x 4 covariance
-(:func:`i4_term_quadrature`); a zero direction (j = k, a zero row) drops its axis. The activation comes through the module
-global ``_act`` as in ``dynamics.py`` (a user's activation rebinds it).
+(:func:`i4_term_quadrature`); a zero direction (j = k, a zero row) drops its axis. The
+activation comes through the module global ``_act`` as in ``dynamics.py`` (a user's
+activation rebinds it).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import types
 import numpy as np
 
 from ._jit import inline_kernel, kernel
-from .activation import ERF, LINEAR, activate
+from .activation import LINEAR, activate
 
 _TWO_OVER_PI = 2.0 / math.pi
 _FOUR_OVER_PI2 = 4.0 / (math.pi * math.pi)
