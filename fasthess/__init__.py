@@ -16,7 +16,9 @@ from .rank import RankResult, numerical_rank
 from .slq import SpectralDensity, spectral_density
 from .spectrum import Spectrum, eigenvalues, eigsh, smallest_nonzero
 from .traces import trace
-from .dynamics import GDResult, decay_rate, gradient_descent, perturb, predicted_loss
+from .online import OnlineODEResult, OnlineSGDResult, online_sgd, online_sgd_ode
+from .dynamics import (FlowResult, GDResult, decay_rate, gradient_descent, gradient_flow,
+                       perturb, predicted_loss)
 from .sweeps import load_sweep, sweep
 from . import theory
 
@@ -31,6 +33,8 @@ __all__ = [
     "eigenvalues", "Spectrum", "eigsh", "smallest_nonzero", "numerical_rank", "RankResult",
     "spectral_density", "SpectralDensity", "trace",
     "gradient_descent", "GDResult", "perturb", "predicted_loss", "decay_rate",
+    "gradient_flow", "FlowResult",
+    "online_sgd_ode", "OnlineODEResult", "online_sgd", "OnlineSGDResult",
     "theory", "sweep", "load_sweep",
     "set_num_threads", "get_num_threads", "threads",
 ]

@@ -225,3 +225,24 @@ STALE_TMP_SECONDS = 3600
 MAX_GRID_CONFIGS = 1_000_000
 # How long the default LocalCluster waits for a killed worker's nanny to restart it.
 LOST_WORKER_TIMEOUT = "10 minutes"
+
+# ---------------------------------------------------------------------- online SGD (online.py)
+# Records of online_sgd_ode (default alpha_eval) and online_sgd (default record_every).
+ONLINE_DEFAULT_RECORDS = 201
+# Gauss-Hermite rule of the 4-variate lr^2 term for smooth non-closed-form activations:
+# nodes per axis doubled from START until the term moves by <= RTOL of its largest entry.
+# The rule converges slowly for tanh at pre-activation variances ~2 (3e-4 from 32 to 64
+# nodes, measured), fast below 1 (and for erf: 1e-10 at 16 nodes); the term is the
+# lr^2 correction, so 1e-6 of it is far below the simulation's fluctuations.
+ONLINE_QUAD_START_NODES = 8
+ONLINE_QUAD_RTOL = 1e-6
+ONLINE_QUAD_MAX_NODES = 64
+# The bivariate expectations of the drift (cheap: n^2 nodes per pair) to this, at most
+# this many nodes per axis.
+ONLINE_PAIR_RTOL = 1e-11
+ONLINE_PAIR_MAX_NODES = 1024
+# A direction of a 4 x 4 covariance with remaining variance <= this times its largest
+# variance is dropped from the rule (j = k, identical units, zero rows).
+ONLINE_CHOLESKY_RTOL = 1e-13
+# Records of gradient_flow (default t_eval).
+FLOW_DEFAULT_RECORDS = 201

@@ -21,17 +21,23 @@ import numpy as np
 from . import _config
 from ._features import check_net, check_point, refuse_if_too_large
 from ._resources import check_fits
-from ._validation import check_float_array, check_int, check_real, check_rng
+from ._validation import check_choice, check_float_array, check_int, check_real, check_rng
 from .activations import CustomActivation
-from .assembly import assemble_hessian
+from ._kernels.activation import ERF, LINEAR
+from .assembly import assemble_hessian, hessian
 from .data import is_population
 from .network import TwoLayerNet
+from .objective import gradient, loss
+from .online import generalisation_error, span_basis
+from .population import population_gradient, population_loss
 from .rank import numerical_rank
 
-__all__ = ["GDResult", "gradient_descent", "perturb", "predicted_loss", "decay_rate"]
+__all__ = ["GDResult", "gradient_descent", "perturb", "predicted_loss", "decay_rate",
+           "FlowResult", "gradient_flow"]
 
 # Step counts beyond this cannot be indexed by the int64 records of the kernel.
 _MAX_STEPS = 2**62
+_TRAIN = ("both", "w1", "w2")
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def _custom_gd(activation: CustomActivation):
 
 
 def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
-                     divergence_factor=None, escape_factor=None) -> GDResult:
+                     divergence_factor=None, escape_factor=None, train="both") -> GDResult:
     """Run full-batch gradient descent of the student ``net`` on the loss against ``teacher``.
 
     Minimises L = 1/(2P) sum_mu ||net(x_mu) - teacher(x_mu)||^2 over the
@@ -119,12 +125,20 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
     :class:`~fasthess.CustomActivation` an uncached one compiled on the first call
     for that activation object (its ``g`` and ``dg`` are used; ``d2g`` is not needed).
 
+    With ``X = fasthess.POPULATION`` it is exact gradient descent on the population
+    loss (x ~ N(0, I), the generalisation error) at any n_in: the gradient stays in
+    the span of the rows of the student's and the teacher's W1 (THEORY.md g), so the
+    run takes place in r <= 2 n_hidden coordinates after one SVD, each step costing
+    O(n_hidden^2 r) whatever n_in is (erf and linear in one compiled loop, other
+    activations through :func:`fasthess.population.population_gradient` per step),
+    in float64.
+
     Parameters
     ----------
     net : TwoLayerNet
         The student, the starting point; not modified. Its dtype (float64 or
         float32) is the working precision; X and the teacher are cast to it.
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         The training inputs (full batch); integers are upcast to float64.
     lr : float
         Learning rate, > 0. Near the optimum GD is stable for lr < 2 / lambda_max(H).
@@ -147,6 +161,8 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
         :class:`GDResult`) once a loss exceeds ``escape_factor`` times the initial loss;
         it goes on (a bounded activation may wander far from the optimum without
         diverging).
+    train : {"both", "w1", "w2"}
+        Which layers learn; ``"w1"`` is the soft committee machine (W2 fixed).
 
     Returns
     -------
@@ -191,9 +207,13 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
     (True, False)
     """
     student = net
-    point = check_point(student, X, teacher, population=False, net_name="net",
-                        what="fasthess.gradient_descent (it steps on the empirical loss)")
+    train = check_choice(train, "train", _TRAIN)
+    point = check_point(student, X, teacher, net_name="net", population_teacher=True,
+                        what="fasthess.gradient_descent")
     teacher = student if point.teacher is None else point.teacher
+    if point.population:
+        return _population_gd(student, teacher, lr, steps, record_every, divergence_factor,
+                              escape_factor, train)
     lr = check_real(lr, "lr", positive=True)
     steps = check_int(steps, "steps", minimum=1, maximum=_MAX_STEPS)
     record_every = check_int(record_every, "record_every", minimum=1)
@@ -235,7 +255,8 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
     coeffs = np.array(act.kernel_coeffs(dt))
     n_rec, diverged_at, use_prev, escaped_at = loop(
         act.code, coeffs, X, Yt, w1, w2, lr, steps, record_every,
-        factor, floor, escape, loss_out, step_out, prev_w1, prev_w2)
+        factor, floor, escape, loss_out, step_out, prev_w1, prev_w2, train != "w2",
+        train != "w1")
     if n_rec == 0:
         raise ValueError(
             "the initial loss of student against teacher on X is not finite (overflow); "
@@ -252,6 +273,279 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
         escaped=bool(escaped_at >= 0),
         escaped_at=int(escaped_at) if escaped_at >= 0 else None,
     )
+
+
+def _population_gd(student, teacher, lr, steps, record_every, divergence_factor,
+                   escape_factor, train) -> GDResult:
+    """gradient_descent with X = POPULATION: GD in the span of the W1 rows (THEORY.md g)."""
+    lr = check_real(lr, "lr", positive=True)
+    steps = check_int(steps, "steps", minimum=1, maximum=_MAX_STEPS)
+    record_every = check_int(record_every, "record_every", minimum=1)
+    factor = check_real(_config.DIVERGENCE_FACTOR if divergence_factor is None
+                        else divergence_factor, "divergence_factor", positive=True)
+    escape = check_real(_config.ESCAPE_FACTOR if escape_factor is None else escape_factor,
+                        "escape_factor", positive=True)
+    n_max = steps // record_every + 2
+    check_fits(16 * n_max, f"the loss record of steps = {steps} updates every "
+               f"record_every = {record_every} ({n_max} records)",
+               "raise record_every or lower steps")
+    act = student.activation
+    K = student.n_hidden
+    w1s = np.asarray(student.w1, dtype=np.float64)
+    w1t = np.asarray(teacher.w1, dtype=np.float64)
+    basis = span_basis(w1s, w1t)
+    C = np.ascontiguousarray(np.concatenate([w1s, w1t]) @ basis)
+    c0 = C[:K].copy()
+    w2 = np.array(student.w2, dtype=np.float64)
+    w2t = np.ascontiguousarray(teacher.w2, dtype=np.float64)
+    # the loss of an output error at rounding level, as in the sampled route
+    T = C[K:] @ C[K:].T
+    half_teacher = generalisation_error(act, np.zeros((K, K)), np.zeros((K, teacher.n_hidden)),
+                                        T, np.zeros_like(w2), w2t)
+    eps = float(np.finfo(np.float64).eps)
+    floor = eps * eps * half_teacher
+    loss_out = np.empty(n_max)
+    step_out = np.empty(n_max, dtype=np.int64)
+    prev_c, prev_w2 = np.empty_like(C), np.empty_like(w2)
+    if act.code in (ERF, LINEAR):
+        from ._kernels.online import population_gd_closed
+
+        n_rec, diverged_at, use_prev, escaped_at = population_gd_closed(
+            act.code, C, K, w2, w2t, lr, steps, record_every, train != "w2", train != "w1",
+            factor, floor, escape, loss_out, step_out, prev_c, prev_w2)
+    else:
+        n_rec, diverged_at, use_prev, escaped_at = _population_gd_loop(
+            act, C, K, w2, w2t, lr, steps, record_every, train, factor, floor, escape,
+            loss_out, step_out, prev_c, prev_w2)
+    if use_prev:
+        C, w2 = prev_c, prev_w2
+    dt = student.dtype
+    return GDResult(
+        loss=loss_out[:n_rec].copy(), steps=step_out[:n_rec].copy(),
+        # the move added to W1 itself: a frozen W1 (train="w2") stays bit for bit
+        student=TwoLayerNet((w1s + (C[:K] - c0) @ basis.T).astype(dt), w2.astype(dt), act),
+        diverged=bool(diverged_at >= 0),
+        diverged_at=int(diverged_at) if diverged_at >= 0 else None, lr=lr,
+        escaped=bool(escaped_at >= 0), escaped_at=int(escaped_at) if escaped_at >= 0 else None)
+
+
+def _span_nets(act, C, K, w2, w2t):
+    return TwoLayerNet(C[:K], w2, act), TwoLayerNet(C[K:], w2t, act)
+
+
+def _population_gd_loop(act, C, K, w2, w2t, lr, steps, record_every, train, factor, floor,
+                        escape_factor, loss_out, step_out, prev_c, prev_w2):
+    """The population GD loop of ``population_gd_closed`` for any activation, in Python
+    (one :func:`~fasthess.population.population_gradient` per step)."""
+    r = C.shape[1]
+    n_rec, escaped_at = 0, -1
+    threshold = escape = np.inf
+    prev_loss = 0.0
+    for t in range(steps + 1):
+        s_net, t_net = _span_nets(act, C, K, w2, w2t)
+        loss = population_loss(s_net, t_net)
+        if t == 0:
+            threshold, escape = factor * (loss + floor), escape_factor * (loss + floor)
+        if escaped_at < 0 and loss > escape:
+            escaped_at = t
+        if not (loss <= threshold):
+            if np.isfinite(loss):
+                loss_out[n_rec], step_out[n_rec] = loss, t
+                return n_rec + 1, t, False, escaped_at
+            if t > 0 and (n_rec == 0 or step_out[n_rec - 1] != t - 1):
+                loss_out[n_rec], step_out[n_rec] = prev_loss, t - 1
+                n_rec += 1
+            return n_rec, t, t > 0, escaped_at
+        if t % record_every == 0 or t == steps:
+            loss_out[n_rec], step_out[n_rec] = loss, t
+            n_rec += 1
+        if t == steps:
+            break
+        prev_loss = loss
+        prev_c[:], prev_w2[:] = C, w2
+        grad = population_gradient(s_net, t_net)
+        if train != "w2":
+            C[:K] -= lr * grad[:K * r].reshape(K, r)
+        if train != "w1":
+            w2 -= lr * grad[K * r:].reshape(w2.shape)
+    return n_rec, -1, False, escaped_at
+
+
+# ---------------------------------------------------------------------- gradient flow
+@dataclass(frozen=True)
+class FlowResult:
+    """The result of :func:`gradient_flow`.
+
+    Attributes
+    ----------
+    t : ndarray (n,)
+        The times reported.
+    loss : ndarray (n,)
+        The loss (empirical, or the population loss) at each time.
+    student : TwoLayerNet
+        The student at ``t[-1]``.
+    method : str
+        The solve_ivp method, with rtol and atol.
+    jacobian : str
+        What the implicit method used as the Jacobian of the flow.
+    nfev, njev : int
+        Right-hand side and Jacobian evaluations.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> t = fh.TwoLayerNet.random(3, 2, rng=0); X = fh.gaussian_inputs(30, 3, rng=1)
+    >>> res = fh.gradient_flow(fh.perturb(t, 0.1, rng=2), X, 5.0, teacher=t)
+    >>> res.jacobian, bool(res.loss[-1] < res.loss[0])
+    ('minus the exact Hessian (fasthess.hessian)', True)
+    """
+
+    t: np.ndarray
+    loss: np.ndarray
+    student: TwoLayerNet
+    method: str
+    jacobian: str
+    nfev: int
+    njev: int
+
+    def __repr__(self):
+        return (f"FlowResult(t 0 -> {self.t[-1]:.4g}, loss {self.loss[0]:.4g} -> "
+                f"{self.loss[-1]:.4g}, {self.method}, {self.nfev} evaluations)")
+
+
+_IMPLICIT = ("BDF", "Radau", "LSODA")
+
+
+def gradient_flow(net, X, t_max, *, teacher=None, t_eval=None, train="both", method="BDF",
+                  rtol=1e-8, atol=1e-12) -> FlowResult:
+    """Integrate gradient flow d theta / dt = -grad L with scipy.integrate.solve_ivp.
+
+    The flow is stiff near the optimum (the Hessian's eigenvalues span many decades),
+    so the default method is implicit (BDF). On samples the Jacobian of the flow is
+    minus the exact Hessian (:func:`fasthess.hessian`, residual term included). With
+    ``X = fasthess.POPULATION`` the flow runs in the span of the W1 rows (THEORY.md g)
+    and the Jacobian is solve_ivp's finite differences of the closed-form population
+    gradient: the population Hessian off the optimum is not available here yet.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        The initial student; not modified.
+    X : array_like (P, n_in) or fasthess.POPULATION
+        The training inputs, or the population (x ~ N(0, I)).
+    t_max : float
+        The final time, > 0 (time in units of lr * steps of gradient descent).
+    teacher : TwoLayerNet or None
+        The target (keyword); None is the optimum.
+    t_eval : array_like, optional
+        Increasing times in [0, t_max] to report; default 201 evenly spaced.
+    train : {"both", "w1", "w2"}
+        Which layers flow.
+    method : str, default "BDF"
+        A solve_ivp method; "BDF", "Radau" and "LSODA" use the Jacobian above.
+    rtol, atol : float
+        The tolerances of solve_ivp.
+
+    Returns
+    -------
+    FlowResult
+        The loss at the times ``t`` and the final student.
+
+    Raises
+    ------
+    ValueError
+        For bad times, tolerances or train, or if the integration fails.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> t = fh.TwoLayerNet.random(40, 2, rng=0); s = fh.TwoLayerNet.random(40, 2, rng=1)
+    >>> res = fh.gradient_flow(s, fh.POPULATION, 10.0, teacher=t, t_eval=[0.0, 10.0])
+    >>> res.t.tolist(), bool(res.loss[1] < res.loss[0])
+    ([0.0, 10.0], True)
+    """
+    from scipy.integrate import solve_ivp
+
+    train = check_choice(train, "train", _TRAIN)
+    point = check_point(net, X, teacher, np.float64, net_name="net", population_teacher=True,
+                        what="fasthess.gradient_flow")
+    teacher = net if point.teacher is None else point.teacher
+    t_max = check_real(t_max, "t_max", positive=True)
+    rtol = check_real(rtol, "rtol", positive=True)
+    atol = check_real(atol, "atol", positive=True)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a solve_ivp method name, got {method!r}")
+    if t_eval is None:
+        t_eval = np.linspace(0.0, t_max, _config.FLOW_DEFAULT_RECORDS)
+    else:
+        t_eval = check_float_array(t_eval, "t_eval", ndim=1, dtype=np.float64)
+        if t_eval.size == 0 or np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 \
+                or t_eval[-1] > t_max:
+            raise ValueError(f"t_eval must be non-empty, increasing and within [0, t_max = "
+                             f"{t_max:g}]")
+    act = net.activation
+    K = net.n_hidden
+    if point.population:
+        w1s = np.asarray(net.w1, dtype=np.float64)
+        basis = span_basis(w1s, np.asarray(teacher.w1, dtype=np.float64))
+        C = np.concatenate([w1s, np.asarray(teacher.w1, dtype=np.float64)]) @ basis
+        Ct, w2t = C[K:], np.asarray(teacher.w2, dtype=np.float64)
+        r = C.shape[1]
+        n1 = K * r
+        y0 = np.concatenate([C[:K].ravel(), np.asarray(net.w2, dtype=np.float64).ravel()])
+
+        def unpack(y):
+            return (TwoLayerNet(y[:n1].reshape(K, r), y[n1:].reshape(net.w2.shape), act),
+                    TwoLayerNet(Ct, w2t, act))
+
+        def grad(y):
+            return population_gradient(*unpack(y))
+
+        def loss_of(y):
+            return population_loss(*unpack(y))
+
+        def final(y):
+            s_net, _ = unpack(y)
+            return TwoLayerNet(w1s + (s_net.w1 - C[:K]) @ basis.T, s_net.w2, act)
+
+        jac = None
+        jac_name = ("finite differences of the closed-form population gradient (solve_ivp's; "
+                    "the off-optimum population Hessian is not available)")
+    else:
+        Xs = point.X
+        y0 = np.asarray(net.parameters(), dtype=np.float64)
+        n1 = net.w1.size
+
+        def unpack(y):
+            return TwoLayerNet.from_parameters(y, like=net.astype(np.float64))
+
+        def grad(y):
+            return gradient(unpack(y), Xs, teacher)
+
+        def loss_of(y):
+            return loss(unpack(y), Xs, teacher)
+
+        final = unpack
+        jac = (lambda t, y: -mask[:, None] * hessian(unpack(y), Xs, teacher=teacher))
+        jac_name = "minus the exact Hessian (fasthess.hessian)"
+    mask = np.ones(y0.size)
+    if train == "w1":
+        mask[n1:] = 0.0
+    elif train == "w2":
+        mask[:n1] = 0.0
+    if method not in _IMPLICIT:
+        jac, jac_name = None, "none (explicit method)"
+    sol = solve_ivp(lambda t, y: -mask * grad(y), (0.0, t_max), y0, method=method,
+                    t_eval=t_eval, rtol=rtol, atol=atol,
+                    **({"jac": jac} if jac is not None else {}))
+    if sol.status != 0 or not np.all(np.isfinite(sol.y)):
+        raise ValueError(f"gradient_flow: the integration failed at t = {sol.t[-1]:.4g} "
+                         f"({sol.message})")
+    losses = np.array([loss_of(sol.y[:, i]) for i in range(sol.t.size)])
+    student = final(sol.y[:, -1]).astype(net.dtype)
+    return FlowResult(t=sol.t.copy(), loss=losses, student=student,
+                      method=f"solve_ivp {method}, rtol={rtol:g}, atol={atol:g}",
+                      jacobian=jac_name, nfev=int(sol.nfev), njev=int(sol.njev))
 
 
 def perturb(net, scale, rng=None) -> TwoLayerNet:

@@ -330,3 +330,64 @@ def monte_carlo_hessian(student, teacher, n_samples, rng, chunk=2000):
         H += p * hessian(student, X, teacher)
         done += p
     return H / n_samples
+
+
+# ---------------------------------------------------------------------- online SGD
+def _gaussian_factor(cov):
+    """L with L L^T = cov (eigendecomposition: a singular cov is fine)."""
+    lam, U = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+    return U * np.sqrt(np.clip(lam, 0.0, None))
+
+
+def gauss_hermite_expectation(f, cov, n):
+    """E[f(h)] for h ~ N(0, cov) by the full tensor Gauss-Hermite rule (n nodes per axis)
+    in the eigenbasis of cov. ``f`` maps an (N, d) array of points to (N,) values."""
+    from numpy.polynomial.hermite_e import hermegauss
+
+    L = _gaussian_factor(cov)
+    d = L.shape[0]
+    x, w = hermegauss(n)
+    w = w / w.sum()
+    grids = np.meshgrid(*([x] * d), indexing="ij")
+    wgrid = np.ones_like(grids[0])
+    for wg in np.meshgrid(*([w] * d), indexing="ij"):
+        wgrid = wgrid * wg
+    z = np.stack([g.ravel() for g in grids], axis=1)
+    return float(np.sum(wgrid.ravel() * f(z @ L.T)))
+
+
+def monte_carlo_expectation(f, cov, n_samples, rng):
+    """(mean, standard error) of f(h), h ~ N(0, cov), from n_samples draws."""
+    L = _gaussian_factor(cov)
+    values = f(rng.standard_normal((n_samples, L.shape[0])) @ L.T)
+    return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(n_samples))
+
+
+def online_increments_monte_carlo(activation, Q, R, T, w2, w2t, lr, lr2, noise, weight_decay,
+                                  train_w2, n_samples, rng):
+    """Monte Carlo of the expected increments per unit alpha of online SGD as Ni -> inf.
+
+    Per sample, with the fields h ~ N(0, [[Q, R], [R^T, T]]) drawn directly, the
+    residual r = w2 g(h_s) - w2t g(h_t) - noise zeta and d_j = g'(h_j) w2[:, j] . r:
+    dQ = -lr (d h_s^T + h_s d^T) + lr^2 d d^T - 2 wd Q (|x|^2 / Ni -> 1),
+    dR = -lr d h_t^T - wd R, dW2 = -lr2 r g(h_s)^T - wd W2 (zero if not train_w2).
+    Returns ((dQ, dR, dW2) means, their standard errors).
+    """
+    K, M = R.shape
+    omega = np.block([[Q, R], [R.T, T]])
+    h = rng.standard_normal((n_samples, K + M)) @ _gaussian_factor(omega).T
+    hs, ht = h[:, :K], h[:, K:]
+    gs, d1s, _ = activation_closed_form(activation, hs)
+    gt, _, _ = activation_closed_form(activation, ht)
+    r = gs @ w2.T - gt @ w2t.T - noise * rng.standard_normal((n_samples, w2.shape[0]))
+    d = d1s * (r @ w2)
+    dQ = (-lr * (d[:, :, None] * hs[:, None, :] + hs[:, :, None] * d[:, None, :])
+          + lr * lr * d[:, :, None] * d[:, None, :] - 2 * weight_decay * Q)
+    dR = -lr * d[:, :, None] * ht[:, None, :] - weight_decay * R
+    if train_w2:
+        dW2 = -lr2 * r[:, :, None] * gs[:, None, :] - weight_decay * w2
+    else:
+        dW2 = np.zeros((n_samples,) + w2.shape)
+    means = tuple(np.mean(a, axis=0) for a in (dQ, dR, dW2))
+    errors = tuple(np.std(a, axis=0, ddof=1) / math.sqrt(n_samples) for a in (dQ, dR, dW2))
+    return means, errors

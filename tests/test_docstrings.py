@@ -33,7 +33,8 @@ numpydoc_docscrape = pytest.importorskip("numpydoc.docscrape")
 
 EXCLUDED_CHECKS = {"ES01", "SA01"}
 RESULT_CLASSES = {"fasthess.Spectrum", "fasthess.RankResult", "fasthess.SpectralDensity",
-                  "fasthess.GDResult", "fasthess.HessianBlocks"}
+                  "fasthess.GDResult", "fasthess.HessianBlocks", "fasthess.FlowResult",
+                  "fasthess.OnlineODEResult", "fasthess.OnlineSGDResult"}
 MODULES = {"fasthess": fh, "fasthess.theory": theory, "fasthess.distributed": distributed}
 
 def _members(cls):

@@ -22,7 +22,8 @@ from fasthess.cli import build_parser
 from fasthess.cli import main as cli_main
 from fasthess.figures import (FIGURE_NAMES, FIGURES, FigureSpec, dynamics_data,
                               erf_spectrum_data, ks_distance, linear_density_data,
-                              make_figures, population_data, quadratic_spectrum_data,
+                              make_figures, population_data, population_dynamics_data,
+                              quadratic_spectrum_data,
                               rank_vs_n_data, rank_vs_n_population_data)
 from fasthess.network import TwoLayerNet
 from fasthess.theory import effective_parameters, linear_cdf
@@ -31,7 +32,7 @@ from . import reference as ref
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPECTED_NAMES = ("linear_density", "dynamics", "quadratic_spectrum", "erf_spectrum",
-                  "rank_vs_n", "population", "rank_vs_n_population")
+                  "rank_vs_n", "population", "rank_vs_n_population", "population_dynamics")
 # THEORY.md d: GD stops before the quadratic model reaches this loss.
 LOSS_FLOOR = 1e-22
 # The dynamics claim: measured late slope vs 2 log(1 - lr lambda_min).
@@ -252,7 +253,28 @@ def check_rank_vs_n_population(data):
     assert bool(data["claim_holds"])
 
 
-CHECKS = {"population": check_population, "rank_vs_n_population": check_rank_vs_n_population,
+def check_population_dynamics(data):
+    assert_keys(data, {"alpha", "sim_loss", "sim_mean", "sim_spread", "ode_loss",
+                       "symmetric_loss", "plateau_height", "plateau_start", "plateau_end",
+                       "plateau_length", "gd_alpha", "gd_loss", "hessian_alpha",
+                       "hessian_min_eigenvalue", "hessian_available", "n_in"})
+    sim, ode = np.asarray(data["sim_loss"]), np.asarray(data["ode_loss"])
+    # one student: at alpha = 0 the simulation and the ODE report the same closed form
+    np.testing.assert_allclose(sim[:, 0], ode[0], rtol=1e-12)
+    assert float(data["plateau_height"]) == float(np.asarray(data["symmetric_loss"])[-1])
+    # the claim recomputed from the stored runs
+    mean, sd = sim.mean(axis=0), sim.std(axis=0, ddof=1)
+    within = np.all(np.abs(mean - ode) <= 3 * sd + 40.0 / int(data["n_in"]) * ode)
+    height = float(data["plateau_height"])
+    on = np.abs(ode - height) <= 0.05 * height
+    assert bool(data["claim_holds"]) == bool(within and on.any() and
+                                             float(data["plateau_length"]) > 0)
+    assert data["claim_holds"]
+    # the plateau lies between the fall and the specialisation: the loss leaves it
+    assert ode[0] > 2 * height and ode[-1] < 0.01 * height
+
+
+CHECKS = {"population_dynamics": check_population_dynamics, "population": check_population, "rank_vs_n_population": check_rank_vs_n_population,
           "linear_density": check_linear_density, "dynamics": check_dynamics,
           "quadratic_spectrum": check_quadratic_spectrum, "erf_spectrum": check_erf_spectrum,
           "rank_vs_n": check_rank_vs_n}
@@ -450,6 +472,9 @@ def small_data():
         "population": population_data(n=3, factors=(2, 10), n_replicates=2,
                                       n_monte_carlo=20_000, progress=False),
         "rank_vs_n_population": rank_vs_n_population_data(ns=(2, 3, 4, 5), progress=False),
+        "population_dynamics": population_dynamics_data(n_in=300, n_seeds=2, alpha_max=40.0,
+                                                        n_records=20, n_hessian=2,
+                                                        progress=False),
     }
 
 

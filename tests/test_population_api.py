@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fasthess as fh
-from fasthess.dynamics import decay_rate, gradient_descent, perturb, predicted_loss
+from fasthess.dynamics import decay_rate, perturb, predicted_loss
 
 P = fh.POPULATION
 ACTS = ["erf", "tanh", "relu", "linear", "quadratic", fh.Polynomial([0.0, 0.5, 0.0, 0.3])]
@@ -131,8 +131,6 @@ def test_population_without_meaning_is_refused_clearly():
         fh.ntk(net, P)
     with pytest.raises(ValueError, match="POPULATION .* has no outputs"):
         net.forward(P)
-    with pytest.raises(ValueError, match="POPULATION .* fasthess.gradient_descent"):
-        gradient_descent(perturb(net, 1e-3, rng=1), P, 0.1, 3, teacher=net)
     for method in ("ntk", "svd"):
         with pytest.raises(ValueError, match=f"method='{method}' works on the samples"):
             fh.eigenvalues(net, P, method=method)

@@ -34,7 +34,7 @@ from .activation import activate
 
 
 def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor,
-             escape_factor, loss_out, step_out, prev_w1, prev_w2):
+             escape_factor, loss_out, step_out, prev_w1, prev_w2, train_w1, train_w2):
     """Run up to ``steps`` GD updates of (w1, w2) in place; record the loss.
 
     Shapes: X (P, Ni), Yt (P, No), w1 (Nh, Ni), w2 (No, Nh), prev_w1/prev_w2 like
@@ -48,7 +48,7 @@ def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor
     record is (t-1, L_{t-1}) and prev_w1/prev_w2 hold theta_{t-1}.
 
     Escape: the first step t whose L_t exceeds escape_factor * L_0 (the run left the
-    quadratic regime; it goes on).
+    quadratic regime; it goes on). ``train_w1`` / ``train_w2``: which layers update.
 
     The activation is the global ``_act`` (module docstring).
     Returns (n_recorded, diverged_at or -1, use_prev, escaped_at or -1).
@@ -142,12 +142,14 @@ def _gd_loop(code, coeffs, X, Yt, w1, w2, lr, steps, record_every, factor, floor
             for j in range(n_hidden):
                 B[mu, j] *= G1[mu, j]
         np.dot(B.T, X, gw1)
-        for j in range(n_hidden):
-            for i in range(n_in):
-                w1[j, i] -= step * gw1[j, i]
-        for k in range(n_out):
+        if train_w1:
             for j in range(n_hidden):
-                w2[k, j] -= step * gw2[k, j]
+                for i in range(n_in):
+                    w1[j, i] -= step * gw1[j, i]
+        if train_w2:
+            for k in range(n_out):
+                for j in range(n_hidden):
+                    w2[k, j] -= step * gw2[k, j]
     return n_rec, diverged_at, use_prev, escaped_at
 
 

@@ -25,6 +25,8 @@ erf_spectrum           spectrum of erf teachers (svd route): full rank,    rank 
                        eigenvalues down to 1e-10..1e-11 at Nh > Ni
 rank_vs_n              numerical rank against the predicted effective      rank == prediction
                        parameters for five activations as N grows          for every point
+population_dynamics    online-learning plateau (erf, K = M = 2): ODE,      ODE plateau; simulation
+                       simulation (mean, spread), population GD            within spread of ODE
 =====================  ==================================================  =====================
 
 :func:`make_figures` is the library side of ``fasthess figures``. The data
@@ -47,6 +49,7 @@ from .dynamics import dynamics_data, plot_dynamics
 from .erf_spectrum import erf_spectrum_data, plot_erf_spectrum
 from .linear_density import ks_bound, ks_distance, linear_density_data, plot_linear_density
 from .population import plot_population, population_data
+from .population_dynamics import plot_population_dynamics, population_dynamics_data
 from .quadratic_spectrum import plot_quadratic_spectrum, quadratic_spectrum_data
 from .rank_vs_n import (plot_rank_vs_n, plot_rank_vs_n_population, rank_vs_n_data,
                         rank_vs_n_population_data)
@@ -59,6 +62,7 @@ __all__ = [
     "erf_spectrum_data", "plot_erf_spectrum",
     "rank_vs_n_data", "plot_rank_vs_n",
     "population_data", "plot_population",
+    "population_dynamics_data", "plot_population_dynamics",
     "rank_vs_n_population_data", "plot_rank_vs_n_population",
     "ks_distance", "ks_bound",
     "make_figure", "make_figures",

@@ -6,7 +6,8 @@ command, its ``--only`` choices and :data:`FIGURE_NAMES`.
 """
 from __future__ import annotations
 
-from . import dynamics, erf_spectrum, linear_density, population, quadratic_spectrum, rank_vs_n
+from . import (dynamics, erf_spectrum, linear_density, population, population_dynamics,
+               quadratic_spectrum, rank_vs_n)
 from ._spec import FigureSpec
 
 __all__ = ["FIGURES", "FIGURE_NAMES", "figure_spec", "resolve_names"]
@@ -15,6 +16,7 @@ __all__ = ["FIGURES", "FIGURE_NAMES", "figure_spec", "resolve_names"]
 FIGURES: dict[str, FigureSpec] = {module.FIGURE.name: module.FIGURE for module in (
     linear_density, dynamics, quadratic_spectrum, erf_spectrum, rank_vs_n, population)}
 FIGURES[rank_vs_n.POPULATION_FIGURE.name] = rank_vs_n.POPULATION_FIGURE  # H_inf variant
+FIGURES[population_dynamics.FIGURE.name] = population_dynamics.FIGURE
 
 #: The figure names, in the order :func:`~fasthess.figures.make_figures` makes them.
 FIGURE_NAMES = tuple(FIGURES)

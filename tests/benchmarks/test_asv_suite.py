@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 MODULES = ["bench.bench_assembly", "bench.bench_spectrum", "bench.bench_dynamics",
-           "bench.bench_population"]
+           "bench.bench_population", "bench.bench_online"]
 
 
 def _cases():
