@@ -17,7 +17,7 @@ from ._validation import FLOAT_DTYPES, check_instance, check_teacher
 from .products import hessian_vector_products
 
 __all__ = ["HessianOperatorBase", "HessianOperator", "PopulationHessianOperator",
-           "hessian_operator", "operator_of", "products_operator"]
+           "hessian_operator", "check_operator"]
 
 
 class HessianOperatorBase(LinearOperator):
@@ -199,27 +199,35 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     True
     """
     point = check_point(net, X, teacher, dtype, copy=True, what="fasthess.hessian_operator")
-    return operator_of(point)
+    return _operator(point)
 
 
-def operator_of(point) -> HessianOperatorBase:
-    """:func:`hessian_operator` of a validated point (its X owned by the caller's check)."""
+def _operator(point) -> HessianOperatorBase:
+    """The operator of a validated point (whose X the caller's check owns or shares)."""
     if point.population:
         return PopulationHessianOperator(point.net, point.dtype)
     return HessianOperator(features(point), point.net, point.teacher)
 
 
-def products_operator(net, X, teacher=None, operator=None) -> LinearOperator:
-    """The operator whose products a matrix-free routine uses, validated once.
+def check_operator(operator, net, X, teacher=None) -> LinearOperator:
+    """The (D, D) operator a matrix-free routine multiplies by: ``operator``, checked, or H's.
 
-    Without ``operator``: :func:`hessian_operator`'s operator of (net, X, teacher),
-    sharing X with the caller (it lives only for the call). With ``operator``: that
-    (D, D) real LinearOperator (e.g. :func:`fasthess.distributed.hessian_operator`),
-    which carries its own data and point, so X is not used and a ``teacher`` other
-    than the student is refused rather than silently ignored.
+    ``operator=None``: :func:`hessian_operator`'s operator of (net, X, teacher), sharing
+    X with the caller (it lives only for the call). Otherwise ``operator`` itself, a
+    real (D, D) LinearOperator (e.g. :func:`fasthess.distributed.hessian_operator`)
+    that carries its own data and point: X is not used, and a ``teacher`` other than
+    the student is refused rather than silently ignored.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> from fasthess.operators import check_operator
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0)
+    >>> check_operator(None, net, fh.gaussian_inputs(20, 4, rng=1)).shape
+    (15, 15)
     """
     if operator is None:
-        return operator_of(check_point(net, X, teacher))
+        return _operator(check_point(net, X, teacher))
     check_net(net)
     check_instance(operator, LinearOperator, "operator",
                    "a scipy.sparse.linalg.LinearOperator (e.g. "

@@ -10,7 +10,7 @@ from . import _config
 from ._resources import available_memory, check_fits
 from ._validation import check_float_array, check_int, check_real, check_rng
 from .data import rademacher
-from .operators import products_operator
+from .operators import check_operator
 
 __all__ = ["spectral_density", "SpectralDensity", "lanczos_block"]
 
@@ -138,7 +138,7 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, gr
     if grid is not None:
         grid = check_float_array(grid, "grid", ndim=1).astype(np.float64)
     generator = check_rng(rng)
-    op = products_operator(net, X, teacher, operator)
+    op = check_operator(operator, net, X, teacher)
     matmat, dt = op.matmat, np.dtype(op.dtype)
     d = net.n_params
     m = min(n_steps, d)

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._features import MATRIX_FREE_HINT, check_point, dense_bytes, features
+from ._features import MATRIX_FREE_HINT, check_net, check_point, dense_bytes, features
 from ._resources import check_fits
 from ._validation import (check_bool, check_choice, check_float_array, check_int,
                           check_real, check_rng)
 from .assembly import assemble_hessian, assemble_ntk, ntk_overhead, ntk_size
-from .operators import products_operator
+from .operators import check_operator
 from .products import jacobian_from_features
 from .rank import numerical_rank
 
@@ -376,28 +376,32 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
     """
     import scipy.sparse.linalg
 
+    # every argument is checked before the operator is built: building it computes the
+    # per-sample features, O(P D), which a wrong k or v0 should not cost
+    d = check_net(net).n_params
     k = check_int(k, "k", minimum=1)
+    if k >= d:
+        raise ValueError(f"k must be < D = {d} for the iterative solver, got k = {k}; "
+                         f"for all eigenvalues use fasthess.eigenvalues(net, X)")
     check_choice(which, "which", WHICH)
     tol = check_real(tol, "tol", nonnegative=True)
     return_eigenvectors = check_bool(return_eigenvectors, "return_eigenvectors")
     if maxiter is not None:
         maxiter = check_int(maxiter, "maxiter", minimum=1)
-    op = products_operator(net, X, teacher, operator)
-    d = net.n_params
-    if k >= d:
-        raise ValueError(f"k must be < D = {d} for the iterative solver, got k = {k}; "
-                         f"for all eigenvalues use fasthess.eigenvalues(net, X)")
     if ncv is not None:
         ncv = check_int(ncv, "ncv", minimum=k + 1, maximum=d)
-    if v0 is None:
-        v0 = check_rng(rng).standard_normal(d).astype(op.dtype)
-    else:
-        v0 = check_float_array(v0, "v0", ndim=1, dtype=op.dtype)
+    if v0 is not None:
+        v0 = check_float_array(v0, "v0", ndim=1)
         if v0.size != d:
             raise ValueError(f"v0 must have length D = {d} (net.n_params), got {v0.size}")
         if not np.any(v0):
             raise ValueError("v0 is the zero vector; ARPACK needs a nonzero starting vector "
                              "(or leave v0=None to draw one from rng)")
+    generator = check_rng(rng) if v0 is None else None
+    op = check_operator(operator, net, X, teacher)
+    if v0 is None:
+        v0 = generator.standard_normal(d)
+    v0 = np.ascontiguousarray(v0, dtype=op.dtype)
     result = scipy.sparse.linalg.eigsh(op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter,
                                        tol=tol, return_eigenvectors=return_eigenvectors)
     if not return_eigenvectors:
