@@ -10,7 +10,8 @@ Exact spectra (:func:`eigenvalues`) go through the cheapest exact route:
 * ``"svd"``: singular values of the explicit Jacobian, squared / P. Slower, but resolves
   eigenvalues down to ~1e-30 of the largest instead of ~1e-16 (see :func:`numerical_rank`).
 
-Matrix-free: :func:`eigsh` (a few extreme eigenvalues). The density
+Matrix-free: :func:`eigsh` (a few extreme eigenvalues). The smallest nonzero ones
+(:mod:`fasthess.smallest`), the density
 (:mod:`fasthess.slq`), the trace (:mod:`fasthess.traces`) and the numerical rank
 (:mod:`fasthess.rank`) have modules of their own.
 """
@@ -30,9 +31,8 @@ from ._validation import (check_bool, check_choice, check_float_array, check_int
 from .assembly import assemble_hessian, assemble_ntk, ntk_overhead, ntk_size
 from .operators import check_operator
 from .products import jacobian_from_features
-from .rank import numerical_rank
 
-__all__ = ["eigenvalues", "Spectrum", "METHODS", "WHICH", "eigsh", "smallest_nonzero"]
+__all__ = ["eigenvalues", "Spectrum", "METHODS", "WHICH", "eigsh"]
 
 #: Routes accepted by :func:`eigenvalues` (``"auto"`` picks one of the others).
 METHODS = ("auto", "dense", "ntk", "linear", "svd")
@@ -409,65 +409,3 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
     vals, vecs = result
     order = np.argsort(vals)
     return vals[order], vecs[:, order]
-
-
-def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto"):
-    """Find the k nonzero eigenvalues of H closest to zero.
-
-    "Nonzero" means ``|lambda| > tolerance`` with the tolerance of :func:`numerical_rank`
-    (default rtol = D * eps of the working dtype, tolerance = rtol * max|lambda|; for
-    method "svd" rtol = (D * eps)^2).
-
-    The spectrum comes from :func:`eigenvalues` with ``method`` ("auto": the linear
-    route, the NTK side when P No < D at the optimum, else dense). The whole spectrum
-    is computed: the tolerance needs the largest eigenvalue and the number of zeros is
-    not known in advance, and for eigenvalues only the tridiagonal reduction (the
-    O(n^3) part) is the same whether one eigenvalue or all are extracted, so
-    ``subset_by_index`` would save nothing.
-
-    Parameters
-    ----------
-    net : TwoLayerNet
-        The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
-        Inputs, one sample per row (integers are upcast to float64).
-    k : int, default 1
-        How many, >= 1.
-    teacher : TwoLayerNet or None, default None
-        None (or ``net``) for the optimum; otherwise the full Hessian ("dense").
-    rtol : float, optional
-        The zero tolerance relative to max|lambda|, as in :func:`numerical_rank`.
-    method : {"auto", "dense", "ntk", "linear", "svd"}, default "auto"
-        A route of :func:`eigenvalues`; "svd" resolves genuine eigenvalues below
-        1e-16 of the largest (erf, tanh, cubic polynomials: THEORY.md c).
-
-    Returns
-    -------
-    ndarray, shape (k,)
-        Ordered by |lambda| ascending (ascending at the optimum, where H >= 0).
-
-    Raises
-    ------
-    ValueError
-        If fewer than k eigenvalues are nonzero.
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 4, activation="quadratic", rng=0)
-    >>> X = fh.gaussian_inputs(100, 4, rng=1)
-    >>> fh.smallest_nonzero(net, X, k=2).shape    # rank 14 of D = 20: 6 zeros skipped
-    (2,)
-    """
-    k = check_int(k, "k", minimum=1)
-    spec = eigenvalues(net, X, teacher=teacher, method=method)
-    rank = numerical_rank(spec, rtol)
-    ev = spec.eigenvalues
-    nonzero = ev[np.abs(ev) > rank.tolerance]
-    if nonzero.size < k:
-        raise ValueError(
-            f"k = {k} but only {nonzero.size} eigenvalue(s) exceed the zero tolerance "
-            f"{rank.tolerance:.3g} (rtol = {rank.rtol:.3g}); lower k, or rtol, or use "
-            f"method='svd' to resolve smaller eigenvalues")
-    order = np.argsort(np.abs(nonzero), kind="stable")
-    return nonzero[order[:k]]

@@ -365,7 +365,7 @@ def test_builtin_measures_against_direct_calls():
     assert r["rank"] == fh.numerical_rank(r["eigenvalues"]).rank
     assert r["effective_parameters"] == theory.effective_parameters("tanh", 4, 4, 1, n_samples=40)
     np.testing.assert_array_equal(r["smallest_nonzero"],
-                                  spectrum.smallest_nonzero(p.net, p.X, k=2))
+                                  fh.smallest_nonzero(p.net, p.X, k=2))
     assert r["smallest_nonzero"].shape == (2,)
     np.testing.assert_allclose(r["density_weights"].sum(), 1.0, rtol=1e-12)
     assert r["density"].shape == r["density_grid"].shape

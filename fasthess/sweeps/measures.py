@@ -140,7 +140,7 @@ def rank(problem):
 @register("smallest_nonzero", "the k smallest nonzero eigenvalues",
           k=Parameter(int, 5, "eigenvalues to compute"))
 def smallest_nonzero(problem):
-    from ..spectrum import smallest_nonzero as compute
+    from ..smallest import smallest_nonzero as compute
 
     return {}, {"smallest_nonzero": compute(problem.net, problem.X, problem.config["k"])}
 
