@@ -735,3 +735,48 @@ def test_sweep_argument_errors(client, tmp_path):
         sweep([_config()], top_eigenvalue, tmp_path, client=client, retries=-1)
     with pytest.raises(TypeError, match="client must be a distributed.Client"):
         sweep([_config()], top_eigenvalue, tmp_path, client="tcp://localhost:1")
+
+
+# ---------------------------------------------------------------------- the main guard
+_SCRIPT = """
+import fasthess as fh
+configs = [{"activation": "erf", "n": 2}]
+def run():
+    return fh.sweep(configs, "rank", STORE, progress=False)
+BODY
+"""
+
+
+@pytest.mark.parametrize("body, guarded", [
+    ("run()", False),
+    ("report = fh.sweep(configs, 'rank', STORE, progress=False)", False),
+    ("if __name__ == '__main__':\n    print(run().n_run)", True),
+    ("if '__main__' == __name__:\n    print(run().n_run)", True),
+])
+def test_a_script_without_a_main_guard_gets_one_clear_error(tmp_path, body, guarded):
+    pytest.importorskip("distributed")
+    script = tmp_path / "script.py"
+    store = tmp_path / "store"
+    script.write_text(_SCRIPT.replace("BODY", body).replace("STORE", repr(str(store))))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    if guarded:
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "1"
+    else:
+        assert out.returncode != 0
+        # one error, before any worker process started: no multiprocessing traceback wall
+        assert out.stderr.count("RuntimeError: fasthess.sweep starts worker processes") == 1
+        assert 'if __name__ == "__main__":' in out.stderr
+        assert "bootstrapping" not in out.stderr and not store.exists()
+
+
+def test_a_worker_reimporting_the_script_refuses_to_sweep(monkeypatch):
+    import types
+
+    from fasthess.sweeps import runner
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__mp_main__"))
+    with pytest.raises(RuntimeError, match="if __name__ == \"__main__\":"):
+        fh.sweep([{"activation": "erf", "n": 2}], "rank", "unused-store", progress=False)
+    assert runner.MAIN_GUARD_ADVICE.startswith("fasthess.sweep starts worker processes")
