@@ -135,6 +135,9 @@ def progress(iterable=None, total=None, desc=None, enabled=None, **tqdm_kwargs):
     """
     if enabled is None:
         enabled = sys.stderr.isatty()
+    elif not isinstance(enabled, bool):
+        raise TypeError(f"progress must be True, False or None (a bar only when stderr is a "
+                        f"terminal), got {enabled!r}")
     if not enabled:
         return _NoBar(iterable)
     try:

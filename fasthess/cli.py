@@ -32,6 +32,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "eigenvalues only down to ~1e-7 of the largest)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for Numba and BLAS together (default: all cores)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown by default when stderr is a terminal)")
 
 
 def package_version() -> str:
@@ -147,7 +149,7 @@ def run(args) -> int:
     import numpy as np
     from scipy.linalg import eigh
 
-    from . import theory
+    from . import _io, theory
     from ._resources import set_num_threads
     from .assembly import hessian
     from .data import gaussian_inputs
@@ -161,16 +163,25 @@ def run(args) -> int:
     D = net.n_params
     P = args.samples if args.samples is not None else 2 * D
     X = gaussian_inputs(P, args.n_in, rng=args.seed + 1, dtype=args.dtype)
-    t0 = time.perf_counter()
-    hessian(net, X[:2])  # load (or compile, on first use) the kernels
-    t_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    H = hessian(net, X)
-    t_assembly = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ev = eigh(H, eigvals_only=True, overwrite_a=True, check_finite=False)
-    t_eigh = time.perf_counter() - t0
-    rank = numerical_rank(ev)
+    stages = _io.progress(total=3, desc="fasthess run", enabled=False if args.no_progress
+                          else None, unit="stage", leave=False)
+    with stages:
+        stages.set_postfix_str("loading (compiling, the first time) the kernels")
+        t0 = time.perf_counter()
+        hessian(net, X[:2])  # load (or compile, on first use) the kernels
+        t_load = time.perf_counter() - t0
+        stages.update(1)
+        stages.set_postfix_str(f"assembling the {D} x {D} Hessian")
+        t0 = time.perf_counter()
+        H = hessian(net, X)
+        t_assembly = time.perf_counter() - t0
+        stages.update(1)
+        stages.set_postfix_str("eigh")
+        t0 = time.perf_counter()
+        ev = eigh(H, eigvals_only=True, overwrite_a=True, check_finite=False)
+        t_eigh = time.perf_counter() - t0
+        stages.update(1)
+    rank = numerical_rank(ev, warn=False)  # the advice is printed below
     name = net.activation.name
     print(f"fasthess {package_version()}: Hessian at the optimum of "
           f"{indefinite_article(name)} {name} teacher")
@@ -182,6 +193,12 @@ def run(args) -> int:
     print(f"  eigenvalues   smallest {ev[0]: .6e}   largest {ev[-1]: .6e}")
     print(f"  numerical rank {rank.rank} of {D} (tolerance {rank.tolerance:.3e}, "
           f"{rank.gap_summary})")
+    if rank.undetermined:
+        fix = "--dtype float64" if np.dtype(args.dtype) == np.float32 else (
+            "fasthess.eigenvalues(net, X, method='svd')")
+        print(f"  the rank is undetermined: {np.dtype(args.dtype).name} does not separate zero "
+              f"from nonzero eigenvalues here; rerun with {fix}, or use "
+              f"fasthess.theory.exact_rank")
     try:
         predicted = theory.effective_parameters(net.activation, args.n_in, args.n_hidden,
                                                 args.n_out, n_samples=P)

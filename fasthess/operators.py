@@ -9,15 +9,18 @@ C-contiguous (D, m) block of the operator's dtype.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from . import _io
 from ._features import Features, check_net, check_point, features
 from ._validation import FLOAT_DTYPES, check_instance, check_teacher
 from .products import hessian_vector_products
 
 __all__ = ["HessianOperatorBase", "HessianOperator", "PopulationHessianOperator",
-           "hessian_operator", "check_operator"]
+           "hessian_operator", "check_operator", "with_progress"]
 
 
 class HessianOperatorBase(LinearOperator):
@@ -244,3 +247,48 @@ def check_operator(operator, net, X, teacher=None) -> LinearOperator:
         raise ValueError("teacher: not used with operator=, which was built at its own point; "
                          "pass the teacher to the function that built the operator")
     return operator
+
+
+class _Counted(LinearOperator):
+    """``op``, whose products advance ``bar`` by their number of columns."""
+
+    def __init__(self, op, bar):
+        self._op, self._bar = op, bar
+        super().__init__(dtype=op.dtype, shape=op.shape)
+
+    def _matvec(self, v):
+        out = self._op.matvec(v)
+        self._bar.update(1)
+        return out
+
+    def _matmat(self, V):
+        out = self._op.matmat(V)
+        self._bar.update(V.shape[1])
+        return out
+
+    def _adjoint(self):
+        return self  # H is symmetric
+
+
+@contextlib.contextmanager
+def with_progress(op, desc, total=None, enabled=None):
+    """``op`` wrapped so that its products advance a progress bar (:func:`fasthess._io.progress`).
+
+    The bar counts products (columns) on stderr: tqdm when installed and ``enabled``
+    (None: when stderr is a terminal, so tests and logs stay silent). Iterative
+    solvers (ARPACK, LOBPCG, Lanczos) that run for minutes at D ~ 1e6 show their
+    pace this way.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.operators import with_progress
+    >>> op = fh.hessian_operator(fh.TwoLayerNet.random(4, 3, rng=0),
+    ...                          fh.gaussian_inputs(20, 4, rng=1))
+    >>> with with_progress(op, "products", enabled=False) as counted:
+    ...     bool(np.allclose(counted @ np.ones(15), op @ np.ones(15)))
+    True
+    """
+    with _io.progress(total=total, desc=desc, enabled=enabled, unit="product",
+                      leave=False) as bar:
+        yield _Counted(op, bar)

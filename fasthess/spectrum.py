@@ -29,7 +29,7 @@ from ._resources import check_fits
 from ._validation import (check_bool, check_choice, check_float_array, check_int,
                           check_real, check_rng)
 from .assembly import assemble_hessian, assemble_ntk, ntk_overhead, ntk_size
-from .operators import check_operator
+from .operators import check_operator, with_progress
 from .products import jacobian_from_features
 
 __all__ = ["eigenvalues", "Spectrum", "METHODS", "WHICH", "eigsh"]
@@ -282,7 +282,7 @@ WHICH = ("LM", "SM", "LA", "SA", "BE")
 
 
 def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
-          return_eigenvectors=True, teacher=None, rng=None, operator=None):
+          return_eigenvectors=True, teacher=None, rng=None, operator=None, progress=None):
     """Find k eigenvalues and eigenvectors of the Hessian, matrix-free (ARPACK).
 
     :func:`scipy.sparse.linalg.eigsh` on :func:`fasthess.hessian_operator`, with
@@ -332,6 +332,9 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
         ``fasthess.distributed.hessian_operator(net, X, client=...)`` to run the
         products on a Dask cluster. ``X`` is then not used (it may be None) and
         ``teacher`` must be None (or ``net``): the operator holds its own data and point.
+    progress : bool or None, default None
+        A progress bar of the products on stderr (tqdm, when installed); None: only
+        when stderr is a terminal.
 
     Returns
     -------
@@ -402,8 +405,10 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
     if v0 is None:
         v0 = generator.standard_normal(d)
     v0 = np.ascontiguousarray(v0, dtype=op.dtype)
-    result = scipy.sparse.linalg.eigsh(op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter,
-                                       tol=tol, return_eigenvectors=return_eigenvectors)
+    with with_progress(op, "fasthess eigsh", enabled=progress) as counted:
+        result = scipy.sparse.linalg.eigsh(counted, k=k, which=which, v0=v0, ncv=ncv,
+                                           maxiter=maxiter, tol=tol,
+                                           return_eigenvectors=return_eigenvectors)
     if not return_eigenvectors:
         return np.sort(result)
     vals, vecs = result
