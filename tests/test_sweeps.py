@@ -18,7 +18,7 @@ import fasthess as fh
 from fasthess import _io, sweeps
 from fasthess.sweeps import (FORMAT_VERSION, StoreVersionError, load_sweep, read_grid,
                              record_key, resolve_n_samples, run_config, sweep)
-from fasthess.sweeps import store as store_module
+from fasthess.sweeps import records as records_module
 from fasthess.sweeps.store import Store
 from fasthess.sweeps.task import Problem
 
@@ -153,7 +153,7 @@ def test_key_is_canonical():
 
 def test_key_depends_on_format_version(monkeypatch):
     k = record_key(_config(), "rank")
-    monkeypatch.setattr(store_module, "FORMAT_VERSION", FORMAT_VERSION + 1)
+    monkeypatch.setattr(records_module, "FORMAT_VERSION", FORMAT_VERSION + 1)
     assert record_key(_config(), "rank") != k
 
 

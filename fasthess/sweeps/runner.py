@@ -16,7 +16,8 @@ from .. import _config, _io
 from .._optional import import_distributed
 from .._validation import check_int
 from .configuration import check_measures, normalize_config
-from .store import Store, key_of, make_record
+from .records import key_of, make_record
+from .store import Store
 from .task import execute
 
 __all__ = ["WORKER_ENV", "SweepReport", "sweep", "MAIN_GUARD_ADVICE"]
