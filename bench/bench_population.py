@@ -7,7 +7,7 @@ numpy is imported first, as in a user's script (DESIGN.md "Speed as users get it
 import numpy as np
 
 import fasthess as fh
-from fasthess.benchmarking import spread, timed_with_dgemm_limit
+from .harness import spread, timed_with_dgemm_limit
 from fasthess.population import assemble_dense, hessian_matmat, population_coefficients
 
 from .common import THREADS

@@ -3,7 +3,8 @@
 ``fasthess`` alone (or ``fasthess run``) builds a teacher, assembles its Hessian at
 the optimum, and prints D, P, the time taken, the extreme eigenvalues and the
 numerical rank next to the predicted effective number of parameters.
-Subcommands: ``figures``, ``bench``, ``sweep``.
+Subcommands: ``figures``, ``sweep`` (and ``bench``, which says where the benchmark
+harness went: ``python -m bench.compare`` in the repository).
 """
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ import sys
 import time
 
 SUBCOMMANDS = ("run", "figures", "bench", "sweep")
+
+#: What ``fasthess bench`` says: the harness is in the repository, not in the wheel.
+BENCH_MOVED = ("fasthess bench: the benchmark harness lives in the repository's bench/ "
+               "(it is not part of the installed package): from a clone, run "
+               "`python -m bench.compare --n 20 --n 40` (same options; --peers adds "
+               "jax.hessian and torch.func.hessian)")
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,12 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     figures = sub.add_parser("figures", help="reproduce the paper's figures (PNG + data)")
     _add_figures_arguments(figures)
-    bench = sub.add_parser(
-        "bench", help="side-by-side speed ratios against naive routes",
-        description="Side-by-side ratios against NumPy J^T J, Jacobian + syrk and the DGEMM "
-                    "limit. From a repository checkout, `python -m bench.compare --peers` adds "
-                    "jax.hessian and torch.func.hessian.")
-    add_bench_arguments(bench)
+    sub.add_parser(
+        "bench", help="moved: python -m bench.compare, from a clone of the repository",
+        description=BENCH_MOVED)
     sweep = sub.add_parser("sweep", help="run a grid of configurations on Dask")
     _add_sweep_arguments(sweep)
     return parser
@@ -92,34 +96,6 @@ def _add_figures_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the teachers and data of every figure (default 0)")
-
-
-def add_bench_arguments(p):
-    p.add_argument("--activation", default="erf")
-    p.add_argument("--n", type=int, action="append", default=None,
-                   help="Ni = Nh (repeatable; default 10, 20, 30 and 40)")
-    p.add_argument("--samples-factor", type=float, default=2.0, help="P = factor * D")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for Numba and BLAS together (default: all cores)")
-    p.add_argument("--repeat", type=int, default=5, help="interleaved rounds of timing")
-    p.add_argument("--memory-cap-gib", type=float, default=None,
-                   help="cap each route's memory when measuring its peak (shows OOM)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
-    p.add_argument("--no-products", action="store_true",
-                   help="skip the matrix-free product row (hessian_operator @ V, 20 columns)")
-    p.add_argument("--under-load", action="store_true",
-                   help="also time N = 20 with all threads and with one while a busy loop "
-                        "holds one core")
-    p.add_argument("--import-order", action="store_true",
-                   help="also time the largest N in processes importing numpy or fasthess first")
-
-
-def bench_keywords(args) -> dict:
-    """The keyword arguments of fasthess.benchmarking.run_bench from parsed bench arguments."""
-    return dict(activation=args.activation, sizes=args.n, samples_factor=args.samples_factor,
-                threads=args.threads, repeat=args.repeat, memory_cap_gib=args.memory_cap_gib,
-                memory=not args.no_memory, products=not args.no_products,
-                with_load=args.under_load, with_import_order=args.import_order)
 
 
 def _add_sweep_arguments(p):
@@ -210,6 +186,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # whatever options follow: they belong to bench.compare now
+        print(BENCH_MOVED, file=sys.stderr)
+        return 2
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run"] + argv
     args = build_parser().parse_args(argv)
@@ -221,10 +200,6 @@ def main(argv=None) -> int:
 
             return make_figures(args.out, quick=args.quick, only=args.only, scale=args.scale,
                                 seed=args.seed, progress=False if args.no_progress else None)
-        if args.command == "bench":
-            from .benchmarking import run_bench
-
-            return run_bench(**bench_keywords(args))
         if args.command == "sweep":
             from .sweeps import run_sweep_command
 
