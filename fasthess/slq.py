@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _config
 from ._resources import available_memory, check_fits
-from ._validation import check_float_array, check_int, check_real, check_rng
+from ._validation import check_float_array, check_int, check_progress, check_real, check_rng
 from .data import rademacher
 from .operators import check_operator, with_progress
 
@@ -140,6 +140,7 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, gr
         sigma = check_real(sigma, "sigma", positive=True)
     if grid is not None:
         grid = check_float_array(grid, "grid", ndim=1).astype(np.float64)
+    progress = check_progress(progress)
     generator = check_rng(rng)
     op = check_operator(operator, net, X, teacher)
     dt = np.dtype(op.dtype)

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _config
 from ._features import check_point, features
-from ._validation import check_choice, check_int, check_real, check_rng
+from ._validation import check_choice, check_int, check_progress, check_real, check_rng
 from .operators import check_operator, with_progress
 from .rank import numerical_rank
 from .spectrum import METHODS, eigenvalues
@@ -135,22 +135,29 @@ def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto", *, tol
         maxiter = check_int(maxiter, "maxiter", minimum=1)
     if tol is not None:
         tol = check_real(tol, "tol", positive=True)
+    progress = check_progress(progress)
     generator = check_rng(rng)
     point = check_point(net, X, teacher, what="fasthess.smallest_nonzero")
     if method == "lobpcg":
         return _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress)
-    if method == "auto" and point.at_optimum and _block_size(point, k) is not None:
-        if point.population and net.n_params >= _config.SMALLEST_MATRIX_FREE_MIN_D:
+    if method != "auto" or not point.at_optimum:
+        return _exact_smallest(point, k, rtol, method)
+    # "auto" at the optimum; _block_size reads the theory, so only where it may matter
+    if point.population and net.n_params >= _config.SMALLEST_MATRIX_FREE_MIN_D \
+            and _block_size(point, k) is not None:
+        try:
+            return _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress)
+        except _NotConverged as exc:
             try:
-                return _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress)
-            except _NotConverged:
-                pass  # the exact route below, if it fits
-        else:
-            try:
-                return _exact_smallest(point, k, rtol, method)
-            except MemoryError:  # refused before allocating: go matrix-free
-                return _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress)
-    return _exact_smallest(point, k, rtol, method)
+                return _exact_smallest(point, k, rtol, method)  # if it fits
+            except MemoryError:
+                raise exc from None  # its advice (maxiter, tol) is the one that helps
+    try:
+        return _exact_smallest(point, k, rtol, method)
+    except MemoryError:  # refused before allocating: matrix-free, if the theory allows
+        if _block_size(point, k) is None:
+            raise
+        return _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress)
 
 
 class _NotConverged(RuntimeError):
@@ -385,6 +392,7 @@ def _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress):
         tol=_config.SMALLEST_TOP_RTOL, return_eigenvectors=False)[0]))
     precondition = _preconditioner(point, op, dt)
     Y = known_null_directions(point.net).astype(dt)
+    Y = Y[:, np.linalg.norm(Y, axis=0) > 0]  # a dead unit's direction is 0: no constraint
     Y = np.linalg.qr(Y)[0] if Y.shape[1] else None
     start = generator.standard_normal((d, m)).astype(dt)
     with np.errstate(all="ignore"):  # LOBPCG's own ill-conditioning is checked below

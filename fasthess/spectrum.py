@@ -27,7 +27,7 @@ from . import _config
 from ._features import MATRIX_FREE_HINT, check_net, check_point, dense_bytes, features
 from ._resources import check_fits
 from ._validation import (check_bool, check_choice, check_float_array, check_int,
-                          check_real, check_rng)
+                          check_progress, check_real, check_rng)
 from .assembly import assemble_hessian, assemble_ntk, ntk_overhead, ntk_size
 from .operators import check_operator, with_progress
 from .products import jacobian_from_features
@@ -400,6 +400,7 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
         if not np.any(v0):
             raise ValueError("v0 is the zero vector; ARPACK needs a nonzero starting vector "
                              "(or leave v0=None to draw one from rng)")
+    progress = check_progress(progress)
     generator = check_rng(rng) if v0 is None else None
     op = check_operator(operator, net, X, teacher)
     if v0 is None:
