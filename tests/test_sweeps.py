@@ -363,6 +363,7 @@ def test_builtin_measures_against_direct_calls():
     np.testing.assert_allclose(r["eigenvalues"], np.linalg.eigvalsh(fh.hessian(p.net, p.X)),
                                rtol=0, atol=1e-12 * r["eigenvalues"][-1])
     assert r["rank"] == fh.numerical_rank(r["eigenvalues"]).rank
+    assert r["rank_undetermined"] is fh.numerical_rank(r["eigenvalues"], warn=False).undetermined
     assert r["effective_parameters"] == theory.effective_parameters("tanh", 4, 4, 1, n_samples=40)
     np.testing.assert_array_equal(r["smallest_nonzero"],
                                   fh.smallest_nonzero(p.net, p.X, k=2))
