@@ -21,7 +21,7 @@ class UndeterminedRankWarning(UserWarning):
     >>> import warnings, fasthess as fh
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     r = fh.numerical_rank([1e-14, 1e-13, 1.0])
+    ...     r = fh.numerical_rank([3e-15, 1.0])    # 7x the tolerance 4.4e-16
     >>> r.undetermined, caught[0].category.__name__
     (True, 'UndeterminedRankWarning')
     """

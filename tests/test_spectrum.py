@@ -143,10 +143,12 @@ def test_svd_route_resolves_eigenvalues_below_eigh_resolution():
     assert np.all(rel < 2e-5 + 4e-16 * np.sqrt(top / expected)), rel.max()
     assert np.abs(dense.eigenvalues[0] - expected[0]) > 10 * expected[0]
     # rank: svd sees all D with a clean gap; dense cannot
-    r_svd, r_dense = numerical_rank(svd), numerical_rank(dense)
+    r_svd = numerical_rank(svd)
+    with pytest.warns(fh.UndeterminedRankWarning, match="method='svd'"):
+        r_dense = numerical_rank(dense)      # and says so, with the remedy
     assert r_svd.rank == net.n_params == theory.effective_parameters("erf", 2, 14)
-    assert r_svd.gap_decades == math.inf
-    assert r_dense.rank < net.n_params
+    assert r_svd.gap_decades == math.inf and not r_svd.undetermined
+    assert r_dense.rank < net.n_params and r_dense.undetermined
 
 
 def test_svd_rank_of_tiny_quadratic_coefficient_matches_theory():
