@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._resources import check_fits, compute_budget, planned_threads, run_pieces
+from ._resources import check_fits
+from ._runtime import compute_budget, planned_threads, run_pieces
 from ._validation import check_dtype, check_instance, check_teacher
 from .data import Population, is_population
 from .network import TwoLayerNet
@@ -181,7 +182,7 @@ def _activations(activation, X, w1):
         activation.apply(pre, A, G1, G2)
         maxima = [_amax(a) for a in (pre, A, G1, G2, X)]
         return pre, A, G1, G2, [m if m == m else math.inf for m in maxima]  # NaN: inf
-    from ._kernels.activation import feature_rows
+    from ._kernels.features import feature_rows
 
     n_threads = planned_threads(pre.size, min(compute_budget(), n_rows),
                                 _config.MIN_ACTIVATIONS_PER_THREAD)

@@ -39,7 +39,7 @@ import numpy as np
 from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
-from ._resources import ComputeThreads, pieces_for, planned_threads
+from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads
 from ._validation import check_dtype, check_teacher
 
 __all__ = [
@@ -493,19 +493,18 @@ def hessian_matmat(coefs, net, V) -> np.ndarray:
             np.empty(n_hidden * block * n_hidden, dtype=dt))
     # the Hadamard pass (O(Nh^2) per column, memory-bound) runs on the calling thread;
     # the three big GEMMs (O(Nh^2 Ni) each) are split into row pieces fixed by their
-    # size and the thread setting (so the result is too), handed to free threads
-    with ComputeThreads() as scope:
-        planned = planned_threads(n_hidden * n_hidden * w1.shape[1] * block, scope.budget)
-        split = (planned, planned)
-        for c0 in range(0, n_cols, block):
-            c1 = min(n_cols, c0 + block)
-            Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
-            if c0 == 0 and c1 == n_cols:
-                _product_block(coefs, w1, w2, Vb, out, work, split)
-            else:
-                ob = np.empty((n, c1 - c0), dtype=dt)
-                _product_block(coefs, w1, w2, Vb, ob, work, split)
-                out[:, c0:c1] = ob
+    # size and the cores (so the result is too), handed to free threads
+    planned = planned_threads(n_hidden * n_hidden * w1.shape[1] * block, plan_budget())
+    split = (planned, min(planned, compute_budget()))
+    for c0 in range(0, n_cols, block):
+        c1 = min(n_cols, c0 + block)
+        Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
+        if c0 == 0 and c1 == n_cols:
+            _product_block(coefs, w1, w2, Vb, out, work, split)
+        else:
+            ob = np.empty((n, c1 - c0), dtype=dt)
+            _product_block(coefs, w1, w2, Vb, ob, work, split)
+            out[:, c0:c1] = ob
     return out.reshape(n) if vector else out
 
 

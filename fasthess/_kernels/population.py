@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 
 from ._jit import inline_kernel, kernel
 
@@ -51,7 +50,7 @@ def _kahan_angle(W1, j, k, norm_j, norm_k):
     return 2.0 * math.atan2(math.sqrt(diff), math.sqrt(summ))
 
 
-@kernel(parallel=True)
+@kernel
 def pair_geometry(W1, gram, norms, pj, pk, refine_cos, cos_out, sin_out):
     """Cosine and sine of the angle between rows pj[p] and pk[p] of W1 (Nh x Ni).
 
@@ -59,7 +58,7 @@ def pair_geometry(W1, gram, norms, pj, pk, refine_cos, cos_out, sin_out):
     recomputed from the rows (O(Ni) per pair). A pair with a zero row, or j = k,
     gets cos = 1, sin = 0 (any unit pair describes it: h = 0 or h_k = h_j).
     """
-    for p in numba.prange(pj.shape[0]):
+    for p in range(pj.shape[0]):
         j = pj[p]
         k = pk[p]
         nj = norms[j]
@@ -80,7 +79,7 @@ def pair_geometry(W1, gram, norms, pj, pk, refine_cos, cos_out, sin_out):
 
 
 # ---------------------------------------------------------------------- closed forms
-@kernel(parallel=True)
+@kernel
 def erf_pairs(pj, pk, norms, cosines, sines, out):
     """Pair coefficients of g(z) = erf(z / sqrt 2) in closed form (THEORY.md f).
 
@@ -89,7 +88,7 @@ def erf_pairs(pj, pk, norms, cosines, sines, out):
     cancellation): a = (2/pi)/sqrt(Delta), M = -a (I + C)^{-1},
     G = (2/pi) asin(C_jk / sqrt((1+C_jj)(1+C_kk))), cjk = -a C_jk / (1 + C_jj).
     """
-    for p in numba.prange(pj.shape[0]):
+    for p in range(pj.shape[0]):
         j = pj[p]
         k = pk[p]
         cjj = norms[j] * norms[j]
@@ -118,7 +117,7 @@ def relu_wedge(c, s):
     return _INV_TWO_PI * c * s, _INV_TWO_PI * s * s, -_INV_TWO_PI * c * s
 
 
-@kernel(parallel=True)
+@kernel
 def relu_pairs(pj, pk, norms, cosines, sines, min_sine, out):
     """Pair coefficients of relu in closed form (polar coordinates, THEORY.md f).
 
@@ -129,7 +128,7 @@ def relu_pairs(pj, pk, norms, cosines, sines, min_sine, out):
     their tile in the orthonormal basis instead (see the module docstring). A zero
     row (h = 0, relu'(0) = 0) contributes nothing.
     """
-    for p in numba.prange(pj.shape[0]):
+    for p in range(pj.shape[0]):
         j = pj[p]
         k = pk[p]
         nj = norms[j]
@@ -153,11 +152,11 @@ def relu_pairs(pj, pk, norms, cosines, sines, min_sine, out):
 
 
 # ---------------------------------------------------------------------- quadrature
-@kernel(parallel=True)
+@kernel
 def quadrature_points(pk, norms, cosines, sines, z1, z2, out):
     """h_k = s_k (cos z1 + sin z2) at every node of every pair: out (n_pairs, n_nodes)."""
     n_nodes = z1.shape[0]
-    for p in numba.prange(pk.shape[0]):
+    for p in range(pk.shape[0]):
         k = pk[p]
         sc = norms[k] * cosines[p]
         ss = norms[k] * sines[p]
@@ -165,7 +164,7 @@ def quadrature_points(pk, norms, cosines, sines, z1, z2, out):
             out[p, t] = sc * z1[t] + ss * z2[t]
 
 
-@kernel(parallel=True)
+@kernel
 def quadrature_pairs(pj, pk, norms, cosines, node_1d, weights, unit_g0, unit_g1, unit_g2,
                      unit_h, hk, g0, g1, g2, out):
     """Pair coefficients by a 2-D quadrature rule (Gauss-Hermite tensor nodes).
@@ -176,7 +175,7 @@ def quadrature_pairs(pj, pk, norms, cosines, node_1d, weights, unit_g0, unit_g1,
     to 1. out (n_pairs, 7) as in erf_pairs; m11, m22 via Stein (module docstring).
     """
     n_nodes = weights.shape[0]
-    for p in numba.prange(pj.shape[0]):
+    for p in range(pj.shape[0]):
         j = pj[p]
         k = pk[p]
         s_a = 0.0
@@ -239,7 +238,7 @@ def _write_tile(out, n_in, j, k, W1, diag, b11, b12, b22):
             out[rk, j * n_in + l] = v
 
 
-@kernel(parallel=True)
+@kernel
 def dense_w1w1(W1, norms, Q, qa, qm11, qm12, qm22, par_indptr, par_indices, par_cos, par_sin,
                out):
     """The w1w1 block of H_inf into out[:Nh Ni, :Nh Ni] (out may be all of H).
@@ -249,7 +248,7 @@ def dense_w1w1(W1, norms, Q, qa, qm11, qm12, qm22, par_indptr, par_indices, par_
     listed in the CSR arrays (relu, nearly parallel) use the orthonormal basis.
     """
     n_hidden = W1.shape[0]
-    for p in numba.prange((n_hidden + 1) // 2):
+    for p in range((n_hidden + 1) // 2):
         _tile_row(p, W1, norms, Q, qa, qm11, qm12, qm22, par_indptr, par_indices, par_cos,
                   par_sin, out)
         if n_hidden - 1 - p != p:
@@ -287,7 +286,7 @@ def _add_parallel_tile(out, n_in, j, k, W1, norms, q, c, s):
             out[rk, j * n_in + l] += v
 
 
-@kernel(parallel=True)
+@kernel
 def dense_w1w2_w2w2(W1, W2, a, cmat, G, out):
     """The w1w2, w2w1 and w2w2 blocks of H_inf (out is all of H, D x D).
 
@@ -296,7 +295,7 @@ def dense_w1w2_w2w2(W1, W2, a, cmat, G, out):
     n_hidden, n_in = W1.shape
     n_out = W2.shape[0]
     d1 = n_hidden * n_in
-    for j in numba.prange(n_hidden):
+    for j in range(n_hidden):
         for i in range(n_in):
             r = j * n_in + i
             for m in range(n_out):
@@ -314,16 +313,16 @@ def dense_w1w2_w2w2(W1, W2, a, cmat, G, out):
 
 
 # ---------------------------------------------------------------------- product
-@kernel(parallel=True)
+@kernel
 def gather_diagonal(K, d):
     """d[k, c] = K[k, c, k]: d_k = w_k . v_k for every column c. K: (Nh, m, Nh)."""
     n_hidden, n_cols, _ = K.shape
-    for k in numba.prange(n_hidden):
+    for k in range(n_hidden):
         for c in range(n_cols):
             d[k, c] = K[k, c, k]
 
 
-@kernel(parallel=True)
+@kernel
 def product_hadamard(K, T, d, a, cmat, qm11, qm12, qm22, r):
     """The Nh x Nh elementwise part of the structured product, in place.
 
@@ -334,7 +333,7 @@ def product_hadamard(K, T, d, a, cmat, qm11, qm12, qm22, r):
     Each thread owns the rows j of its outputs.
     """
     n_hidden, n_cols, _ = K.shape
-    for j in numba.prange(n_hidden):
+    for j in range(n_hidden):
         for c in range(n_cols):
             acc = 0.0
             for k in range(n_hidden):
@@ -347,22 +346,22 @@ def product_hadamard(K, T, d, a, cmat, qm11, qm12, qm22, r):
             r[j, c] = acc
 
 
-@kernel(parallel=True)
+@kernel
 def add_w1_terms(out1, BW, r, W1):
     """out1[j, i, c] += BW[j, c, i] + r[j, c] W1[j, i]. out1: (Nh, Ni, m), BW: (Nh, m, Ni)."""
     n_hidden, n_in, n_cols = out1.shape
-    for j in numba.prange(n_hidden):
+    for j in range(n_hidden):
         for i in range(n_in):
             w = W1[j, i]
             for c in range(n_cols):
                 out1[j, i, c] += BW[j, c, i] + r[j, c] * w
 
 
-@kernel(parallel=True)
+@kernel
 def parallel_pairs_product(W1, norms, Q, par_indptr, par_indices, par_cos, par_sin, V1, out1):
     """out1 += the orthonormal-basis tiles of the listed pairs applied to V1 (Nh, Ni, m)."""
     n_hidden, n_in, n_cols = V1.shape
-    for j in numba.prange(n_hidden):
+    for j in range(n_hidden):
         for q in range(par_indptr[j], par_indptr[j + 1]):
             k = par_indices[q]
             c = par_cos[q]
