@@ -3,7 +3,7 @@ fraction of the DGEMM rate, and first-call (compile) time."""
 import numpy as np
 
 import fasthess as fh
-from fasthess.benchmarking import dgemm_fraction, product_dgemm_fraction
+from .harness import dgemm_fraction, product_dgemm_fraction
 
 from .common import ACTIVATIONS, SAMPLE_RULES, SIZES, SMALL_SIZES, problem
 
@@ -34,7 +34,7 @@ class SmallAssembly:
     params = (["erf"], SMALL_SIZES, ["2D"])
     param_names = ["activation", "n", "samples"]
     def setup(self, activation, n, rule):
-        from fasthess.benchmarking import _route
+        from .harness import _route
 
         self.net, self.X = problem(activation, n, rule)
         self.numpy_jtj = _route("numpy_jtj", self.net, self.X)

@@ -7,11 +7,11 @@ numpy is imported first, as in a user's script (DESIGN.md "Speed as users get it
 import numpy as np
 
 import fasthess as fh
-from fasthess.benchmarking import spread, timed_with_dgemm_limit
 from fasthess.population import population_coefficients
 from fasthess.population_hessian import assemble_dense, hessian_matmat
 
 from .common import THREADS
+from .harness import spread, timed_with_dgemm_limit
 
 PRODUCT_SIZES = [100, 300, 1000]
 
@@ -192,3 +192,25 @@ class PopulationOffOptimumProduct:
 
     def time_matvec(self, n, teacher):
         self.op @ self.v
+
+
+class SmallestNonzeroPopulation:
+    """fh.smallest_nonzero(net, POPULATION, k=3) past the matrix-free threshold (D >= 3000):
+    LOBPCG on the operator. A return to the dense route shows as a jump in time (D^3)
+    and in peak memory (8 D^2 bytes: 107 MB at N = 60, 0.8 GB at N = 99);
+    ``python bench/smallest_scale.py --method dense`` times that route."""
+
+    params = (["erf"], [60, 99])
+    param_names = ["activation", "n"]
+    timeout = 600
+
+    def setup(self, activation, n):
+        self.net = _network(activation, n)
+        small = _network(activation, 12)
+        fh.smallest_nonzero(small, fh.POPULATION, k=3, method="lobpcg", rng=0)  # compile
+
+    def time_smallest_nonzero(self, activation, n):
+        fh.smallest_nonzero(self.net, fh.POPULATION, k=3, rng=0)
+
+    def peakmem_smallest_nonzero(self, activation, n):
+        fh.smallest_nonzero(self.net, fh.POPULATION, k=3, rng=0)

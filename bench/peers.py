@@ -2,7 +2,7 @@
 
 They live here, in the repository's benchmark folder, so that the fasthess package
 never imports an autodiff framework. ``python -m bench.compare --peers`` and
-``bench/update_readme.py`` pass this module to ``fasthess.benchmarking``; each
+``bench/update_readme.py`` pass this module to ``bench.harness``; each
 builder returns None when its framework is not installed.
 """
 

@@ -16,12 +16,13 @@ import sys
 
 import numpy  # noqa: F401  (first, as in a user's script)
 
-from fasthess import benchmarking as B
-
 # bench.peers must be importable here and in the child processes
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
+
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
+
+from bench import harness as B  # noqa: E402  (after the root is on sys.path)
 
 START, END = "<!-- performance:start -->", "<!-- performance:end -->"
 GIB = 2**30

@@ -7,7 +7,7 @@ Dense assembly at N = 10 .. 40 against NumPy J^T J and explicit J + syrk, its
 fraction of the DGEMM rate, the matrix-free product's fraction, thread scaling on
 the machine as it is and beside a busy loop, and the import order. Every timing runs
 in a child process that imports NumPy before fasthess; each ratio is a median with
-the (min-max) of its interleaved rounds. It uses only fasthess.benchmarking, so
+the (min-max) of its interleaved rounds. It uses only bench.harness, so
 the same script measures an older checkout given this module.
 """
 import argparse
@@ -16,11 +16,12 @@ import sys
 
 import numpy  # noqa: F401  (first, as in a user's script)
 
-from fasthess import benchmarking as B
-
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
+
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
+
+from bench import harness as B  # noqa: E402  (after the root is on sys.path)
 
 
 def main():

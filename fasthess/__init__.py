@@ -12,9 +12,10 @@ from .network import TwoLayerNet
 from .objective import gradient, loss
 from .operators import HessianOperator, HessianOperatorBase, hessian_operator
 from .products import JacobianOperator, jacobian, jacobian_operator
-from .rank import RankResult, numerical_rank
+from .rank import RankResult, UndeterminedRankWarning, numerical_rank
 from .slq import SpectralDensity, spectral_density
-from .spectrum import Spectrum, eigenvalues, eigsh, smallest_nonzero
+from .spectrum import Spectrum, eigenvalues, eigsh
+from .smallest import smallest_nonzero
 from .traces import trace
 from .online import OnlineODEResult, OnlineSGDResult, online_sgd, online_sgd_ode
 from .dynamics import (FlowResult, GDResult, decay_rate, gradient_descent, gradient_flow,
@@ -31,6 +32,7 @@ __all__ = [
     "hessian_operator", "HessianOperator", "HessianOperatorBase", "ntk",
     "jacobian", "jacobian_operator", "JacobianOperator",
     "eigenvalues", "Spectrum", "eigsh", "smallest_nonzero", "numerical_rank", "RankResult",
+    "UndeterminedRankWarning",
     "spectral_density", "SpectralDensity", "trace",
     "gradient_descent", "GDResult", "perturb", "predicted_loss", "decay_rate",
     "gradient_flow", "FlowResult",

@@ -214,6 +214,40 @@ FIG_MIN_GAP_DECADES = 8.0
 FIG_DPI = 150
 FIG_CAPTION_WIDTH = 105
 
+# ---------------------------------------------------------------- smallest_nonzero
+# "auto" goes matrix-free (LOBPCG) for the population from this D on. Measured with
+# bench/smallest_scale.py on the 2-core VM while other jobs ran (load ~8), erf Ni = Nh,
+# k = 3, dense route against LOBPCG, the same values to 7 digits: N = 50 (D = 2550)
+# 11.8 s against 10.6 s; N = 70 (D = 4970) 57.5 s against 15.6 s; N = 99 (D = 9900)
+# 347 s against 62 s. The dense route grows as D^3, a product as D^1.5. Sampled inputs
+# never go matrix-free while the dense route fits: a product costs O(P D) per column,
+# and LOBPCG needs thousands (N = 40, P = 2D: 9.9 s dense against 71 s).
+SMALLEST_MATRIX_FREE_MIN_D = 3000
+# Block vectors beyond the zeros and the k wanted: LOBPCG's last vectors converge
+# slowest, so the k wanted converge before the block does.
+SMALLEST_GUARD_VECTORS = 3
+# The largest block: past it the unknown null space is too big to carry (z^2 has about
+# D / 2 zeros) and the exact route is the way.
+SMALLEST_MAX_BLOCK = 64
+# Default residual tolerance, in eps of the working dtype, relative to max|lambda|:
+# 1e5 eps = 2.2e-11 in float64. An eigenvalue ~1e-8 max|lambda| a gap of ~3e-9 from
+# the next is then within (2.2e-11)^2 / 3e-9 ~ 2e-13 max|lambda| (2e-5 of itself).
+# The block-preconditioned LOBPCG reached 7e-12 in 3000 iterations at N = 99 (erf,
+# population, D = 9900); eigh's own backward error there is D eps = 2.2e-12.
+SMALLEST_RESIDUAL_EPS = 1e5
+# The most LOBPCG iterations: erf needed ~4000 for 1e-13 at N = 30 and N = 50.
+SMALLEST_MAX_ITERATIONS = 5000
+# max|lambda| only scales tolerances: this relative accuracy is plenty.
+SMALLEST_TOP_RTOL = 1e-6
+
+# ---------------------------------------------------------------- numerical rank
+# numerical_rank calls a rank undetermined (and warns) when an eigenvalue lies within
+# this many decades of its tolerance, on either side: round-off spreads the computed
+# zeros over about a decade below n eps lambda_max, so an eigenvalue that close to the
+# cut may be a zero, and a "zero" that close may be genuine. float32 erf at N = 30 put
+# eigenvalues on both sides of the cut with a gap of 0.0 decades.
+RANK_MIN_GAP_DECADES = 1.0
+
 # ---------------------------------------------------------------- sweeps
 # Workers of the default LocalCluster of a sweep.
 DEFAULT_WORKERS = 2

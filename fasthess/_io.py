@@ -15,6 +15,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from ._validation import check_progress
+
 __all__ = ["TMP_PREFIX", "atomic_write", "progress"]
 
 #: Name prefix of the temporary files of :func:`atomic_write` (readers skip them,
@@ -133,6 +135,7 @@ def progress(iterable=None, total=None, desc=None, enabled=None, **tqdm_kwargs):
         ``set_postfix_str(s)``, ``close()`` and use as a context manager, so callers
         need no branch for the bar-less case.
     """
+    enabled = check_progress(enabled)
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:

@@ -101,6 +101,16 @@ def check_bool(value, name: str) -> bool:
     return bool(value)
 
 
+def check_progress(value, name: str = "progress"):
+    """None (a bar only when stderr is a terminal), True or False."""
+    if value is None:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True, False or None (a bar only when stderr is a "
+                        f"terminal), got {value!r}")
+    return bool(value)
+
+
 def check_choice(value, name: str, choices) -> str:
     """One of the strings ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -3,7 +3,8 @@
 ``fasthess`` alone (or ``fasthess run``) builds a teacher, assembles its Hessian at
 the optimum, and prints D, P, the time taken, the extreme eigenvalues and the
 numerical rank next to the predicted effective number of parameters.
-Subcommands: ``figures``, ``bench``, ``sweep``.
+Subcommands: ``figures``, ``sweep`` (and ``bench``, which says where the benchmark
+harness went: ``python -m bench.compare`` in the repository).
 """
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ import sys
 import time
 
 SUBCOMMANDS = ("run", "figures", "bench", "sweep")
+
+#: What ``fasthess bench`` says: the harness is in the repository, not in the wheel.
+BENCH_MOVED = ("fasthess bench: the benchmark harness lives in the repository's bench/ "
+               "(it is not part of the installed package): from a clone, run "
+               "`python -m bench.compare --n 20 --n 40` (same options; --peers adds "
+               "jax.hessian and torch.func.hessian)")
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +39,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "eigenvalues only down to ~1e-7 of the largest)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for Numba and BLAS together (default: all cores)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown by default when stderr is a terminal)")
 
 
 def package_version() -> str:
@@ -63,12 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     figures = sub.add_parser("figures", help="reproduce the paper's figures (PNG + data)")
     _add_figures_arguments(figures)
-    bench = sub.add_parser(
-        "bench", help="side-by-side speed ratios against naive routes",
-        description="Side-by-side ratios against NumPy J^T J, Jacobian + syrk and the DGEMM "
-                    "limit. From a repository checkout, `python -m bench.compare --peers` adds "
-                    "jax.hessian and torch.func.hessian.")
-    add_bench_arguments(bench)
+    sub.add_parser(
+        "bench", help="moved: python -m bench.compare, from a clone of the repository",
+        description=BENCH_MOVED)
     sweep = sub.add_parser("sweep", help="run a grid of configurations on Dask")
     _add_sweep_arguments(sweep)
     return parser
@@ -90,34 +96,6 @@ def _add_figures_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the teachers and data of every figure (default 0)")
-
-
-def add_bench_arguments(p):
-    p.add_argument("--activation", default="erf")
-    p.add_argument("--n", type=int, action="append", default=None,
-                   help="Ni = Nh (repeatable; default 10, 20, 30 and 40)")
-    p.add_argument("--samples-factor", type=float, default=2.0, help="P = factor * D")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for Numba and BLAS together (default: all cores)")
-    p.add_argument("--repeat", type=int, default=5, help="interleaved rounds of timing")
-    p.add_argument("--memory-cap-gib", type=float, default=None,
-                   help="cap each route's memory when measuring its peak (shows OOM)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
-    p.add_argument("--no-products", action="store_true",
-                   help="skip the matrix-free product row (hessian_operator @ V, 20 columns)")
-    p.add_argument("--under-load", action="store_true",
-                   help="also time N = 20 with all threads and with one while a busy loop "
-                        "holds one core")
-    p.add_argument("--import-order", action="store_true",
-                   help="also time the largest N in processes importing numpy or fasthess first")
-
-
-def bench_keywords(args) -> dict:
-    """The keyword arguments of fasthess.benchmarking.run_bench from parsed bench arguments."""
-    return dict(activation=args.activation, sizes=args.n, samples_factor=args.samples_factor,
-                threads=args.threads, repeat=args.repeat, memory_cap_gib=args.memory_cap_gib,
-                memory=not args.no_memory, products=not args.no_products,
-                with_load=args.under_load, with_import_order=args.import_order)
 
 
 def _add_sweep_arguments(p):
@@ -147,7 +125,7 @@ def run(args) -> int:
     import numpy as np
     from scipy.linalg import eigh
 
-    from . import theory
+    from . import _io, theory
     from ._runtime import set_num_threads
     from .assembly import hessian
     from .data import gaussian_inputs
@@ -161,16 +139,25 @@ def run(args) -> int:
     D = net.n_params
     P = args.samples if args.samples is not None else 2 * D
     X = gaussian_inputs(P, args.n_in, rng=args.seed + 1, dtype=args.dtype)
-    t0 = time.perf_counter()
-    hessian(net, X[:2])  # load (or compile, on first use) the kernels
-    t_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    H = hessian(net, X)
-    t_assembly = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ev = eigh(H, eigvals_only=True, overwrite_a=True, check_finite=False)
-    t_eigh = time.perf_counter() - t0
-    rank = numerical_rank(ev)
+    stages = _io.progress(total=3, desc="fasthess run", enabled=False if args.no_progress
+                          else None, unit="stage", leave=False)
+    with stages:
+        stages.set_postfix_str("loading (compiling, the first time) the kernels")
+        t0 = time.perf_counter()
+        hessian(net, X[:2])  # load (or compile, on first use) the kernels
+        t_load = time.perf_counter() - t0
+        stages.update(1)
+        stages.set_postfix_str(f"assembling the {D} x {D} Hessian")
+        t0 = time.perf_counter()
+        H = hessian(net, X)
+        t_assembly = time.perf_counter() - t0
+        stages.update(1)
+        stages.set_postfix_str("eigh")
+        t0 = time.perf_counter()
+        ev = eigh(H, eigvals_only=True, overwrite_a=True, check_finite=False)
+        t_eigh = time.perf_counter() - t0
+        stages.update(1)
+    rank = numerical_rank(ev, warn=False)  # the advice is printed below
     name = net.activation.name
     print(f"fasthess {package_version()}: Hessian at the optimum of "
           f"{indefinite_article(name)} {name} teacher")
@@ -182,6 +169,12 @@ def run(args) -> int:
     print(f"  eigenvalues   smallest {ev[0]: .6e}   largest {ev[-1]: .6e}")
     print(f"  numerical rank {rank.rank} of {D} (tolerance {rank.tolerance:.3e}, "
           f"{rank.gap_summary})")
+    if rank.undetermined:
+        fix = "--dtype float64" if np.dtype(args.dtype) == np.float32 else (
+            "fasthess.eigenvalues(net, X, method='svd')")
+        print(f"  the rank is undetermined: {np.dtype(args.dtype).name} does not separate zero "
+              f"from nonzero eigenvalues here; rerun with {fix}, or use "
+              f"fasthess.theory.exact_rank")
     try:
         predicted = theory.effective_parameters(net.activation, args.n_in, args.n_hidden,
                                                 args.n_out, n_samples=P)
@@ -193,6 +186,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # whatever options follow: they belong to bench.compare now
+        print(BENCH_MOVED, file=sys.stderr)
+        return 2
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run"] + argv
     args = build_parser().parse_args(argv)
@@ -204,10 +200,6 @@ def main(argv=None) -> int:
 
             return make_figures(args.out, quick=args.quick, only=args.only, scale=args.scale,
                                 seed=args.seed, progress=False if args.no_progress else None)
-        if args.command == "bench":
-            from .benchmarking import run_bench
-
-            return run_bench(**bench_keywords(args))
         if args.command == "sweep":
             from .sweeps import run_sweep_command
 

@@ -611,7 +611,7 @@ def _zero_mode_tolerance(eigenvalues, rtol=None) -> float:
     That is the numpy.linalg.matrix_rank rule, rtol * max|lambda| with rtol = D * eps
     (float64) by default.
     """
-    return float(numerical_rank(eigenvalues, rtol).tolerance)
+    return float(numerical_rank(eigenvalues, rtol, warn=False).tolerance)
 
 
 def _warn_if_unstable(lr, lam) -> None:

@@ -9,15 +9,18 @@ C-contiguous (D, m) block of the operator's dtype.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from . import _io
 from ._features import Features, check_net, check_point, features
 from ._validation import FLOAT_DTYPES, check_instance, check_teacher
 from .products import hessian_vector_products
 
 __all__ = ["HessianOperatorBase", "HessianOperator", "PopulationHessianOperator",
-           "hessian_operator", "operator_of", "products_operator"]
+           "hessian_operator", "check_operator", "with_progress"]
 
 
 class HessianOperatorBase(LinearOperator):
@@ -200,27 +203,35 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     True
     """
     point = check_point(net, X, teacher, dtype, copy=True, what="fasthess.hessian_operator")
-    return operator_of(point)
+    return _operator(point)
 
 
-def operator_of(point) -> HessianOperatorBase:
-    """:func:`hessian_operator` of a validated point (its X owned by the caller's check)."""
+def _operator(point) -> HessianOperatorBase:
+    """The operator of a validated point (whose X the caller's check owns or shares)."""
     if point.population:
         return PopulationHessianOperator(point.net, point.dtype, point.teacher)
     return HessianOperator(features(point), point.net, point.teacher)
 
 
-def products_operator(net, X, teacher=None, operator=None) -> LinearOperator:
-    """The operator whose products a matrix-free routine uses, validated once.
+def check_operator(operator, net, X, teacher=None) -> LinearOperator:
+    """The (D, D) operator a matrix-free routine multiplies by: ``operator``, checked, or H's.
 
-    Without ``operator``: :func:`hessian_operator`'s operator of (net, X, teacher),
-    sharing X with the caller (it lives only for the call). With ``operator``: that
-    (D, D) real LinearOperator (e.g. :func:`fasthess.distributed.hessian_operator`),
-    which carries its own data and point, so X is not used and a ``teacher`` other
-    than the student is refused rather than silently ignored.
+    ``operator=None``: :func:`hessian_operator`'s operator of (net, X, teacher), sharing
+    X with the caller (it lives only for the call). Otherwise ``operator`` itself, a
+    real (D, D) LinearOperator (e.g. :func:`fasthess.distributed.hessian_operator`)
+    that carries its own data and point: X is not used, and a ``teacher`` other than
+    the student is refused rather than silently ignored.
+
+    Examples
+    --------
+    >>> import fasthess as fh
+    >>> from fasthess.operators import check_operator
+    >>> net = fh.TwoLayerNet.random(4, 3, rng=0)
+    >>> check_operator(None, net, fh.gaussian_inputs(20, 4, rng=1)).shape
+    (15, 15)
     """
     if operator is None:
-        return operator_of(check_point(net, X, teacher))
+        return _operator(check_point(net, X, teacher))
     check_net(net)
     check_instance(operator, LinearOperator, "operator",
                    "a scipy.sparse.linalg.LinearOperator (e.g. "
@@ -237,3 +248,48 @@ def products_operator(net, X, teacher=None, operator=None) -> LinearOperator:
         raise ValueError("teacher: not used with operator=, which was built at its own point; "
                          "pass the teacher to the function that built the operator")
     return operator
+
+
+class _Counted(LinearOperator):
+    """``op``, whose products advance ``bar`` by their number of columns."""
+
+    def __init__(self, op, bar):
+        self._op, self._bar = op, bar
+        super().__init__(dtype=op.dtype, shape=op.shape)
+
+    def _matvec(self, v):
+        out = self._op.matvec(v)
+        self._bar.update(1)
+        return out
+
+    def _matmat(self, V):
+        out = self._op.matmat(V)
+        self._bar.update(V.shape[1])
+        return out
+
+    def _adjoint(self):
+        return self  # H is symmetric
+
+
+@contextlib.contextmanager
+def with_progress(op, desc, total=None, enabled=None):
+    """``op`` wrapped so that its products advance a progress bar (:func:`fasthess._io.progress`).
+
+    The bar counts products (columns) on stderr: tqdm when installed and ``enabled``
+    (None: when stderr is a terminal, so tests and logs stay silent). Iterative
+    solvers (ARPACK, LOBPCG, Lanczos) that run for minutes at D ~ 1e6 show their
+    pace this way.
+
+    Examples
+    --------
+    >>> import numpy as np, fasthess as fh
+    >>> from fasthess.operators import with_progress
+    >>> op = fh.hessian_operator(fh.TwoLayerNet.random(4, 3, rng=0),
+    ...                          fh.gaussian_inputs(20, 4, rng=1))
+    >>> with with_progress(op, "products", enabled=False) as counted:
+    ...     bool(np.allclose(counted @ np.ones(15), op @ np.ones(15)))
+    True
+    """
+    with _io.progress(total=total, desc=desc, enabled=enabled, unit="product",
+                      leave=False) as bar:
+        yield _Counted(op, bar)

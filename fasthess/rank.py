@@ -2,13 +2,29 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_float_array, check_real
+from . import _config
+from ._validation import check_bool, check_float_array, check_real
 
-__all__ = ["numerical_rank", "RankResult"]
+__all__ = ["numerical_rank", "RankResult", "UndeterminedRankWarning"]
+
+
+class UndeterminedRankWarning(UserWarning):
+    """:func:`numerical_rank` found no gap at its tolerance: zero and nonzero are not told apart.
+
+    Examples
+    --------
+    >>> import warnings, fasthess as fh
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     r = fh.numerical_rank([3e-15, 1.0])    # 7x the tolerance 4.4e-16
+    >>> r.undetermined, caught[0].category.__name__
+    (True, 'UndeterminedRankWarning')
+    """
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +48,13 @@ class RankResult:
         Trust a rank only with a wide gap (> 8 decades, THEORY.md c).
     n_eigenvalues : int or None
         How many eigenvalues were examined (None if unknown).
+    undetermined : bool
+        True when an eigenvalue lies less than ``_config.RANK_MIN_GAP_DECADES`` (one
+        decade) from the tolerance on either side: the eigenvalues run through the cut
+        without a gap, so the rank depends on where the cut is put, not on H. Typical
+        of float32 (round-off at ~1e-7 of the largest eigenvalue swamps genuine small
+        eigenvalues). Recompute in float64, with ``method="svd"``, or use the
+        tolerance-free :func:`fasthess.theory.exact_rank`.
 
     Examples
     --------
@@ -50,6 +73,7 @@ class RankResult:
     rtol: float
     gap_decades: float
     n_eigenvalues: int | None = None
+    undetermined: bool = False
 
     @property
     def gap_summary(self) -> str:
@@ -61,6 +85,10 @@ class RankResult:
         >>> fh.numerical_rank([0.0, 0.0, 1.0]).gap_summary
         'the dropped eigenvalues are exactly 0: no gap'
         """
+        if self.undetermined:
+            return (f"undetermined: no gap at the tolerance (gap {self.gap_decades:.1f} "
+                    f"decades)" if math.isfinite(self.gap_decades)
+                    else "undetermined: the smallest eigenvalue is within a decade of the tolerance")
         if math.isnan(self.gap_decades):
             return "all eigenvalues are 0: no gap"
         if math.isinf(self.gap_decades):
@@ -90,10 +118,11 @@ class RankResult:
         of = "" if self.n_eigenvalues is None else f" of {self.n_eigenvalues}"
         gap = (f"gap={self.gap_decades:.1f} decades" if math.isfinite(self.gap_decades)
                else self.gap_summary)
-        return f"RankResult(rank={self.rank}{of}, tolerance={self.tolerance:.3g}, {gap})"
+        flag = ", undetermined" if self.undetermined and math.isfinite(self.gap_decades) else ""
+        return f"RankResult(rank={self.rank}{of}, tolerance={self.tolerance:.3g}, {gap}{flag})"
 
 
-def numerical_rank(eigenvalues, rtol=None) -> RankResult:
+def numerical_rank(eigenvalues, rtol=None, *, warn=True) -> RankResult:
     """Count the eigenvalues that are nonzero to working precision, with the gap.
 
     Like :func:`numpy.linalg.matrix_rank`: an eigenvalue counts when
@@ -112,13 +141,17 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
         is (n * eps)^2: there the error is eps * s_max on each singular value s,
         i.e. eps^2 * lambda_max on the eigenvalue scale (the matrix_rank rule
         applied to J).
+    warn : bool, default True
+        Warn (:class:`UndeterminedRankWarning`) when the rank is undetermined: no gap
+        of at least one decade (``_config.RANK_MIN_GAP_DECADES``) on either side of the
+        tolerance. ``False`` for callers that read ``.undetermined`` themselves.
 
     Returns
     -------
     RankResult
         ``.rank``, ``.tolerance``, ``.rtol`` and ``.gap_decades``, the log10 ratio of
         the smallest kept to the largest dropped |lambda|: a rank is trustworthy only
-        when it sits in a wide gap.
+        when it sits in a wide gap; ``.undetermined`` when it sits in none.
 
     Notes
     -----
@@ -161,6 +194,7 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
             rtol = rtol * rtol
     else:
         rtol = check_real(rtol, "rtol", nonnegative=True)
+    warn = check_bool(warn, "warn")
     a = np.abs(ev.astype(np.float64))
     top = float(a.max())
     tol = rtol * top
@@ -173,4 +207,38 @@ def numerical_rank(eigenvalues, rtol=None) -> RankResult:
     else:
         small, big = float(a[kept].min()), float(a[~kept].max())
         gap = math.inf if big == 0.0 else math.log10(small / big)
-    return RankResult(rank, tol, rtol, gap, total)
+    undetermined = _undetermined(a, kept, tol)
+    result = RankResult(rank, tol, rtol, gap, total, undetermined)
+    if undetermined and warn:
+        warnings.warn(_undetermined_advice(result, ev.dtype, svd), UndeterminedRankWarning,
+                      stacklevel=2)
+    return result
+
+
+def _undetermined(a, kept, tol) -> bool:
+    """Whether an eigenvalue lies within RANK_MIN_GAP_DECADES of the cut (either side)."""
+    if tol == 0.0 or not np.any(kept):
+        return False  # every eigenvalue exactly 0, or an rtol >= 1 that keeps none
+    width = 10.0 ** _config.RANK_MIN_GAP_DECADES
+    if float(a[kept].min()) < width * tol:
+        return True
+    dropped = a[~kept]
+    return bool(dropped.size and float(dropped.max()) * width > tol)
+
+
+def _undetermined_advice(r, dtype, svd) -> str:
+    """The warning of an undetermined rank: what was seen and what to do."""
+    eps = float(np.finfo(dtype).eps)
+    fixes = []
+    if dtype == np.float32:
+        fixes.append("compute the eigenvalues in float64 (dtype=np.float64)")
+    if not svd:
+        fixes.append("use fasthess.eigenvalues(net, X, method='svd'), which resolves "
+                     "eigenvalues down to ~eps^2 of the largest")
+    fixes.append("use fasthess.theory.exact_rank for a rank without a tolerance")
+    gap = (f"gap {r.gap_decades:.1f} decades" if math.isfinite(r.gap_decades)
+           else "nothing dropped")
+    return (f"numerical_rank: the rank {r.rank} of {r.n_eigenvalues} is undetermined: "
+            f"eigenvalues lie within {_config.RANK_MIN_GAP_DECADES:g} decade of the "
+            f"tolerance {r.tolerance:.3g} ({gap}), so {np.dtype(dtype).name} (eps {eps:.2g}) "
+            f"does not separate zero from nonzero eigenvalues here; " + "; or ".join(fixes))

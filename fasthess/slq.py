@@ -8,9 +8,9 @@ import numpy as np
 
 from . import _config
 from ._resources import available_memory, check_fits
-from ._validation import check_float_array, check_int, check_real, check_rng
+from ._validation import check_float_array, check_int, check_progress, check_real, check_rng
 from .data import rademacher
-from .operators import products_operator
+from .operators import check_operator, with_progress
 
 __all__ = ["spectral_density", "SpectralDensity", "lanczos_block"]
 
@@ -68,7 +68,7 @@ class SpectralDensity:
 
 
 def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, grid=None,
-                     sigma=None, operator=None) -> SpectralDensity:
+                     sigma=None, operator=None, progress=None) -> SpectralDensity:
     """Estimate the eigenvalue density of H by stochastic Lanczos quadrature, matrix-free.
 
     For each Rademacher probe z (|z|^2 = D), ``n_steps`` Lanczos steps with full
@@ -110,6 +110,9 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, gr
         None (or ``net``), and the Lanczos vectors take the operator's dtype. Same
         int ``rng``, same probes: the result differs from the local one only by the
         round-off of the products.
+    progress : bool or None, default None
+        A progress bar of the n_probes x n_steps products on stderr (tqdm, when
+        installed); None: only when stderr is a terminal.
 
     Returns
     -------
@@ -137,9 +140,10 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, gr
         sigma = check_real(sigma, "sigma", positive=True)
     if grid is not None:
         grid = check_float_array(grid, "grid", ndim=1).astype(np.float64)
+    progress = check_progress(progress)
     generator = check_rng(rng)
-    op = products_operator(net, X, teacher, operator)
-    matmat, dt = op.matmat, np.dtype(op.dtype)
+    op = check_operator(operator, net, X, teacher)
+    dt = np.dtype(op.dtype)
     d = net.n_params
     m = min(n_steps, d)
     itemsize = dt.itemsize
@@ -150,15 +154,17 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, gr
     budget = min(_config.SLQ_BASIS_BYTES, available_memory() // 4)
     batch = int(max(1, min(n_probes, budget // (m * d * itemsize))))
     nodes, weights, probe = [], [], []
-    for start in range(0, n_probes, batch):
-        b = min(batch, n_probes - start)
-        Z = rademacher(generator, (d, b), dt)
-        alphas, betas, lengths = lanczos_block(matmat, Z / math.sqrt(d), m)
-        for p in range(b):
-            theta, tau = _gauss_rule(alphas[:lengths[p], p], betas[:lengths[p] - 1, p])
-            nodes.append(theta)
-            weights.append(tau / n_probes)
-            probe.append(np.full(theta.size, start + p))
+    with with_progress(op, "fasthess spectral_density", total=n_probes * m,
+                       enabled=progress) as counted:
+        for start in range(0, n_probes, batch):
+            b = min(batch, n_probes - start)
+            Z = rademacher(generator, (d, b), dt)
+            alphas, betas, lengths = lanczos_block(counted.matmat, Z / math.sqrt(d), m)
+            for p in range(b):
+                theta, tau = _gauss_rule(alphas[:lengths[p], p], betas[:lengths[p] - 1, p])
+                nodes.append(theta)
+                weights.append(tau / n_probes)
+                probe.append(np.full(theta.size, start + p))
     nodes = np.concatenate(nodes)
     weights = np.concatenate(weights)
     probe = np.concatenate(probe)

@@ -14,7 +14,8 @@ Exact spectra (:func:`eigenvalues`) go through the cheapest exact route:
   exactly (THEORY.md g), so the spectrum is eig(H_S) plus the Nh eigenvalues of Bp each
   Ni - r times; :class:`Spectrum` keeps them as values with multiplicities.
 
-Matrix-free: :func:`eigsh` (a few extreme eigenvalues). The density
+Matrix-free: :func:`eigsh` (a few extreme eigenvalues). The smallest nonzero ones
+(:mod:`fasthess.smallest`), the density
 (:mod:`fasthess.slq`), the trace (:mod:`fasthess.traces`) and the numerical rank
 (:mod:`fasthess.rank`) have modules of their own.
 """
@@ -27,16 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._features import MATRIX_FREE_HINT, check_point, dense_bytes, features
+from ._features import MATRIX_FREE_HINT, check_net, check_point, dense_bytes, features
 from ._resources import check_fits
 from ._validation import (check_bool, check_choice, check_float_array, check_int,
-                          check_real, check_rng)
+                          check_progress, check_real, check_rng)
 from .assembly import assemble_hessian, assemble_ntk, ntk_overhead, ntk_size
-from .operators import products_operator
+from .operators import check_operator, with_progress
 from .products import jacobian_from_features
-from .rank import numerical_rank
 
-__all__ = ["eigenvalues", "Spectrum", "METHODS", "WHICH", "eigsh", "smallest_nonzero"]
+__all__ = ["eigenvalues", "Spectrum", "METHODS", "WHICH", "eigsh"]
 
 #: Routes accepted by :func:`eigenvalues` (``"auto"`` picks one of the others).
 METHODS = ("auto", "dense", "ntk", "linear", "svd", "reduced")
@@ -384,7 +384,7 @@ WHICH = ("LM", "SM", "LA", "SA", "BE")
 
 
 def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
-          return_eigenvectors=True, teacher=None, rng=None, operator=None):
+          return_eigenvectors=True, teacher=None, rng=None, operator=None, progress=None):
     """Find k eigenvalues and eigenvectors of the Hessian, matrix-free (ARPACK).
 
     :func:`scipy.sparse.linalg.eigsh` on :func:`fasthess.hessian_operator`, with
@@ -434,6 +434,9 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
         ``fasthess.distributed.hessian_operator(net, X, client=...)`` to run the
         products on a Dask cluster. ``X`` is then not used (it may be None) and
         ``teacher`` must be None (or ``net``): the operator holds its own data and point.
+    progress : bool or None, default None
+        A progress bar of the products on stderr (tqdm, when installed); None: only
+        when stderr is a terminal.
 
     Returns
     -------
@@ -478,94 +481,39 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
     """
     import scipy.sparse.linalg
 
+    # every argument is checked before the operator is built: building it computes the
+    # per-sample features, O(P D), which a wrong k or v0 should not cost
+    d = check_net(net).n_params
     k = check_int(k, "k", minimum=1)
+    if k >= d:
+        raise ValueError(f"k must be < D = {d} for the iterative solver, got k = {k}; "
+                         f"for all eigenvalues use fasthess.eigenvalues(net, X)")
     check_choice(which, "which", WHICH)
     tol = check_real(tol, "tol", nonnegative=True)
     return_eigenvectors = check_bool(return_eigenvectors, "return_eigenvectors")
     if maxiter is not None:
         maxiter = check_int(maxiter, "maxiter", minimum=1)
-    op = products_operator(net, X, teacher, operator)
-    d = net.n_params
-    if k >= d:
-        raise ValueError(f"k must be < D = {d} for the iterative solver, got k = {k}; "
-                         f"for all eigenvalues use fasthess.eigenvalues(net, X)")
     if ncv is not None:
         ncv = check_int(ncv, "ncv", minimum=k + 1, maximum=d)
-    if v0 is None:
-        v0 = check_rng(rng).standard_normal(d).astype(op.dtype)
-    else:
-        v0 = check_float_array(v0, "v0", ndim=1, dtype=op.dtype)
+    if v0 is not None:
+        v0 = check_float_array(v0, "v0", ndim=1)
         if v0.size != d:
             raise ValueError(f"v0 must have length D = {d} (net.n_params), got {v0.size}")
         if not np.any(v0):
             raise ValueError("v0 is the zero vector; ARPACK needs a nonzero starting vector "
                              "(or leave v0=None to draw one from rng)")
-    result = scipy.sparse.linalg.eigsh(op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter,
-                                       tol=tol, return_eigenvectors=return_eigenvectors)
+    progress = check_progress(progress)
+    generator = check_rng(rng) if v0 is None else None
+    op = check_operator(operator, net, X, teacher)
+    if v0 is None:
+        v0 = generator.standard_normal(d)
+    v0 = np.ascontiguousarray(v0, dtype=op.dtype)
+    with with_progress(op, "fasthess eigsh", enabled=progress) as counted:
+        result = scipy.sparse.linalg.eigsh(counted, k=k, which=which, v0=v0, ncv=ncv,
+                                           maxiter=maxiter, tol=tol,
+                                           return_eigenvectors=return_eigenvectors)
     if not return_eigenvectors:
         return np.sort(result)
     vals, vecs = result
     order = np.argsort(vals)
     return vals[order], vecs[:, order]
-
-
-def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto"):
-    """Find the k nonzero eigenvalues of H closest to zero.
-
-    "Nonzero" means ``|lambda| > tolerance`` with the tolerance of :func:`numerical_rank`
-    (default rtol = D * eps of the working dtype, tolerance = rtol * max|lambda|; for
-    method "svd" rtol = (D * eps)^2).
-
-    The spectrum comes from :func:`eigenvalues` with ``method`` ("auto": the linear
-    route, the NTK side when P No < D at the optimum, else dense). The whole spectrum
-    is computed: the tolerance needs the largest eigenvalue and the number of zeros is
-    not known in advance, and for eigenvalues only the tridiagonal reduction (the
-    O(n^3) part) is the same whether one eigenvalue or all are extracted, so
-    ``subset_by_index`` would save nothing.
-
-    Parameters
-    ----------
-    net : TwoLayerNet
-        The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
-        Inputs, one sample per row (integers are upcast to float64).
-    k : int, default 1
-        How many, >= 1.
-    teacher : TwoLayerNet or None, default None
-        None (or ``net``) for the optimum; otherwise the full Hessian ("dense").
-    rtol : float, optional
-        The zero tolerance relative to max|lambda|, as in :func:`numerical_rank`.
-    method : {"auto", "dense", "ntk", "linear", "svd"}, default "auto"
-        A route of :func:`eigenvalues`; "svd" resolves genuine eigenvalues below
-        1e-16 of the largest (erf, tanh, cubic polynomials: THEORY.md c).
-
-    Returns
-    -------
-    ndarray, shape (k,)
-        Ordered by |lambda| ascending (ascending at the optimum, where H >= 0).
-
-    Raises
-    ------
-    ValueError
-        If fewer than k eigenvalues are nonzero.
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> net = fh.TwoLayerNet.random(4, 4, activation="quadratic", rng=0)
-    >>> X = fh.gaussian_inputs(100, 4, rng=1)
-    >>> fh.smallest_nonzero(net, X, k=2).shape    # rank 14 of D = 20: 6 zeros skipped
-    (2,)
-    """
-    k = check_int(k, "k", minimum=1)
-    spec = eigenvalues(net, X, teacher=teacher, method=method)
-    rank = numerical_rank(spec, rtol)
-    ev = spec.eigenvalues
-    nonzero = ev[np.abs(ev) > rank.tolerance]
-    if nonzero.size < k:
-        raise ValueError(
-            f"k = {k} but only {nonzero.size} eigenvalue(s) exceed the zero tolerance "
-            f"{rank.tolerance:.3g} (rtol = {rank.rtol:.3g}); lower k, or rtol, or use "
-            f"method='svd' to resolve smaller eigenvalues")
-    order = np.argsort(np.abs(nonzero), kind="stable")
-    return nonzero[order[:k]]

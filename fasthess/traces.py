@@ -9,7 +9,7 @@ from . import _config
 from ._features import check_point, features
 from ._validation import check_bool, check_choice, check_int, check_rng
 from .data import rademacher
-from .operators import products_operator
+from .operators import check_operator
 
 __all__ = ["trace"]
 
@@ -95,7 +95,7 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, rng=None,
         return (value, 0.0) if return_stderr else value
     n_probes = check_int(n_probes, "n_probes", minimum=2)
     generator = check_rng(rng)
-    op = products_operator(net, X, teacher, operator)
+    op = check_operator(operator, net, X, teacher)
     matmat, dt = op.matmat, np.dtype(op.dtype)
     d = net.n_params
     samples = np.empty(n_probes)

@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse.linalg
 
 import fasthess as fh
+import fasthess.operators
 from fasthess import theory
 from fasthess._validation import check_rng
 
@@ -79,10 +80,26 @@ def test_eigsh_v0_ncv_maxiter_reach_arpack(small):
     ({"v0": np.ones(30) * 1j}, TypeError, "v0 must hold real numbers"),
     ({"which": "LR"}, ValueError, "which must be one of 'LM', 'SM', 'LA', 'SA', 'BE'"),
 ])
-def test_eigsh_bad_scipy_arguments(small, kwargs, error, message):
+def test_eigsh_bad_scipy_arguments(small, kwargs, error, message, monkeypatch):
     net, X = small
+    # every argument is checked before the operator (and its O(P D) features) is built
+    def never(*args, **kw):
+        raise AssertionError("the features were computed before the arguments were checked")
+
+    monkeypatch.setattr(fasthess.operators, "features", never)
     with pytest.raises(error, match=message):
         fh.eigsh(net, X, k=3, **kwargs)
+
+
+@pytest.mark.parametrize("k", [0, 30, 31])
+def test_eigsh_checks_k_before_the_features(small, k, monkeypatch):
+    net, X = small
+    def never(*args, **kw):
+        raise AssertionError("the features were computed before k was checked")
+
+    monkeypatch.setattr(fasthess.operators, "features", never)
+    with pytest.raises(ValueError, match="k must be"):
+        fh.eigsh(net, X, k=k)
 
 
 def test_eigsh_options_are_keyword_only_after_k(small):

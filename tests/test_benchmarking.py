@@ -1,4 +1,4 @@
-"""The side-by-side comparison (`fasthess bench`) runs and its routes agree.
+"""The benchmark harness (bench/harness.py, `python -m bench.compare`) runs and its routes agree.
 
 Timings are not asserted (machines are shared); the routes' results are, inside
 ``compare`` itself, and the reported figures must be well-formed ratios.
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fasthess as fh
-from fasthess import benchmarking as B
+from bench import harness as B
 from fasthess.cli import main
 
 
@@ -114,8 +114,10 @@ def test_peak_memory_reports_out_of_memory_under_a_cap():
     assert peak is None and ("out of memory" in note or "failed" in note)
 
 
-def test_cli_bench_runs(capsys):
-    assert main(["bench", "--n", "3", "--repeat", "1", "--no-memory"]) == 0
+def test_compare_command_runs(capsys):
+    from bench.compare import run
+
+    assert run(["--n", "3", "--repeat", "1", "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "fraction of DGEMM rate" in out and "| erf | 3 |" in out
     assert "hessian_operator @ V (20 columns)" in out
@@ -141,7 +143,25 @@ def test_package_never_imports_an_autodiff_framework():
     import subprocess
     import sys
 
-    code = ("import sys, fasthess, fasthess.benchmarking, fasthess.cli; "
+    code = ("import sys, fasthess, fasthess.cli; "
             "print(any(m in sys.modules for m in ('jax', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_harness_is_not_in_the_package_and_fasthess_bench_says_where_it_went(capsys):
+    from pathlib import Path
+
+    assert not (Path(fh.__file__).parent / "benchmarking.py").exists()  # not in the wheel
+    assert main(["bench", "--n", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "python -m bench.compare" in err and "not part of the installed package" in err
+
+
+def test_one_numpy_twin_the_test_suites():
+    # the harness times the test suite's reference Jacobian, not a twin of its own
+    from tests import reference
+
+    net, X = B._problem("erf", 4, 2.0)
+    np.testing.assert_array_equal(B._explicit_jacobian(net, X), reference.jacobian(net, X))
+    assert not hasattr(B, "_numpy_activation")

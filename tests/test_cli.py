@@ -111,3 +111,22 @@ def test_run_reports_bad_input_without_a_traceback(capsys):
     err = capsys.readouterr().err
     assert err.startswith("fasthess: error: activation: unknown name 'softsign'")
     assert "Traceback" not in err
+
+
+def test_run_float32_says_when_the_rank_is_undetermined(capsys):
+    out = _run(capsys, "--n-in", "8", "--n-hidden", "8", "--dtype", "float32", "--no-progress")
+    assert "undetermined" in out and "--dtype float64" in out and "exact_rank" in out
+    out64 = _run(capsys, "--n-in", "8", "--n-hidden", "8", "--no-progress")
+    assert "undetermined" not in out64
+
+
+def test_run_shows_its_stages_on_a_terminal_only(capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    _run(capsys, "--n-in", "3", "--n-hidden", "2")
+    assert "fasthess run" not in capsys.readouterr().err  # stderr is not a terminal here
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    main(["run", "--n-in", "3", "--n-hidden", "2"])
+    err = capsys.readouterr().err
+    assert "fasthess run" in err and "/3" in err and "eigh" in err
+    main(["run", "--n-in", "3", "--n-hidden", "2", "--no-progress"])
+    assert "fasthess run" not in capsys.readouterr().err

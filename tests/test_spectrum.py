@@ -13,7 +13,8 @@ from scipy.stats import wasserstein_distance
 import fasthess as fh
 from fasthess import theory
 from fasthess.rank import RankResult
-from fasthess.spectrum import METHODS, Spectrum, eigenvalues, eigsh, smallest_nonzero
+from fasthess.smallest import smallest_nonzero
+from fasthess.spectrum import METHODS, Spectrum, eigenvalues, eigsh
 
 numerical_rank, spectral_density, trace = fh.numerical_rank, fh.spectral_density, fh.trace
 
@@ -142,10 +143,12 @@ def test_svd_route_resolves_eigenvalues_below_eigh_resolution():
     assert np.all(rel < 2e-5 + 4e-16 * np.sqrt(top / expected)), rel.max()
     assert np.abs(dense.eigenvalues[0] - expected[0]) > 10 * expected[0]
     # rank: svd sees all D with a clean gap; dense cannot
-    r_svd, r_dense = numerical_rank(svd), numerical_rank(dense)
+    r_svd = numerical_rank(svd)
+    with pytest.warns(fh.UndeterminedRankWarning, match="method='svd'"):
+        r_dense = numerical_rank(dense)      # and says so, with the remedy
     assert r_svd.rank == net.n_params == theory.effective_parameters("erf", 2, 14)
-    assert r_svd.gap_decades == math.inf
-    assert r_dense.rank < net.n_params
+    assert r_svd.gap_decades == math.inf and not r_svd.undetermined
+    assert r_dense.rank < net.n_params and r_dense.undetermined
 
 
 def test_svd_rank_of_tiny_quadratic_coefficient_matches_theory():
@@ -273,6 +276,41 @@ def test_rank_result_semantics():
     # float32 eigenvalues use float32's eps
     assert numerical_rank(ev.astype(np.float32)).rtol == pytest.approx(
         6 * float(np.finfo(np.float32).eps))
+    assert not r.undetermined
+
+
+def test_float32_rank_without_a_gap_is_undetermined_and_warns():
+    # erf is full rank (THEORY.md c) with genuine eigenvalues far below float32's
+    # round-off: in float32 they run through the cut with no gap
+    net = fh.TwoLayerNet.random(8, 8, rng=0)
+    X = fh.gaussian_inputs(2 * net.n_params, 8, rng=1)
+    spec32 = eigenvalues(net, X, dtype=np.float32)
+    with pytest.warns(fh.UndeterminedRankWarning) as caught:
+        r32 = numerical_rank(spec32)
+    assert r32.undetermined and "undetermined" in r32.gap_summary
+    message = str(caught[0].message)
+    for advice in ("float64", "method='svd'", "exact_rank", "float32"):
+        assert advice in message
+    # float64 separates them: no warning (the suite turns warnings into errors)
+    r64 = numerical_rank(eigenvalues(net, X))
+    assert not r64.undetermined and r64.rank == net.n_params
+    # warn=False: the flag, without the warning
+    assert numerical_rank(spec32, warn=False).undetermined
+
+
+@pytest.mark.parametrize("values, undetermined", [
+    ([3e-15, 1.0], True),          # kept, but within a decade above the cut (4.4e-16)
+    ([2e-16, 1.0], True),          # dropped, but within a decade below it
+    ([1e-20, 1e-10, 1.0], False),  # cut in a gap of 10 decades
+    ([0.0, 0.0, 1.0], False),      # exact zeros
+    ([1e-13, 1.0], False),         # full rank, 2.4 decades above the cut
+])
+def test_undetermined_means_an_eigenvalue_within_a_decade_of_the_cut(values, undetermined):
+    r = numerical_rank(values, warn=False)
+    tol = r.tolerance
+    a = np.abs(np.asarray(values))
+    near = np.any((a > tol / 10) & (a < tol * 10))
+    assert near == undetermined == r.undetermined
 
 
 # ---------------------------------------------------------------------- density

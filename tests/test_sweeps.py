@@ -18,7 +18,7 @@ import fasthess as fh
 from fasthess import _io, sweeps
 from fasthess.sweeps import (FORMAT_VERSION, StoreVersionError, load_sweep, read_grid,
                              record_key, resolve_n_samples, run_config, sweep)
-from fasthess.sweeps import store as store_module
+from fasthess.sweeps import records as records_module
 from fasthess.sweeps.store import Store
 from fasthess.sweeps.task import Problem
 
@@ -153,7 +153,7 @@ def test_key_is_canonical():
 
 def test_key_depends_on_format_version(monkeypatch):
     k = record_key(_config(), "rank")
-    monkeypatch.setattr(store_module, "FORMAT_VERSION", FORMAT_VERSION + 1)
+    monkeypatch.setattr(records_module, "FORMAT_VERSION", FORMAT_VERSION + 1)
     assert record_key(_config(), "rank") != k
 
 
@@ -363,9 +363,10 @@ def test_builtin_measures_against_direct_calls():
     np.testing.assert_allclose(r["eigenvalues"], np.linalg.eigvalsh(fh.hessian(p.net, p.X)),
                                rtol=0, atol=1e-12 * r["eigenvalues"][-1])
     assert r["rank"] == fh.numerical_rank(r["eigenvalues"]).rank
+    assert r["rank_undetermined"] is fh.numerical_rank(r["eigenvalues"], warn=False).undetermined
     assert r["effective_parameters"] == theory.effective_parameters("tanh", 4, 4, 1, n_samples=40)
     np.testing.assert_array_equal(r["smallest_nonzero"],
-                                  spectrum.smallest_nonzero(p.net, p.X, k=2))
+                                  fh.smallest_nonzero(p.net, p.X, k=2))
     assert r["smallest_nonzero"].shape == (2,)
     np.testing.assert_allclose(r["density_weights"].sum(), 1.0, rtol=1e-12)
     assert r["density"].shape == r["density_grid"].shape
@@ -735,3 +736,48 @@ def test_sweep_argument_errors(client, tmp_path):
         sweep([_config()], top_eigenvalue, tmp_path, client=client, retries=-1)
     with pytest.raises(TypeError, match="client must be a distributed.Client"):
         sweep([_config()], top_eigenvalue, tmp_path, client="tcp://localhost:1")
+
+
+# ---------------------------------------------------------------------- the main guard
+_SCRIPT = """
+import fasthess as fh
+configs = [{"activation": "erf", "n": 2}]
+def run():
+    return fh.sweep(configs, "rank", STORE, progress=False)
+BODY
+"""
+
+
+@pytest.mark.parametrize("body, guarded", [
+    ("run()", False),
+    ("report = fh.sweep(configs, 'rank', STORE, progress=False)", False),
+    ("if __name__ == '__main__':\n    print(run().n_run)", True),
+    ("if '__main__' == __name__:\n    print(run().n_run)", True),
+])
+def test_a_script_without_a_main_guard_gets_one_clear_error(tmp_path, body, guarded):
+    pytest.importorskip("distributed")
+    script = tmp_path / "script.py"
+    store = tmp_path / "store"
+    script.write_text(_SCRIPT.replace("BODY", body).replace("STORE", repr(str(store))))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    if guarded:
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "1"
+    else:
+        assert out.returncode != 0
+        # one error, before any worker process started: no multiprocessing traceback wall
+        assert out.stderr.count("RuntimeError: fasthess.sweep starts worker processes") == 1
+        assert 'if __name__ == "__main__":' in out.stderr
+        assert "bootstrapping" not in out.stderr and not store.exists()
+
+
+def test_a_worker_reimporting_the_script_refuses_to_sweep(monkeypatch):
+    import types
+
+    from fasthess.sweeps import runner
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__mp_main__"))
+    with pytest.raises(RuntimeError, match="if __name__ == \"__main__\":"):
+        fh.sweep([{"activation": "erf", "n": 2}], "rank", "unused-store", progress=False)
+    assert runner.MAIN_GUARD_ADVICE.startswith("fasthess.sweep starts worker processes")

@@ -45,7 +45,7 @@ __all__ = ["dynamics_data", "plot_dynamics", "FIGURE"]
 def _nonzero_eigenvalues(H):
     """Eigenvalues (ascending), eigenvectors, and the mask of nonzero modes of H."""
     lam, V = np.linalg.eigh(H)
-    return lam, V, np.abs(lam) > numerical_rank(lam).tolerance
+    return lam, V, np.abs(lam) > numerical_rank(lam, warn=False).tolerance
 
 
 def _plan(teacher, X, student, lr, rate, slope_rtol, n_nats, max_steps):

@@ -156,7 +156,7 @@ def linear_density_data(n_in=40, n_hidden=60, n_teachers=200, n_bins=60, seed=0,
         net = TwoLayerNet.random(n_in, n_hidden, activation="linear", rng=rng)
         spec = eigenvalues(net, X, method="linear")
         ev = spec.eigenvalues
-        pooled.append(ev[np.abs(ev) > numerical_rank(spec).tolerance])
+        pooled.append(ev[np.abs(ev) > numerical_rank(spec, warn=False).tolerance])
     pooled = np.sort(np.concatenate(pooled))
 
     def cdf(x):

@@ -126,7 +126,7 @@ def population_data(n=20, factors=(0.5, 2.0, 10.0), n_replicates=4, n_monte_carl
         frobenius[i, r] = np.linalg.norm(hessian(net, X) - H_inf)
         if r == 0:
             sampled[i] = spec.eigenvalues
-            sampled_rank[i] = numerical_rank(spec).rank
+            sampled_rank[i] = numerical_rank(spec, warn=False).rank
     ratio = np.sqrt(np.mean(Ps[:, None] * frobenius ** 2, axis=1)) / sigma
     rms_distance = np.sqrt(np.mean(distance ** 2, axis=1))
     slope = float(np.polyfit(np.log(Ps), np.log(rms_distance), 1)[0])

@@ -25,7 +25,8 @@ from .configuration import measure_seed, normalize_config, resolve_n_samples
 from .grid import expand_grid, read_grid
 from .measures import MEASURES
 from .runner import WORKER_ENV, SweepReport, sweep
-from .store import FORMAT_VERSION, StoreVersionError, load_sweep, record_key
+from .records import FORMAT_VERSION, record_key
+from .store import StoreVersionError, load_sweep
 from .task import run_config
 
 __all__ = ["sweep", "load_sweep", "SweepReport", "StoreVersionError", "read_grid",

@@ -12,7 +12,8 @@ from .._optional import import_distributed
 from .configuration import check_measures
 from .grid import read_grid
 from .runner import sweep
-from .store import Store, canonical_json
+from .records import canonical_json
+from .store import Store
 
 __all__ = ["run_sweep_command"]
 

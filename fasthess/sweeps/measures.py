@@ -120,13 +120,15 @@ def eigenvalues(problem):
     return {"eigenvalues_method": result.method}, {"eigenvalues": result.eigenvalues}
 
 
-@register("rank", "numerical rank of those eigenvalues, its tolerance and gap, and the "
-                  "predicted effective parameters (``fasthess.theory``)")
+@register("rank", "numerical rank of those eigenvalues, its tolerance and gap, whether "
+                  "it is undetermined (no gap at the tolerance), and the predicted "
+                  "effective parameters (``fasthess.theory``)")
 def rank(problem):
     from ..rank import numerical_rank
     from ..theory import effective_parameters
 
-    result = numerical_rank(problem.eigenvalues().eigenvalues)
+    # the record carries the flag: a warning in a worker's log would go unread
+    result = numerical_rank(problem.eigenvalues().eigenvalues, warn=False)
     c = problem.config
     try:
         predicted = effective_parameters(problem.net.activation, c["n_in"], c["n_hidden"],
@@ -134,13 +136,14 @@ def rank(problem):
     except (ValueError, NotImplementedError):  # no closed form for this activation
         predicted = None
     return {"rank": result.rank, "rank_tolerance": result.tolerance,
-            "rank_gap_decades": result.gap_decades, "effective_parameters": predicted}, {}
+            "rank_gap_decades": result.gap_decades, "rank_undetermined": result.undetermined,
+            "effective_parameters": predicted}, {}
 
 
 @register("smallest_nonzero", "the k smallest nonzero eigenvalues",
           k=Parameter(int, 5, "eigenvalues to compute"))
 def smallest_nonzero(problem):
-    from ..spectrum import smallest_nonzero as compute
+    from ..smallest import smallest_nonzero as compute
 
     return {}, {"smallest_nonzero": compute(problem.net, problem.X, problem.config["k"])}
 

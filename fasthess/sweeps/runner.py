@@ -5,7 +5,9 @@ fasthess[dist]``).
 """
 from __future__ import annotations
 
+import ast
 import contextlib
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +16,21 @@ from .. import _config, _io
 from .._optional import import_distributed
 from .._validation import check_int
 from .configuration import check_measures, normalize_config
-from .store import Store, key_of, make_record
+from .records import key_of, make_record
+from .store import Store
 from .task import execute
 
-__all__ = ["WORKER_ENV", "SweepReport", "sweep"]
+__all__ = ["WORKER_ENV", "SweepReport", "sweep", "MAIN_GUARD_ADVICE"]
+
+#: How to fix a script that starts a sweep's worker processes without a main guard.
+MAIN_GUARD_ADVICE = (
+    "fasthess.sweep starts worker processes for its LocalCluster, and each new process "
+    "imports your script again (Python's 'spawn' start method, which Dask uses): a "
+    "script that calls sweep outside an `if __name__ == \"__main__\":` block would start "
+    "the sweep again in every worker. Put the call under that guard:\n\n"
+    "    if __name__ == \"__main__\":\n"
+    "        fh.sweep(configs, measure, store)\n\n"
+    "(or pass client= a distributed.Client you created under that guard)")
 
 #: Environment of the default LocalCluster's worker processes. They run one task at
 #: a time with one thread: a sweep's parallelism is across configurations, and Numba
@@ -196,8 +209,10 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
     client : distributed.Client, optional
         Run on this client's cluster. Default: a new LocalCluster of ``n_workers``
         processes with one thread each (and one Numba/BLAS thread), its dashboard on
-        a free port, closed at the end. It spawns processes, so a script calling this
-        needs an ``if __name__ == "__main__":`` guard.
+        a free port, closed at the end. It spawns processes, which import the calling
+        script again, so a script must call this under an
+        ``if __name__ == "__main__":`` guard: without one, ``RuntimeError`` says so
+        before any process starts.
     progress : bool, optional
         Show a tqdm progress bar; default only when stderr is a terminal.
     retries : int, default 2
@@ -225,6 +240,9 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
         If ``store`` was written by another store format version.
     ImportError
         If dask[distributed] is not installed (``pip install fasthess[dist]``).
+    RuntimeError
+        Without ``client``, when called from a script's top level outside an
+        ``if __name__ == "__main__":`` block (:data:`MAIN_GUARD_ADVICE`).
     OSError
         If the store cannot be created or written (read-only, disk full, a file in
         the way); the error names the path. Records written before stay whole.
@@ -258,6 +276,8 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
                          "cluster's own workers are used")
     n_workers = check_int(_config.DEFAULT_WORKERS if n_workers is None else n_workers,
                           "n_workers", minimum=1)
+    if client is None:
+        _check_main_guard()
     canons = [normalize_config(c, measure) for c in configs]
     distributed = import_distributed()  # before touching the disk
     report = SweepReport(Path(store), [key_of(c, names) for c in canons])
@@ -278,6 +298,51 @@ def sweep(configs, measure, store, client=None, progress=None, retries=2, *,
                 # (and leaving `claims` gives up the keys not run)
                 run.cancel_pending()
     return report
+
+
+def _check_main_guard() -> None:
+    """Refuse, with :data:`MAIN_GUARD_ADVICE`, a sweep that its worker processes would rerun.
+
+    Two cases: this process is a worker re-importing the script (``__main__`` is then
+    named ``__mp_main__``); or this is the script, and the module-level line that led
+    here is outside an ``if __name__ == "__main__":`` block (read from its source).
+    Interactive sessions, notebooks and ``python -c`` have no script file: nothing to check.
+    """
+    main = sys.modules.get("__main__")
+    if getattr(main, "__name__", None) == "__mp_main__":
+        raise RuntimeError(MAIN_GUARD_ADVICE)
+    path = getattr(main, "__file__", None)
+    spec = getattr(main, "__spec__", None)
+    if not path or (spec is not None and spec.name.endswith(".__main__")):
+        return  # multiprocessing does not re-run a package's __main__ (python -m pkg)
+    frame, line = sys._getframe(1), None
+    while frame is not None:  # the outermost line of the script's own top level
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return  # not called from the script's top level (a thread, an embedded call)
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return  # no readable source: nothing to tell
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and _is_main_test(node.test)
+                and node.body[0].lineno <= line <= (node.body[-1].end_lineno or line)):
+            return
+    raise RuntimeError(MAIN_GUARD_ADVICE)
+
+
+def _is_main_test(test) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
 
 
 def _claim_todo(st, claims, report, canons, rerun_failed) -> dict:

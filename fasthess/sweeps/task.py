@@ -19,7 +19,7 @@ import numpy as np
 from .configuration import (build_activation, check_measures, data_rng, measure_seed,
                             normalize_config, resolve_n_samples, teacher_rng)
 from .measures import REGISTRY
-from .store import flatten, key_of, make_record
+from .records import flatten, key_of, make_record
 
 __all__ = ["Problem", "execute", "run_config"]
 

@@ -1,12 +1,18 @@
-"""Side-by-side comparison, ``fasthess bench``: ratios measured in one run, as users run.
+"""The benchmark harness, ``python -m bench.compare``: ratios measured in one run, as users run.
+
+It lives in the repository, not in the wheel (it was ``fasthess.benchmarking`` and
+``fasthess bench`` up to 0.2.0). Its NumPy route is the test suite's own twin,
+``tests.reference.jacobian``, so the repository root must be importable (it is when
+run as ``python -m bench.compare`` from a clone; child processes get it on
+``PYTHONPATH``).
 
 Everything is timed in a child process that imports NumPy before fasthess (the
 order of a user's script), after warm-up, in interleaved rounds; every ratio is
 reported with its spread over the rounds (min, median, max). For each
 (activation, N = Ni = Nh, P = factor * D) it times fasthess dense assembly against
 
-(a) the explicit Jacobian from NumPy broadcasting and ``J.T @ J / P`` (what a user
-    writes without fasthess),
+(a) the explicit Jacobian from NumPy (``tests.reference.jacobian``: einsum of the
+    closed-form g', what a user writes without fasthess) and ``J.T @ J / P``,
 (b) the explicit Jacobian and BLAS syrk (the naive limit),
 (c) the unique-entry FLOP limit at the DGEMM rate measured in the same rounds,
 (d) autodiff peers (jax.hessian, torch.func.hessian) when a peer module is given:
@@ -31,12 +37,11 @@ import time
 
 import numpy as np
 
-from ._runtime import get_num_threads, set_num_threads, threads
-from .assembly import hessian
-from .data import gaussian_inputs
-from .network import TwoLayerNet
-from .operators import hessian_operator
-from .spectrum import eigenvalues
+from fasthess import (TwoLayerNet, eigenvalues, gaussian_inputs, get_num_threads, hessian,
+                      hessian_operator, set_num_threads, threads)
+
+# the repository root: tests.reference (the NumPy twin) and bench.peers live there
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = ["METHODS", "compare", "measure", "run_bench", "interleaved_times", "spread",
            "dgemm_fraction", "product_dgemm_fraction", "product_macs", "unique_entry_macs",
@@ -73,46 +78,13 @@ def _problem(activation, n, factor, seed=0):
     return net, X
 
 
-def _numpy_activation(activation, pre):
-    """g(pre) and g'(pre) with NumPy / SciPy ufuncs, as a user writes them without
-    fasthess (polynomials by Horner on the coefficients; other activations through
-    their own single-threaded evaluation)."""
-    name = activation.name
-    if name == "erf":
-        from scipy.special import erf
-
-        return erf(pre / np.sqrt(2.0)), np.sqrt(2.0 / np.pi) * np.exp(-0.5 * pre * pre)
-    if name == "tanh":
-        t = np.tanh(pre)
-        return t, 1.0 - t * t
-    if name == "relu":
-        return np.maximum(pre, 0.0), (pre > 0).astype(pre.dtype)
-    coeffs = activation.coeffs
-    if coeffs.size:
-        g, d1 = np.zeros_like(pre), np.zeros_like(pre)
-        for c in coeffs[::-1]:
-            d1 = d1 * pre + g
-            g = g * pre + c
-        return g, d1
-    A, G1, G2 = np.empty_like(pre), np.empty_like(pre), np.empty_like(pre)
-    with threads(1):
-        activation.apply(pre, A, G1, G2)
-    return A, G1
-
-
 def _explicit_jacobian(net, X):
-    """J (P No x D) from NumPy broadcasting, as a user writes it without fasthess."""
-    P = X.shape[0]
-    w1, w2 = net.w1, net.w2
-    n_out, n_hidden = w2.shape
-    A, G1 = _numpy_activation(net.activation, X @ w1.T)
-    J = np.zeros((P, n_out, net.n_params))
-    d1 = w1.size
-    J[:, :, :d1] = ((G1[:, None, :] * w2[None, :, :])[:, :, :, None]
-                    * X[:, None, None, :]).reshape(P, n_out, d1)
-    for k in range(n_out):
-        J[:, k, d1 + k * n_hidden:d1 + (k + 1) * n_hidden] = A
-    return J.reshape(P * n_out, -1)
+    """J (P No x D) from NumPy: the test suite's independent twin, one in the repository."""
+    if _ROOT not in sys.path:
+        sys.path.insert(0, _ROOT)
+    from tests.reference import jacobian
+
+    return jacobian(net, X)
 
 
 def _route(method, net, X, peers=None):
@@ -147,7 +119,7 @@ def unique_entry_macs(n_in, n_hidden, n_samples):
 
     Examples
     --------
-    >>> from fasthess.benchmarking import unique_entry_macs
+    >>> from bench.harness import unique_entry_macs
     >>> unique_entry_macs(40, 40, 3280)
     2205472000
     """
@@ -159,7 +131,7 @@ def product_macs(n_in, n_hidden, n_samples, columns):
 
     Examples
     --------
-    >>> from fasthess.benchmarking import product_macs
+    >>> from bench.harness import product_macs
     >>> product_macs(40, 40, 3280, 20)
     209920000
     """
@@ -180,7 +152,7 @@ def spread(values) -> dict:
 
     Examples
     --------
-    >>> from fasthess.benchmarking import spread
+    >>> from bench.harness import spread
     >>> spread([3.0, 1.0, 2.0])
     {'min': 1.0, 'median': 2.0, 'max': 3.0}
     """
@@ -193,7 +165,7 @@ def format_spread(s: dict, fmt="{:.2f}", suffix="") -> str:
 
     Examples
     --------
-    >>> from fasthess.benchmarking import format_spread
+    >>> from bench.harness import format_spread
     >>> format_spread({"min": 1.5, "median": 1.75, "max": 2.0}, suffix="x")
     '1.75x (1.50x-2.00x)'
     """
@@ -227,7 +199,7 @@ def interleaved_times(funcs: dict, repeat=5, settle=SETTLE_SECONDS,
 
     Examples
     --------
-    >>> from fasthess.benchmarking import interleaved_times
+    >>> from bench.harness import interleaved_times
     >>> t = interleaved_times({"a": lambda: None, "b": lambda: sum(range(1000))},
     ...                       repeat=2, settle=0.0, min_sample=0.001)
     >>> sorted(t), t["a"].shape
@@ -301,6 +273,14 @@ def _status_bytes(field):
     return None
 
 
+def _child_env() -> dict:
+    """This environment, with the repository root importable (``bench``, ``tests``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([_ROOT] + [p for p in
+                                                   env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
 def _child_code(body: str) -> str:
     """Python source for a child process that imports NumPy first, as users do."""
     return "import numpy\nimport json, sys\n" + body
@@ -314,12 +294,12 @@ def peak_memory(method, activation, n, factor, memory_limit=None, timeout=900,
     address space, to show a route running out of memory at that limit.
     """
     code = _child_code(
-        "from fasthess.benchmarking import _child_peak\n"
+        "from bench.harness import _child_peak\n"
         f"print(json.dumps(_child_peak({method!r}, {activation!r}, {n}, {factor}, "
         f"{memory_limit!r}, {peer_module!r})))")
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=timeout, env=dict(os.environ))
+                             timeout=timeout, env=_child_env())
     except subprocess.TimeoutExpired:
         return None, "timed out"
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -556,7 +536,7 @@ def import_order(activation="erf", n=40, factor=2.0, rounds=5, calls=7, log=prin
         ``numpy_first_over_fasthess_first``: the spread of the ratio over the rounds.
     """
     body = ("import time\n"
-            "from fasthess.benchmarking import _problem\n"
+            "from bench.harness import _problem\n"
             f"net, X = _problem({activation!r}, {n}, {factor})\n"
             "fasthess.hessian(net, X)\n"
             "best = float('inf')\n"
@@ -570,7 +550,7 @@ def import_order(activation="erf", n=40, factor=2.0, rounds=5, calls=7, log=prin
     for _ in range(rounds):
         for key, code in codes.items():
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True, env=dict(os.environ))
+                                 check=True, env=_child_env())
             times[key].append(float(out.stdout.split()[-1]))
     ratio = np.asarray(times["numpy_first"]) / np.asarray(times["fasthess_first"])
     row = dict(activation=activation, n=n, numpy_first_s=spread(times["numpy_first"]),
@@ -632,7 +612,7 @@ def markdown_table(rows):
 def measure(activation="erf", sizes=(10, 20, 30, 40), factor=2.0, threads=None,
             repeat=5, memory=True, memory_cap=None, peer_module=None, products=(40,),
             load=False, log=print) -> dict:
-    """Everything ``fasthess bench`` reports, measured in this process.
+    """Everything ``python -m bench.compare`` reports, measured in this process.
 
     Parameters
     ----------
@@ -664,13 +644,13 @@ def measure_in_child(function="measure", timeout=None, **kwargs):
     fresh process that imports NumPy before fasthess, as a user's script does; its log
     lines go to this process's stderr. Returns what it returns (JSON-compatible)."""
     code = _child_code(
-        "from fasthess import benchmarking as B\n"
+        "from bench import harness as B\n"
         "kwargs = json.loads(sys.argv[2])\n"
         "result = getattr(B, sys.argv[1])(**kwargs, "
         "log=lambda s: print(s, file=sys.stderr, flush=True))\n"
         "print(B._RESULT_MARK + json.dumps(result))\n")
     out = subprocess.run([sys.executable, "-c", code, function, json.dumps(kwargs)],
-                         stdout=subprocess.PIPE, text=True, timeout=timeout, env=dict(os.environ))
+                         stdout=subprocess.PIPE, text=True, timeout=timeout, env=_child_env())
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"the benchmark process failed (exit {out.returncode}); its "
@@ -681,7 +661,7 @@ def measure_in_child(function="measure", timeout=None, **kwargs):
 def run_bench(*, activation="erf", sizes=None, samples_factor=2.0, threads=None, repeat=5,
               memory_cap_gib=None, memory=True, products=True, with_load=False,
               with_import_order=False, peer_module=None) -> int:
-    """``fasthess bench`` (and ``python -m bench.compare``, which adds the peers).
+    """``python -m bench.compare``: measure, then print the tables.
 
     Measures in a child process that imports NumPy first (:func:`measure_in_child`)
     and prints the tables.
