@@ -149,8 +149,10 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
     X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs, one sample per row (integers are upcast to float64).
         ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I), at the
-        optimum): the "dense" route on the population Hessian, or the closed form of a
-        linear network (THEORY.md b with C = I).
+        optimum): the "dense" route on the population Hessian (its assembly, see
+        :func:`fasthess.hessian`, then eigh: O(D^3) time, 8 D^2 bytes), or the closed
+        form of a linear network (THEORY.md b with C = I). "ntk" and "svd" need
+        samples and refuse it.
     teacher : TwoLayerNet or None, default None
         None (or equal to ``net``): the optimum. Otherwise only "dense" applies.
     method : {"auto", "dense", "ntk", "linear", "svd"}
@@ -297,9 +299,12 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs (integers are upcast to float64); not used (may be None) with
-        ``operator``.
+        ``operator``. ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the
+        optimum only): products with H_inf from Nh x Nh pair coefficients, computed
+        once, O(Nh^2 (Ni + No)) per product and memory O(Nh^2 + D ncv), never D^2:
+        the route to D ~ 1e6.
     k : int, default 6
         How many eigenpairs, 1 <= k < D.
     which : {"LM", "SM", "LA", "SA", "BE"}, default "LM"
@@ -425,8 +430,10 @@ def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto"):
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs, one sample per row (integers are upcast to float64).
+        ``fasthess.POPULATION``: the P -> infinity Hessian at the optimum, through
+        :func:`eigenvalues` (dense H_inf and eigh: O(D^3) time, 8 D^2 bytes).
     k : int, default 1
         How many, >= 1.
     teacher : TwoLayerNet or None, default None

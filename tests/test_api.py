@@ -1,4 +1,4 @@
-"""The conventions of the SciPy ecosystem (issue 11): eigsh as SciPy's, rng per SPEC 7,
+"""The conventions of the SciPy ecosystem: eigsh as SciPy's, rng per SPEC 7,
 one argument order, the public Jacobian, short reprs and integer inputs."""
 import inspect
 import re
@@ -208,7 +208,7 @@ def test_old_gradient_descent_order_explains_the_new_one():
     teacher = fh.TwoLayerNet.random(3, 2, rng=0)
     student = fh.perturb(teacher, 0.1, rng=1)
     X = fh.gaussian_inputs(10, 3, rng=2)
-    # the order before issue 11: (student, teacher, X, lr, steps)
+    # the order of earlier versions: (student, teacher, X, lr, steps)
     with pytest.raises(TypeError, match=re.escape("(net, X, ...)")) as info:
         fh.gradient_descent(student, teacher, X, 0.1, 5)
     assert "teacher=teacher" in str(info.value)

@@ -1,4 +1,4 @@
-"""fh.POPULATION through the public API (issue 13 point 1).
+"""fh.POPULATION through the public API.
 
 The population mathematics itself (closed forms vs quadrature, Monte Carlo convergence,
 the structured product vs the dense matrix) is tested in tests/test_population.py; here
