@@ -12,11 +12,14 @@ temporary folder, which fasthess's cache locator honours): the first process com
 the scenario's call runs twice: the first call (compile or cache load, plus the work)
 and the second (the work alone, steady state). ``jit`` is the time Numba held its
 compiler lock during the first call (compiling or loading), as the ``fasthess`` command
-reports it.
+reports it. ``first_cpu_s``, the CPU time of the first call, is what ``--tree``
+comparisons rank by: compiling is single-threaded, so its CPU time varies less than its
+wall time on a machine that other jobs share.
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,7 +58,14 @@ SCENARIOS = {
 }
 
 _CHILD = """
-import json, time
+import json, resource, time
+
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 t0 = time.perf_counter()
 import numpy as np
 import fasthess as fh
@@ -64,13 +74,14 @@ from numba.core import event
 {setup}
 jit = [0.0]
 with event.install_timer("numba:compiler_lock", lambda s: jit.__setitem__(0, s)):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu()
     call()
-    first = time.perf_counter() - t0
+    first, first_cpu = time.perf_counter() - t0, cpu() - c0
 t0 = time.perf_counter()
 call()
 second = time.perf_counter() - t0
-print(json.dumps(dict(import_s=t_import, first_s=first, jit_s=jit[0], steady_s=second)))
+print(json.dumps(dict(import_s=t_import, first_s=first, first_cpu_s=first_cpu, jit_s=jit[0],
+                      steady_s=second)))
 """
 
 
@@ -84,13 +95,19 @@ def run_scenario(name, cache_dir, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def time_command(cache_dir, env=None):
-    """Wall seconds of ``python -m fasthess`` (its defaults) in a fresh process."""
+def time_command(cache_dir, env=None, cpu=False):
+    """Seconds of ``python -m fasthess`` (its defaults) in a fresh process: wall time, or
+    with ``cpu`` the CPU time of the process (user + system)."""
     env = dict(os.environ if env is None else env, NUMBA_CACHE_DIR=cache_dir)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     subprocess.run([sys.executable, "-m", "fasthess"], env=env, capture_output=True, check=True,
                    cwd=cache_dir)
-    return time.perf_counter() - t0
+    return _children_cpu() - c0 if cpu else time.perf_counter() - t0
+
+
+def _children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def measure_command():
@@ -113,7 +130,8 @@ def measure(names=None, log=lambda s: None, env=None):
 
 
 def compare(trees, names=None, rounds=3, log=lambda s: None):
-    """First-call seconds (empty cache) of each source tree, interleaved over rounds.
+    """First-call CPU seconds (empty cache) of each source tree, interleaved over rounds
+    (for "command": the CPU time of the whole ``python -m fasthess`` process).
 
     {scenario: {tree: [seconds per round]}}; ``trees`` are source checkouts imported
     through PYTHONPATH (e.g. ``git worktree add`` of an older commit), so the ratios
@@ -125,8 +143,9 @@ def compare(trees, names=None, rounds=3, log=lambda s: None):
             for tree in trees:
                 env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
                 with tempfile.TemporaryDirectory(prefix="fasthess-compile-") as cache:
-                    out[name][tree].append(time_command(cache, env) if name == "command"
-                                           else run_scenario(name, cache, env)["first_s"])
+                    out[name][tree].append(time_command(cache, env, cpu=True)
+                                           if name == "command"
+                                           else run_scenario(name, cache, env)["first_cpu_s"])
             log(f"round {r}: {name}: " + ", ".join(f"{t} {v[-1]:.2f} s"
                                                    for t, v in out[name].items()))
     return out
