@@ -433,3 +433,24 @@ def test_rank_repr_and_gap_summary_cover_every_case():
         r = fh.numerical_rank(np.array(values))
         assert head in repr(r) and in_repr in repr(r), repr(r)
         assert r.gap_summary == summary
+
+
+def test_submodules_load_on_first_attribute_access():
+    # `fh.distributed.hessian_operator` as the README spells it, after `import fasthess as
+    # fh` alone, without importing Dask or matplotlib for every user of fasthess
+    import subprocess
+    import sys
+
+    code = ("import sys, fasthess as fh\n"
+            "assert 'fasthess.distributed' not in sys.modules\n"
+            "assert 'dask' not in sys.modules and 'matplotlib' not in sys.modules\n"
+            "assert callable(fh.distributed.hessian_operator)\n"
+            "assert fh.figures.FIGURE_NAMES\n"
+            "assert {'distributed', 'figures'} <= set(dir(fh))\n"
+            "try:\n"
+            "    fh.no_such_name\n"
+            "except AttributeError as e:\n"
+            "    assert 'no_such_name' in str(e)\n"
+            "else:\n"
+            "    raise SystemExit('no AttributeError')\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
