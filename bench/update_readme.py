@@ -184,7 +184,8 @@ def compile_section(m):
         start,
         _headline("python bench/update_readme.py --only compile")
         + " Each row: two fresh processes sharing a kernel cache that starts empty "
-        "(`python bench/compile_time.py`).",
+        "(`python bench/compile_time.py`); times are wall-clock, and the CPU time of the "
+        "first call is what it would take on an idle core (compiling is single-threaded).",
         "",
         compile_time.markdown(m["scenarios"]),
         "",
