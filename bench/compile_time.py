@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,9 +187,9 @@ def main():
         print("|---" * (len(args.tree) + 2) + "|")
         for name, per in res.items():
             b = per[base]
-            cells = [f"{sorted(v)[len(v) // 2]:.1f} s" for v in per.values()]
+            cells = [f"{statistics.median(v):.1f} s" for v in per.values()]
             ratios = [[x / y for x, y in zip(v, b)] for v in list(per.values())[1:]]
-            text = "; ".join(f"{sorted(q)[len(q) // 2]:.2f} ({min(q):.2f}-{max(q):.2f})"
+            text = "; ".join(f"{statistics.median(q):.2f} ({min(q):.2f}-{max(q):.2f})"
                              for q in ratios)
             print(f"| {name} | " + " | ".join(cells) + f" | {text} |")
         return

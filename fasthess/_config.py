@@ -31,8 +31,8 @@ CHUNK_BYTES = 8 * 2**20
 # read back by BLAS while in cache, and a 820 x 820 x K GEMM that adds to S runs at the
 # same rate for K = 32 as for K = 1024 (26-27 G multiply-adds/s on one core) while S
 # stays in cache. So the copies of S of all threads must fit in SAMPLE_PARTS_BYTES (half
-# a 32 MiB L3, that of the 2-core x86-64 VM of these measurements); blocks of fewer than MIN_BLOCK_SAMPLES would
-# take many small products: both go to the chunked route. Measured on 2 threads against
+# a 32 MiB L3, that of the 2-core x86-64 VM of these measurements); blocks of fewer than
+# MIN_BLOCK_SAMPLES would take many small products: both go to the chunked route. Measured on 2 threads against
 # the chunked route: N = 30 11.5 against 13.0 ms, N = 40 55 against 61 ms (blocks of
 # 0.5 / 1 / 2 / 4 MiB: 59 / 55 / 55 / 58 ms), N = 45 (2 x 8.6 MB of S) equal, N = 50
 # 220 against 201 ms.
