@@ -66,7 +66,7 @@ class AssemblyOffOptimum:
 class DgemmFraction:
     """Achieved fraction of the DGEMM rate on the unique-entry FLOP count.
 
-    At N = 20 the last asv run before issue 12 read 0.05 (0.68 at N = 40). The
+    At N = 20 the asv run before fasthess ran its own threads read 0.05 (0.68 at N = 40). The
     benchmark timed fh.hessian right after its NumPy reference DGEMM, whose BLAS
     threads kept spinning for ~0.1 s, while fasthess then ran two Numba (OpenMP)
     threads and two SciPy BLAS threads on the same two cores: measured with that

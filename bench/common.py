@@ -1,6 +1,6 @@
 """Shared setup for the asv suite: seeded problems, thread control, the DGEMM rate.
 
-Sizes follow the issue tracker's grid: N = Ni = Nh in {10, 20, 40, 60}, P in
+The grid: N = Ni = Nh in {10, 20, 40, 60}, P in
 {D/4, 2D}, activations linear / quadratic / erf. Every ``setup`` warms the JIT so
 ``time_*`` measures steady state; compile time has its own ``timeraw_*`` benchmark.
 NumPy is imported before fasthess, the order of a user's script.

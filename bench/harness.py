@@ -54,8 +54,9 @@ METHODS = ("fasthess", "numpy_jtj", "jacobian_syrk")
 # stops within 0.15 s). Each method runs untimed for this long before its timed calls,
 # so that the previous method's spinning BLAS threads do not slow it (a user runs one
 # of them, not all in turn), and so that it is timed warm: after an idle pause the
-# cores of this 2-core VM ran the next 20-40 ms at half speed (N = 30: 36 ms instead
-# of 21 after sleeping 0.25 s), which a loop of calls, as in a sweep, never sees.
+# cores of a 2-core x86-64 VM (where this was measured) ran the next 20-40 ms at half
+# speed (N = 30: 36 ms instead of 21 after sleeping 0.25 s), which a loop of calls, as
+# in a sweep, never sees.
 SETTLE_SECONDS = 0.2
 # A timing sample lasts at least this long (tiny calls are repeated within it).
 MIN_SAMPLE_SECONDS = 0.02

@@ -1,6 +1,7 @@
-"""The population Hessian at D ~ 1e6: eigsh and the SLQ density, timed (issue 13 point 4).
+"""The population Hessian at D ~ 1e6: eigsh and the SLQ density, timed.
 
     python bench/population_scale.py [--n 1000] [--out docs/population_density.png]
+                                     [--product-sizes 100 300] [--json results.json]
 
 Builds an erf teacher with Ni = Nh = n (D = n^2 + n), then on H_inf (fasthess.POPULATION,
 no samples, no D x D matrix anywhere) times
@@ -8,11 +9,15 @@ no samples, no D x D matrix anywhere) times
 * fh.eigsh(net, fh.POPULATION, k=3): the three largest eigenvalues (ARPACK, SciPy defaults),
 * fh.spectral_density(net, fh.POPULATION, n_probes=4, n_steps=40): the SLQ density,
 
-prints the times, the product count, the peak resident memory, and draws the density
-(with the eigsh eigenvalues marked) to a PNG whose caption says what was computed and
-how long it took. numpy is imported before fasthess, as in a user's script.
+prints the times, the product count, the peak resident memory, and the time of one
+product (one column) at each of ``--product-sizes`` and at n; draws the density (with
+the eigsh eigenvalues marked) to a PNG whose caption says what was computed and how
+long it took; ``--json`` writes the numbers (bench/update_readme.py reads them). numpy
+is imported before fasthess, as in a user's script.
 """
 import argparse
+import json
+import os
 import resource
 import time
 
@@ -28,6 +33,9 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=1000, help="Ni = Nh (default 1000: D ~ 1e6)")
     parser.add_argument("--out", default=None, help="PNG of the density (default: none)")
     parser.add_argument("--rng", type=int, default=0, help="seed of the teacher and probes")
+    parser.add_argument("--product-sizes", type=int, nargs="*", default=[100, 300],
+                        help="also time one product at these Ni = Nh (default 100 300)")
+    parser.add_argument("--json", default=None, help="write the numbers to this file")
     args = parser.parse_args(argv)
 
     net = fh.TwoLayerNet.random(args.n, args.n, activation="erf", rng=args.rng)
@@ -59,9 +67,32 @@ def main(argv=None):
     print(f"  SLQ 4 probes x 40 steps {t_slq:8.1f} s  ({n_slq} product columns)")
     print(f"  peak resident memory    {peak / 2**30:8.2f} GiB  (H_inf would be "
           f"{8 * d * d / 2**40:.1f} TiB)")
+    products = {n: _product_seconds(n, args.rng) for n in {*args.product_sizes, args.n}}
+    for n in sorted(products):
+        print(f"  one product at N = {n:<5}  {products[n] * 1e3:8.1f} ms")
     if args.out:
         _plot(sd, w, args, d, t_coef, t_eigsh, t_slq, peak)
         print(f"  density drawn to {args.out}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(n=args.n, D=d, coefficients_s=t_coef, eigsh_s=t_eigsh,
+                           eigsh_products=n_eigsh, slq_s=t_slq, slq_products=n_slq,
+                           peak_bytes=peak, dense_bytes=8 * d * d,
+                           product_s={str(k): v for k, v in sorted(products.items())}), f)
+
+
+def _product_seconds(n, seed, repeat=5):
+    """Best of ``repeat`` single-column products with H_inf at Ni = Nh = n (erf)."""
+    net = fh.TwoLayerNet.random(n, n, activation="erf", rng=seed)
+    op = fh.hessian_operator(net, fh.POPULATION)
+    v = np.random.default_rng(seed).standard_normal((net.n_params, 1))
+    op.matmat(v)  # compile and first touch
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        op.matmat(v)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _plot(sd, top, args, d, t_coef, t_eigsh, t_slq, peak):
@@ -81,7 +112,8 @@ def _plot(sd, top, args, d, t_coef, t_eigsh, t_slq, peak):
                  f"D = {d:,}", fontsize="medium")
     ax.legend(frameon=False, fontsize="small")
     add_caption(fig, f"X = fasthess.POPULATION (x ~ N(0, I), P -> infinity): no samples and "
-                     f"no D x D matrix (it would be {8 * d * d / 2**40:.1f} TiB). On 2 cores: "
+                     f"no D x D matrix (it would be {8 * d * d / 2**40:.1f} TiB). On "
+                     f"{os.cpu_count()} logical cores: "
                      f"pair coefficients {t_coef:.0f} s, eigsh (k = 3) {t_eigsh:.0f} s, SLQ "
                      f"{t_slq:.0f} s, peak memory {peak / 2**30:.1f} GiB. Teacher and probes "
                      f"from rng = {args.rng}; Gaussian smoothing 1% of the node range.")

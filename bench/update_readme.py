@@ -1,18 +1,33 @@
-"""Regenerate the README's performance section from measurements made now.
+"""Regenerate the README's measured sections from measurements made now.
 
-    python bench/update_readme.py            # rewrites README.md between the markers
-    python bench/update_readme.py --print    # only prints the section
+    python bench/update_readme.py                       # every section (tens of minutes)
+    python bench/update_readme.py --only compile        # one section (repeatable)
+    python bench/update_readme.py --only figures --print   # print it, README untouched
 
-Every number in that section comes from this script (ratios measured in one run,
-never typed by hand), timed in child processes that import NumPy before fasthess,
-as users do. It takes several minutes; jax and torch rows need those packages
-installed (they are never fasthess dependencies) and are marked absent otherwise.
+Every timing in README.md lies between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``
+markers and is written by this script, never typed by hand (tests/test_readme.py fails
+on a timing outside them), each section headed by the machine that measured it:
+
+- ``performance``: dense assembly, products, threads, import order, autodiff peers and
+  eigenvalue routes, as ratios of times measured in the same interleaved rounds, in
+  child processes that import NumPy before fasthess, as users do (several minutes;
+  jax and torch rows need those packages, never fasthess dependencies);
+- ``compile``: first call against steady state, with an empty and a warm kernel cache
+  (bench/compile_time.py);
+- ``figures``: ``fasthess figures --quick`` with an empty and a warm cache, and the
+  full sizes (about as long as the full figures take);
+- ``population``: bench/population_scale.py at D ~ 1e6, which also redraws
+  docs/population_density.png (minutes; about 2 GiB of memory).
 """
 import argparse
+import json
 import os
 import platform
 import re
+import subprocess
 import sys
+import tempfile
+import time
 
 import numpy  # noqa: F401  (first, as in a user's script)
 
@@ -24,12 +39,43 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("
 
 from bench import harness as B  # noqa: E402  (after the root is on sys.path)
 
-START, END = "<!-- performance:start -->", "<!-- performance:end -->"
 GIB = 2**30
 SMALL, LARGE = [10, 20, 30], [40, 60]
 
 
+def markers(name):
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+START, END = markers("performance")
+
+
+def machine() -> str:
+    """The machine in words: CPU model, cores, memory, OS, versions, load when measured."""
+    import numba
+    import psutil
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{model}, {os.cpu_count()} logical cores, "
+            f"{psutil.virtual_memory().total / GIB:.0f} GiB, {platform.system()} "
+            f"{platform.release()}; Python {platform.python_version()}, NumPy "
+            f"{numpy.__version__}, Numba {numba.__version__}; load average {load:.1f} when "
+            f"measured (other jobs on the machine slow every figure)")
+
+
+def _headline(command):
+    return f"Measured by `{command}` on {machine()}."
+
+
 def measure(log):
+    """The performance section's numbers."""
     out = {}
     out["small"] = B.measure_in_child(sizes=SMALL, repeat=7, memory=False, products=[],
                                       load=True)
@@ -69,11 +115,10 @@ def section(m):
     p30 = m["peers"]
     lines = [
         START,
-        "Measured by `python bench/update_readme.py` on a "
-        f"{os.cpu_count()}-core machine ({platform.machine()}, {rows[0]['threads']} threads), "
-        "in processes that import NumPy before fasthess, as a user's script does. Every "
-        "figure is a ratio of times measured in the same interleaved rounds, given as "
-        "median (min-max) over the rounds.",
+        _headline("python bench/update_readme.py --only performance")
+        + f" {rows[0]['threads']} threads, in processes that import NumPy before fasthess, "
+        "as a user's script does. Every figure is a ratio of times measured in the same "
+        "interleaved rounds, given as median (min-max) over the rounds.",
         "",
         "Dense assembly of the Hessian at the optimum, erf, P = 2D:",
         "",
@@ -125,22 +170,130 @@ def section(m):
     return "\n".join(lines)
 
 
+def measure_compile(log):
+    from bench import compile_time
+
+    return dict(scenarios=compile_time.measure(log=log), command=compile_time.measure_command())
+
+
+def compile_section(m):
+    from bench import compile_time
+
+    cmd = m["command"]
+    start, end = markers("compile")
+    return "\n".join([
+        start,
+        _headline("python bench/update_readme.py --only compile")
+        + " Each row: two fresh processes sharing a kernel cache that starts empty "
+        "(`python bench/compile_time.py`); times are wall-clock, and the CPU time of the "
+        "first call is what it would take on an idle core (compiling is single-threaded).",
+        "",
+        compile_time.markdown(m["scenarios"]),
+        "",
+        f"The `fasthess` command with its defaults took {cmd['cold']:.1f} s the first time "
+        f"and {cmd['cached']:.1f} s once its kernels were cached (wall time, with Python's "
+        "start and the eigensolve).",
+        end])
+
+
+def measure_figures(log):
+    def run(cache, *extra):
+        with tempfile.TemporaryDirectory(prefix="fasthess-figures-") as out:
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "fasthess", "figures", "--out", out,
+                            "--no-progress", *extra], check=True, capture_output=True,
+                           env=dict(os.environ, NUMBA_CACHE_DIR=cache))
+            return time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(prefix="fasthess-cache-") as cache:
+        first = run(cache, "--quick")
+        log(f"figures --quick, empty cache: {first:.1f} s")
+        cached = run(cache, "--quick")
+        log(f"figures --quick, cached: {cached:.1f} s")
+        full = run(cache)
+        log(f"figures, full sizes: {full:.1f} s")
+    return dict(quick_first=first, quick_cached=cached, full=full)
+
+
+def figures_section(m):
+    start, end = markers("figures")
+    return "\n".join([
+        start,
+        _headline("python bench/update_readme.py --only figures")
+        + f" `fasthess figures --quick` took {m['quick_first']:.0f} s with an empty kernel "
+        f"cache (compiling) and {m['quick_cached']:.0f} s cached; without `--quick`, the "
+        f"full sizes took {m['full']:.0f} s (cached).",
+        end])
+
+
+def measure_population(log):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "population.json")
+        subprocess.run([sys.executable, os.path.join(_ROOT, "bench", "population_scale.py"),
+                        "--n", "1000", "--out",
+                        os.path.join(_ROOT, "docs", "population_density.png"),
+                        "--json", out], check=True)
+        with open(out) as f:
+            return json.load(f)
+
+
+def population_section(m):
+    start, end = markers("population")
+    ms = {int(k): v * 1e3 for k, v in m["product_s"].items()}
+    sizes = sorted(ms)
+    return "\n".join([
+        start,
+        f"At D ~ 1e6 (`python bench/population_scale.py --n {m['n']} --out "
+        f"docs/population_density.png`, erf, Ni = Nh = {m['n']}, D = {m['D']:,}; H_inf "
+        f"itself would be {m['dense_bytes'] / 2**40:.1f} TiB): pair coefficients "
+        f"{m['coefficients_s']:.0f} s, `fh.eigsh(net, fh.POPULATION, k=3)` {m['eigsh_s']:.0f} s "
+        f"({m['eigsh_products']} products), `fh.spectral_density` with 4 probes x 40 Lanczos "
+        f"steps {m['slq_s']:.0f} s, peak memory {m['peak_bytes'] / GIB:.1f} GiB (the Lanczos "
+        "vectors, O(D x steps)). A product costs O(Nh^2 (Ni + No)) per column and grows as "
+        "N^3 (" + ", ".join(f"{ms[n]:.2g}" for n in sizes[:-1]) + f" and {ms[sizes[-1]]:.3g} ms "
+        "at N = " + ", ".join(str(n) for n in sizes[:-1]) + f" and {sizes[-1]}; asv: "
+        "`bench/bench_population.py`). "
+        + _headline("python bench/update_readme.py --only population"),
+        end])
+
+
+# What each section is: measured by the first, written by the second.
+SECTIONS = {
+    "performance": (measure, section),
+    "compile": (measure_compile, compile_section),
+    "figures": (measure_figures, figures_section),
+    "population": (measure_population, population_section),
+}
+
+
+def replace_section(readme: str, name: str, text: str) -> str:
+    """``readme`` with the section ``name`` (markers included) replaced by ``text``."""
+    start, end = markers(name)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(readme):
+        raise SystemExit(f"README.md has no {start} ... {end} markers")
+    return pattern.sub(lambda _: text, readme)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--print", action="store_true", help="print, do not edit README.md")
+    parser.add_argument("--only", action="append", choices=list(SECTIONS), default=None,
+                        help="regenerate this section only (repeatable; default all)")
     args = parser.parse_args()
-    m = measure(lambda s: print(s, file=sys.stderr))
-    text = section(m)
-    if args.print:
-        print(text)
-        return
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     path = os.path.join(_ROOT, "README.md")
-    readme = open(path).read()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(readme):
-        raise SystemExit(f"README.md has no {START} ... {END} markers")
-    open(path, "w").write(pattern.sub(lambda _: text, readme))
-    print("README.md performance section updated")
+    for name in args.only or SECTIONS:
+        measure_, render = SECTIONS[name]
+        text = render(measure_(log))
+        if args.print:
+            print(text)
+            continue
+        with open(path) as f:
+            readme = f.read()
+        with open(path, "w") as f:
+            f.write(replace_section(readme, name, text))
+        print(f"README.md: section {name} updated")
 
 
 if __name__ == "__main__":

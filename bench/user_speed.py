@@ -1,4 +1,4 @@
-"""The figures of issue 12 in one run, as users get them (NumPy imported first):
+"""The speed ratios users see, measured in one run (NumPy imported first):
 
     python bench/user_speed.py                 # prints a Markdown table
     python bench/user_speed.py --peers         # adds jax.hessian at N = 30 (if installed)

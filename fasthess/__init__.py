@@ -42,3 +42,19 @@ __all__ = [
 ]
 
 _apply_env_threads()  # FASTHESS_NUM_THREADS, if set: fasthess's own default (nothing else changes)
+
+# Submodules loaded on first attribute access, as SciPy does: ``fh.distributed`` works
+# after ``import fasthess as fh`` without importing Dask (or matplotlib) for everyone.
+_LAZY_SUBMODULES = ("distributed", "figures")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'fasthess' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

@@ -32,8 +32,8 @@ CHUNK_BYTES = 8 * 2**20
 # read back by BLAS while in cache, and a 820 x 820 x K GEMM that adds to S runs at the
 # same rate for K = 32 as for K = 1024 (26-27 G multiply-adds/s on one core) while S
 # stays in cache. So the copies of S of all threads must fit in SAMPLE_PARTS_BYTES (half
-# the 32 MiB L3 of the 2-core VM measured); blocks of fewer than MIN_BLOCK_SAMPLES would
-# take many small products: both go to the chunked route. Measured on 2 threads against
+# a 32 MiB L3, that of the 2-core x86-64 VM of these measurements); blocks of fewer than
+# MIN_BLOCK_SAMPLES would take many small products: both go to the chunked route. Measured on 2 threads against
 # the chunked route: N = 30 11.5 against 13.0 ms, N = 40 55 against 61 ms (blocks of
 # 0.5 / 1 / 2 / 4 MiB: 59 / 55 / 55 / 58 ms), N = 45 (2 x 8.6 MB of S) equal, N = 50
 # 220 against 201 ms.
@@ -45,8 +45,8 @@ SAMPLE_PARTS_BYTES = 16 * 2**20
 # still applies to them. A machine without 64 MiB free fails in Python itself.
 MEMORY_CHECK_FLOOR = 64 * 2**20
 # Fewest activations (g, g', g'' of one pre-activation) worth a thread of their own:
-# ~25 ns each for erf on the 2-core VM measured, so ~0.2 ms of work, twice a handoff
-# between Python threads there (~50-100 us).
+# ~25 ns each for erf (measured on a 2-core x86-64 VM), so ~0.2 ms of work, twice a
+# handoff between Python threads there (~50-100 us).
 MIN_ACTIVATIONS_PER_THREAD = 8_000
 # Peak bytes of dense assembly relative to the output (checked before allocating).
 ASSEMBLY_OVERHEAD = 1.3
@@ -60,7 +60,7 @@ OVERFLOW_MARGIN = 16.0
 # joining a thread costs tens of microseconds; ~1 ms of work per thread amortises it.
 MIN_MACS_PER_THREAD = 8_000_000
 # Fewest entries of H written per thread by the scatter of the w1w1 block (memory-bound,
-# ~0.5-1.5 ns each on the 2-core VM measured): ~0.4 ms of writes, a few handoffs.
+# ~0.5-1.5 ns each, measured on a 2-core x86-64 VM): ~0.4 ms of writes, a few handoffs.
 MIN_WRITES_PER_THREAD = 400_000
 # Pieces per thread that run_pieces splits a product into: more balance the load
 # when a thread is descheduled; fewer repeat less of BLAS's packing of the shared

@@ -94,8 +94,13 @@ def hessian(net, X, teacher=None, dtype=None):
     ----------
     net : TwoLayerNet
         The student (the point at which H is taken).
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs, one sample per row (integers and booleans are upcast to float64).
+        ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity) gives H_inf = E[J^T J]
+        from Nh x Nh pair coefficients in closed form (quadrature for tanh and
+        CustomActivation): no samples, cost O(Nh^2) expectations plus the D^2 writes,
+        memory 8 D^2 bytes as for samples. At the optimum only (a different teacher
+        raises NotImplementedError).
     teacher : TwoLayerNet or None
         None (or ``net`` itself): the optimum, H = J^T J / P exactly. Otherwise the
         full Hessian, Gauss-Newton plus the residual (second-derivative) term.

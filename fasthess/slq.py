@@ -83,9 +83,12 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, gr
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs (integers are upcast to float64); not used (may be None) with
-        ``operator``.
+        ``operator``. ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the
+        optimum only): the density of H_inf, each product O(Nh^2 (Ni + No)) from
+        pair coefficients computed once; memory O(D n_steps) for the Lanczos
+        vectors, so it reaches D ~ 1e6.
     teacher : TwoLayerNet or None, default None
         None (or ``net``) for the optimum; otherwise the full Hessian.
     n_probes : int, default 20

@@ -399,9 +399,12 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs (integers are upcast to float64); not used (may be None) with
-        ``operator``.
+        ``operator``. ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the
+        optimum only): products with H_inf from Nh x Nh pair coefficients, computed
+        once, O(Nh^2 (Ni + No)) per product and memory O(Nh^2 + D ncv), never D^2:
+        the route to D ~ 1e6.
     k : int, default 6
         How many eigenpairs, 1 <= k < D.
     which : {"LM", "SM", "LA", "SA", "BE"}, default "LM"

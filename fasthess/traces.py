@@ -24,9 +24,12 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, rng=None,
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs (integers are upcast to float64); not used (may be None) with
-        ``operator``.
+        ``operator``. ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the
+        optimum only): "exact" is tr H_inf in closed form from the Nh diagonal
+        pairs, O(Nh Ni); "hutchinson" uses the population products,
+        O(Nh^2 (Ni + No)) per probe.
     teacher : TwoLayerNet or None, default None
         None (or ``net``) for the optimum; otherwise the full Hessian.
     method : {"exact", "hutchinson"}

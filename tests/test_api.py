@@ -1,4 +1,4 @@
-"""The conventions of the SciPy ecosystem (issue 11): eigsh as SciPy's, rng per SPEC 7,
+"""The conventions of the SciPy ecosystem: eigsh as SciPy's, rng per SPEC 7,
 one argument order, the public Jacobian, short reprs and integer inputs."""
 import inspect
 import re
@@ -225,7 +225,7 @@ def test_old_gradient_descent_order_explains_the_new_one():
     teacher = fh.TwoLayerNet.random(3, 2, rng=0)
     student = fh.perturb(teacher, 0.1, rng=1)
     X = fh.gaussian_inputs(10, 3, rng=2)
-    # the order before issue 11: (student, teacher, X, lr, steps)
+    # the order of earlier versions: (student, teacher, X, lr, steps)
     with pytest.raises(TypeError, match=re.escape("(net, X, ...)")) as info:
         fh.gradient_descent(student, teacher, X, 0.1, 5)
     assert "teacher=teacher" in str(info.value)
@@ -450,3 +450,24 @@ def test_rank_repr_and_gap_summary_cover_every_case():
         r = fh.numerical_rank(np.array(values))
         assert head in repr(r) and in_repr in repr(r), repr(r)
         assert r.gap_summary == summary
+
+
+def test_submodules_load_on_first_attribute_access():
+    # `fh.distributed.hessian_operator` as the README spells it, after `import fasthess as
+    # fh` alone, without importing Dask or matplotlib for every user of fasthess
+    import subprocess
+    import sys
+
+    code = ("import sys, fasthess as fh\n"
+            "assert 'fasthess.distributed' not in sys.modules\n"
+            "assert 'dask' not in sys.modules and 'matplotlib' not in sys.modules\n"
+            "assert callable(fh.distributed.hessian_operator)\n"
+            "assert fh.figures.FIGURE_NAMES\n"
+            "assert {'distributed', 'figures'} <= set(dir(fh))\n"
+            "try:\n"
+            "    fh.no_such_name\n"
+            "except AttributeError as e:\n"
+            "    assert 'no_such_name' in str(e)\n"
+            "else:\n"
+            "    raise SystemExit('no AttributeError')\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

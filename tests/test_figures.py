@@ -46,7 +46,8 @@ RTOL_MODEL_TWIN = 1e-6
 # Colours a figure may use: the Okabe-Ito palette, black, white and greys.
 OKABE_ITO_HEX = {"#000000", "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2",
                  "#d55e00", "#cc79a7"}
-# Words of the API that a figure's text must not use (issue 11: no API names).
+# Words of the API that a figure's text must not use (a figure speaks of mathematics,
+# not of function names).
 API_WORDS = ("decay_rate", "theory.", "effective_parameters", "numerical_rank", "_data")
 # Every data dict holds these, besides the figure's own keys.
 COMMON_KEYS = {"claim_holds", "seed"}
@@ -706,3 +707,66 @@ def test_cli_without_matplotlib_writes_data_only(tmp_path, monkeypatch, capsys):
     assert run_cli(tmp_path, "quadratic_spectrum") == 0
     assert [p.name for p in tmp_path.iterdir()] == ["quadratic_spectrum.npz"]
     assert "matplotlib is not installed" in capsys.readouterr().err
+
+
+def _points_under_legends(fig):
+    """(legend text, x, y) of every plotted line vertex that a legend box covers."""
+    from matplotlib.legend import Legend
+
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    covered = []
+    for ax in fig.axes:
+        legends = [a for a in ax.get_children() if isinstance(a, Legend)]
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            for line in ax.get_lines():
+                xy = np.asarray(line.get_xydata(), dtype=float)
+                xy = xy[np.all(np.isfinite(xy), axis=1)]
+                if xy.size == 0:
+                    continue
+                for (x, y), (u, v) in zip(xy, ax.transData.transform(xy)):
+                    if box.contains(u, v):
+                        covered.append((legend.get_texts()[0].get_text(), x, y))
+    return covered
+
+
+def _ranks_at_full_size(like):
+    """Data of a rank figure at its registry's full sizes, with the ranks the curves
+    follow (linear N, z + z^2 N(N+3)/2, z^3 N^2, erf D, relu D - N): where the points
+    lie, without the minutes of eigensolves."""
+    ns = np.arange(2, 31)
+    rows = {"linear": ns, "quadratic": ns * (ns + 3) // 2, "cubic": ns ** 2,
+            "erf": ns * (ns + 1), "relu": ns * ns}
+    names = [str(a) for a in np.asarray(like["activations"])]
+    rank = np.array([rows[a] for a in names])
+    data = {k: like[k] for k in like}
+    data.update(ns=ns, rank=rank, predicted=rank, D=ns * (ns + 1),
+                gap_decades=np.full(rank.shape, 12.0))
+    if "resolved" in like:
+        data["resolved"] = np.arange(rank.size).reshape(rank.shape) % 7 != 0
+    return data
+
+
+@pytest.mark.parametrize("name", ["rank_vs_n", "rank_vs_n_population"])
+def test_rank_legends_cover_no_data(name, small_data):
+    pytest.importorskip("matplotlib")
+    for data in (small_data[name], _ranks_at_full_size(small_data[name])):
+        fig = FIGURES[name].plot(data)
+        assert _points_under_legends(fig) == []
+
+
+def test_legend_check_sees_a_covered_point():
+    # the check itself can fail: a legend drawn over the only point
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0.5], [0.5], "o", label="a point under its legend")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="center")
+    assert len(_points_under_legends(fig)) == 1

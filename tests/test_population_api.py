@@ -1,4 +1,4 @@
-"""fh.POPULATION through the public API (issue 13 point 1).
+"""fh.POPULATION through the public API.
 
 The population mathematics itself (closed forms vs quadrature, Monte Carlo convergence,
 the structured product vs the dense matrix) is tested in tests/test_population.py; here
@@ -171,3 +171,18 @@ def test_dense_population_too_large_names_the_operator_route(monkeypatch):
     assert "method='reduced'" in msg
     with pytest.raises(MemoryError, match="fasthess.eigsh"):
         fh.eigenvalues(big, P)
+
+
+@pytest.mark.parametrize("func", [fh.hessian, fh.eigenvalues, fh.eigsh, fh.trace,
+                                  fh.spectral_density, fh.smallest_nonzero],
+                         ids=lambda f: f.__name__)
+def test_docstring_says_what_population_means_its_cost_and_limit(func):
+    # a user reading help(fh.eigsh) learns that X may be fh.POPULATION, what it costs,
+    # and that it holds at the optimum only
+    from numpydoc.docscrape import FunctionDoc
+
+    (x,) = [p for p in FunctionDoc(func)["Parameters"] if p.name.startswith("X")]
+    text = " ".join(" ".join(x.desc).split())
+    assert "fasthess.POPULATION" in x.type
+    assert "fasthess.POPULATION" in text and "O(" in text, text
+    assert "optimum" in text, text

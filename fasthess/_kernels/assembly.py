@@ -213,14 +213,17 @@ def scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, out):
     n_hidden = Q.shape[0]
     m_hidden = n_hidden * (n_hidden + 1) // 2
     n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
-    copy_late_rows(S, late, u0, n_hidden, off_optimum, 0, late.shape[0])
-    write_tiles(S, late, u0, Q, scale, n_in, False, 0, u0 * (u0 + 1) // 2, out)
-    write_tiles(S, late, u0, Q, scale, n_in, True, 0, n_late, out)
+    # Typed constants, not literals: a literal argument makes Numba compile another
+    # specialisation of the callee beside the one the Python callers use.
+    zero, early, late_phase = np.intp(0), np.bool_(False), np.bool_(True)
+    copy_late_rows(S, late, u0, n_hidden, off_optimum, zero, late.shape[0])
+    write_tiles(S, late, u0, Q, scale, n_in, early, zero, u0 * (u0 + 1) // 2, out)
+    write_tiles(S, late, u0, Q, scale, n_in, late_phase, zero, n_late, out)
     if off_optimum:
         if u0 < n_hidden:
-            add_residual_blocks(late, n_late, scale, n_in, out, 0, n_hidden)
+            add_residual_blocks(late, n_late, scale, n_in, out, zero, n_hidden)
         else:
-            add_residual_blocks(S, m_hidden, scale, n_in, out, 0, n_hidden)
+            add_residual_blocks(S, m_hidden, scale, n_in, out, zero, n_hidden)
 
 
 @kernel
@@ -321,7 +324,7 @@ def contract_samples(X, G1, A, G2, residual, w2, s0, s1, block, by_inputs, work,
         xpairs = work[ends[4]:ends[5]].reshape(heights[5], c)
         rows = work[ends[5]:ends[6]].reshape(heights[6], c)
         chunk_factors(X, G1, A, G2, residual, w2, b0, by_inputs, xt, gt, rhst, g2t,
-                      upairs, xpairs, rows, 0, c)
+                      upairs, xpairs, rows, np.intp(0), c)
         gemm_nt(upairs, xpairs, beta, S)
         if by_inputs:
             gemm_nt(rows, rhst, beta, T)
@@ -363,8 +366,8 @@ def _assemble_in_one_call(X, G1, A, G2, residual, w2, scale, by_inputs, block, w
     S = np.empty((s_rows, m_in), dt)
     T = np.empty((n_hidden * n_in, n_rhs) if by_inputs else (n_in, n_hidden * n_rhs), dt)
     gram = np.empty((n_hidden, n_hidden), dt)
-    contract_samples(X, G1, A, G2, residual, w2, 0, n_samples, block, by_inputs, work, heights,
-                     S, T, gram)
+    contract_samples(X, G1, A, G2, residual, w2, np.intp(0), n_samples, block, by_inputs, work,
+                     heights, S, T, gram)
     Q = np.dot(w2.T, w2)
     scatter_w1w1(S, S[:0], n_hidden, Q, scale, n_in, off_optimum, out_w1w1)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, out_w1w2, col0, mirror)
@@ -393,7 +396,7 @@ def assemble_with_features(code, coeffs, X, w1, w2, pre, A, G1, G2, maxima, limi
     the argument and the scale.
     """
     n_samples = X.shape[0]
-    feature_rows(code, coeffs, X, w1, pre, A, G1, G2, 0, n_samples, maxima)
+    feature_rows(code, coeffs, X, w1, pre, A, G1, G2, np.intp(0), n_samples, maxima)
     for k in range(maxima.shape[0]):
         if not np.isfinite(maxima[k]):
             return False

@@ -277,7 +277,10 @@ def plot_rank_vs_n(data, ax=None):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import LogFormatter, NullFormatter, ScalarFormatter
 
-    fig, ax, owned = new_figure(ax)
+    population = "resolved" in data
+    # the population variant's legend has a row more and its ranks fill the upper left,
+    # where the legend of the sampled variant fits: beside the axes, on a wider figure
+    fig, ax, owned = new_figure(ax, figsize=(9.6, 4.8) if population else (6.4, 4.8))
     ns = np.asarray(data["ns"])
     names = np.asarray(data["activations"]).tolist()
     rank, predicted = np.asarray(data["rank"]), np.asarray(data["predicted"])
@@ -293,7 +296,6 @@ def plot_rank_vs_n(data, ax=None):
         ax.plot(ns, rank[a], curve.marker, ls="none", zorder=3 if curve.filled else 4, **style)
         handles.append((line, Line2D([], [], marker=curve.marker, ls="none", **style)))
         labels.append(f"{curve.label} ({np.asarray(data['methods'])[a]} route)")
-    population = "resolved" in data
     if population:  # unresolved ranks: crossed out, never a silent match
         unresolved = ~np.asarray(data["resolved"], dtype=bool)
         where = np.nonzero(unresolved)
@@ -331,8 +333,10 @@ def plot_rank_vs_n(data, ax=None):
         ax.set_title(f"Measured rank (markers) vs predicted effective parameters (lines)\n"
                      f"every rank inside a gap of at least {np.min(gaps):.0f} decades",
                      fontsize="medium")
-    ax.legend(handles, labels, loc="upper left", frameon=False, fontsize="small",
-              handler_map={tuple: HandlerTuple(ndivide=1)})
+    where = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0)) if population else dict(
+        loc="upper left")
+    ax.legend(handles, labels, frameon=False, fontsize="small",
+              handler_map={tuple: HandlerTuple(ndivide=1)}, **where)
     if owned and population:
         add_caption(fig, f"Computed: one teacher per (activation, N), N = {ns[0]}..{ns[-1]}, "
                          f"No = 1, w1 ~ N(0, 1/N), w2 ~ N(0, 1/N), seed {scalar(data, 'seed')}; "
