@@ -25,7 +25,7 @@ MAX_CHUNK_SAMPLES = 2048
 # CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
 MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
-# The route by sample parts (assembly._layout): each part of the samples (one per core,
+# The route by sample parts (dense_routes._layout): each part of the samples (one per core,
 # whichever thread runs it) is contracted into a copy of S of its own, a block of
 # samples at a time; the block's factors
 # (at most SAMPLE_BLOCK_BYTES, about the L2 cache of a core) are written by a kernel and

@@ -29,7 +29,7 @@ from .data import is_population
 from .network import TwoLayerNet
 from .objective import gradient, loss
 from .online import generalisation_error, span_basis
-from .population import population_gradient, population_loss
+from .population_objective import population_gradient, population_loss
 from .rank import numerical_rank
 
 __all__ = ["GDResult", "gradient_descent", "perturb", "predicted_loss", "decay_rate",
@@ -130,7 +130,7 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
     the span of the rows of the student's and the teacher's W1 (THEORY.md g), so the
     run takes place in r <= 2 n_hidden coordinates after one SVD, each step costing
     O(n_hidden^2 r) whatever n_in is (erf and linear in one compiled loop, other
-    activations through :func:`fasthess.population.population_gradient` per step),
+    activations through :func:`fasthess.population_objective.population_gradient` per step),
     in float64.
 
     Parameters
@@ -336,7 +336,7 @@ def _span_nets(act, C, K, w2, w2t):
 def _population_gd_loop(act, C, K, w2, w2t, lr, steps, record_every, train, factor, floor,
                         escape_factor, loss_out, step_out, prev_c, prev_w2):
     """The population GD loop of ``population_gd_closed`` for any activation, in Python
-    (one :func:`~fasthess.population.population_gradient` per step)."""
+    (one :func:`~fasthess.population_objective.population_gradient` per step)."""
     r = C.shape[1]
     n_rec, escaped_at = 0, -1
     threshold = escape = np.inf

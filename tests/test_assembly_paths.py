@@ -42,7 +42,7 @@ def _use(monkeypatch, route):
     for name, value in ROUTES[route].items():
         monkeypatch.setattr(_config, name, value)
     kernels = importlib.import_module("fasthess._kernels.assembly")
-    assembly = importlib.import_module("fasthess.assembly")
+    assembly = importlib.import_module("fasthess.dense_routes")
     seen = {"one_call": 0, "fused": 0, "separate_buffer": 0, "chunks": 0, "pieces": 0,
             "blocks": 0}
 
@@ -73,7 +73,7 @@ def _use(monkeypatch, route):
     monkeypatch.setattr(assembly, "_layout", spy("layout", assembly._layout, count_blocks))
     monkeypatch.setattr(assembly, "_chunk_workspace",
                         spy("workspace", assembly._chunk_workspace, count_buffer))
-    for module in (_runtime, assembly):  # features' and assembly's own reference
+    for module in (_runtime, assembly):  # features' and the dense routes' own reference
         monkeypatch.setattr(module, "run_pieces", spy("pieces", module.run_pieces, count_pieces))
     return seen
 

@@ -151,7 +151,7 @@ def test_ntk_too_large_refused(monkeypatch):
 def test_w1w1_layout_fits_s_inside_the_block():
     import importlib
 
-    h = importlib.import_module("fasthess.assembly")
+    h = importlib.import_module("fasthess.dense_routes")
     for n_in in range(1, 25):
         for n_hidden in range(1, 25):
             d1 = n_in * n_hidden

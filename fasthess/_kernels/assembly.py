@@ -203,7 +203,7 @@ def scatter_w1w1(S, late, u0, Q, scale, n_in, off_optimum, out):
     S: (m_h [+ Nh], m_in), the contraction of :func:`chunk_factors`' upairs with
     xpairs: row pair_index(j, j') for hidden pairs, then (off the optimum) row
     m_h + j holds the R11 coefficients of unit j. S may live inside ``out``, in the
-    rows of hidden units >= u0 (see ``assembly.w1w1_layout``): the tiles that write
+    rows of hidden units >= u0 (see ``dense_routes.w1w1_layout``): the tiles that write
     those rows (j' >= u0) are written last, from ``late``, a buffer of
     (n_late [+ Nh], m_in) rows into which they are first copied. Pass u0 = Nh when
     S does not overlap ``out``. Q: (Nh, Nh) = W2^T W2. The same steps as the
