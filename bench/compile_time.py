@@ -159,8 +159,12 @@ def markdown(results):
         c, w = r["cold"], r["cached"]
         lines.append(f"| {SCENARIOS[name][0]} | {c['first_s']:.1f} s | {c['jit_s']:.1f} s | "
                      f"{c['first_cpu_s']:.1f} s | {w['first_s']:.2f} s | "
-                     f"{c['steady_s']:.3f} s |")
+                     f"{_short(c['steady_s'])} |")
     return "\n".join(lines)
+
+
+def _short(seconds):
+    return f"{seconds * 1e3:.2g} ms" if seconds < 0.1 else f"{seconds:.2g} s"
 
 
 def main():

@@ -656,10 +656,14 @@ def test_cli_bad_scale(tmp_path, capsys, scale):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_help_says_how_long_quick_takes():
+def test_cli_help_points_to_measured_times():
+    # a time typed into the help drifts from the code (it did, 2-12x); the README's
+    # section written by bench/update_readme.py holds the measured ones
+    from .test_readme import TIMING
+
     sub = build_parser()._subparsers._group_actions[0].choices["figures"]
     quick = next(a for a in sub._actions if "--quick" in a.option_strings)
-    assert " s " in quick.help or " s," in quick.help  # a time in seconds
+    assert "README" in quick.help and TIMING.findall(quick.help) == []
     only = next(a for a in sub._actions if "--only" in a.option_strings)
     assert all(name in only.help for name in FIGURE_NAMES)
 
