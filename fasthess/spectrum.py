@@ -366,8 +366,15 @@ def _pad_to(vals, d, dtype):
 
 
 def _eigh_values(A):
+    """All eigenvalues of the symmetric A (overwritten): LAPACK ?syevr on one thread of
+    fasthess's own (:func:`fasthess._kernels.blas.symmetric_eigenvalues`), else SciPy's."""
     import scipy.linalg
 
+    from ._kernels.blas import symmetric_eigenvalues
+
+    vals = symmetric_eigenvalues(A)
+    if vals is not None:
+        return vals
     return scipy.linalg.eigh(A, eigvals_only=True, driver=_config.EIGH_DRIVER, overwrite_a=True,
                              check_finite=False)
 

@@ -5,6 +5,7 @@ caller never leaves while a piece runs; concurrent callers get the bits of a lon
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -375,6 +376,9 @@ def test_concurrent_callers_get_the_results_of_a_lone_call():
     assert not errors and not mismatches
 
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 class _nothing:
     def __enter__(self):
         return self
@@ -424,3 +428,59 @@ def test_a_scipy_without_its_gemm_is_an_import_error(monkeypatch):
     monkeypatch.setattr(scipy.linalg, "cython_blas", fake, raising=False)
     with pytest.raises(ImportError, match="cython_blas lacks dgemm"):
         blas._scipy_gemm()
+
+
+_THREADS_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, fasthess as fh
+    out = {}
+    for act in ("erf", "quadratic"):
+        net = fh.TwoLayerNet.random(24, 24, n_out=2, activation=act, rng=0)
+        X = fh.gaussian_inputs(2 * net.n_params, 24, rng=1)
+        out[act + "_H"] = fh.hessian(net, X)
+        out[act + "_ev"] = fh.eigenvalues(net, X, method="dense").eigenvalues
+        out[act + "_op"] = fh.hessian_operator(net, X) @ np.ones(net.n_params)
+    np.savez(sys.argv[1], **out)
+""")
+
+
+def _run_with_threads(n, path):
+    env = {**os.environ, "FASTHESS_NUM_THREADS": str(n),
+           "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(path)], check=True, env=env,
+                   cwd=_ROOT, timeout=600)
+    return dict(np.load(path))
+
+
+def test_thread_count_guarantee(tmp_path):
+    """The README's guarantee: bit-identical at a fixed thread setting (across
+    processes); across settings, H and products within 16 eps of max|H| and eigenvalues
+    within D eps of lambda_max (FASTHESS_NUM_THREADS changes fasthess's threads only,
+    so even these agree bit for bit today; BLAS's own count may change LAPACK's bits)."""
+    one = _run_with_threads(1, tmp_path / "a.npz")
+    two = _run_with_threads(2, tmp_path / "b.npz")
+    two_again = _run_with_threads(2, tmp_path / "c.npz")
+    eps = np.finfo(np.float64).eps
+    for key in one:
+        np.testing.assert_array_equal(two[key], two_again[key])
+        scale = np.max(np.abs(one[key]))
+        bound = (one[key].size * eps if key.endswith("_ev") else 16 * eps) * scale
+        assert np.max(np.abs(one[key] - two[key])) <= bound, key
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_the_private_eigensolver_matches_numpy(dtype, order):
+    """The dense route's eigenvalues (LAPACK ?syevr of the private single-threaded
+    OpenBLAS) against NumPy's eigvalsh in float64, for either memory order."""
+    from fasthess._kernels.blas import PRIVATE, symmetric_eigenvalues
+
+    if not PRIVATE.private:
+        pytest.skip("no private OpenBLAS (scipy-openblas32) in this environment")
+    A = np.random.default_rng(3).standard_normal((120, 120))
+    A = (A + A.T).astype(dtype)
+    expected = np.linalg.eigvalsh(A.astype(np.float64))
+    got = symmetric_eigenvalues(np.array(A, order=order))
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert got.dtype == dtype and got.shape == expected.shape
+    assert np.max(np.abs(got - expected)) <= tol * np.max(np.abs(expected))
+    assert np.all(np.diff(got) >= 0)
