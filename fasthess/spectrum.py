@@ -346,7 +346,7 @@ def _reduced(point, required):
                f"the population Hessian restricted to the span ({d_s} x {d_s}, float64)",
                MATRIX_FREE_HINT)
     t1 = time.perf_counter()
-    values, mult, solved = reduced_spectrum(red)
+    values, mult, solved = reduced_spectrum(red, _eigh_values)
     t2 = time.perf_counter()
     return Spectrum(values.astype(point.dtype), "reduced", t1 - t0, t2 - t1, mult, solved)
 
