@@ -182,11 +182,13 @@ def span_rank(net, teacher=None) -> int:
     return span_reduction(net, teacher).rank
 
 
-def reduced_spectrum(red: SpanReduction):
+def reduced_spectrum(red: SpanReduction, eigvalsh=None):
     """(values, multiplicities, solved_size) of H_inf from the reduction, ascending.
 
     values: eig(H_S) (each once) and eig(Bp) (each Ni - r times), float64;
     solved_size: the order of the largest matrix decomposed (that of H_S).
+    ``eigvalsh(A)``: the eigenvalues of the symmetric A, which it may overwrite
+    (default SciPy's eigh; :func:`fasthess.eigenvalues` passes its own dense solver).
 
     Examples
     --------
@@ -202,11 +204,15 @@ def reduced_spectrum(red: SpanReduction):
     """
     import scipy.linalg
 
+    if eigvalsh is None:
+        def eigvalsh(A):
+            return scipy.linalg.eigh(A, eigvals_only=True, driver=_config.EIGH_DRIVER,
+                                     overwrite_a=True, check_finite=False)
+
     ph = population_hessian(red.student, red.teacher, np.float64)
     H_S = dense_hessian(ph)
     # H_S is symmetric: its transpose is the same matrix in Fortran order (LAPACK in place)
-    ev_s = scipy.linalg.eigh(H_S.T, eigvals_only=True, driver=_config.EIGH_DRIVER,
-                             overwrite_a=True, check_finite=False)
+    ev_s = np.asarray(eigvalsh(H_S.T), dtype=np.float64)
     del H_S
     Bp = np.array(ph.coefs.qa, dtype=np.float64)
     if ph.residual is not None:

@@ -106,7 +106,15 @@ class Spectrum:
 
     @property
     def eigenvalues(self) -> np.ndarray:
-        """All D eigenvalues, ascending (expanded: O(D) memory when multiplicities > 1)."""
+        """All D eigenvalues, ascending (expanded: O(D) memory when multiplicities > 1).
+
+        Examples
+        --------
+        >>> import fasthess as fh
+        >>> s = fh.eigenvalues(fh.TwoLayerNet.random(6, 2, rng=0), fh.POPULATION)
+        >>> s.values.size, s.eigenvalues.size, s.eigenvalues[-1] == s.values[-1]
+        (8, 14, np.True_)
+        """
         if self.values.size == len(self):
             return self.values
         return np.repeat(self.values, self.multiplicities)
@@ -338,7 +346,7 @@ def _reduced(point, required):
                f"the population Hessian restricted to the span ({d_s} x {d_s}, float64)",
                MATRIX_FREE_HINT)
     t1 = time.perf_counter()
-    values, mult, solved = reduced_spectrum(red)
+    values, mult, solved = reduced_spectrum(red, _eigh_values)
     t2 = time.perf_counter()
     return Spectrum(values.astype(point.dtype), "reduced", t1 - t0, t2 - t1, mult, solved)
 
