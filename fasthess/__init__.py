@@ -3,8 +3,8 @@
 Public names only; see DESIGN.md for the contract. Importing compiles nothing:
 kernels compile on first call and are cached on disk.
 """
-from ._resources import apply_env_threads as _apply_env_threads
-from ._resources import get_num_threads, set_num_threads, threads
+from ._runtime import apply_env_threads as _apply_env_threads
+from ._runtime import get_num_threads, set_num_threads, threads
 from .activations import ACTIVATION_NAMES, Activation, CustomActivation, Polynomial, Quadratic
 from .data import POPULATION, gaussian_inputs
 from .assembly import HessianBlocks, hessian, hessian_blocks, ntk
@@ -39,4 +39,4 @@ __all__ = [
     "set_num_threads", "get_num_threads", "threads",
 ]
 
-_apply_env_threads()  # FASTHESS_NUM_THREADS, if set: Numba and BLAS together
+_apply_env_threads()  # FASTHESS_NUM_THREADS, if set: fasthess's own default (nothing else changes)

@@ -25,8 +25,9 @@ MAX_CHUNK_SAMPLES = 2048
 # CHUNK_BYTES is allocated instead (outputs too small to host a useful chunk).
 MIN_CHUNK_SAMPLES = 64
 CHUNK_BYTES = 8 * 2**20
-# The route by sample parts (assembly._layout): each thread contracts its part of the
-# samples into a copy of S of its own, a block of samples at a time; the block's factors
+# The route by sample parts (assembly._layout): each part of the samples (one per core,
+# whichever thread runs it) is contracted into a copy of S of its own, a block of
+# samples at a time; the block's factors
 # (at most SAMPLE_BLOCK_BYTES, about the L2 cache of a core) are written by a kernel and
 # read back by BLAS while in cache, and a 820 x 820 x K GEMM that adds to S runs at the
 # same rate for K = 32 as for K = 1024 (26-27 G multiply-adds/s on one core) while S
@@ -66,12 +67,10 @@ MIN_WRITES_PER_THREAD = 400_000
 # operand. Measured on 2 idle cores (465^2 and 820^2 outputs, K ~ 260): 2 pieces on 2
 # threads 1.6-1.9x one call, 4 pieces the same within 5%, 6 pieces of 77 rows 1.4x.
 PIECES_PER_THREAD = 2
-# How many times an idle worker of fasthess's own threads (and a caller waiting for
-# them) polls for the next round, yielding its core between polls, before it sleeps:
-# a poll took ~0.75 us on an idle 2-core VM, so ~0.75 ms, while the rounds of one
-# computation follow each other within tens of microseconds; waking a sleeping thread
-# took 50-170 us there.
-WORKER_POLLS = 1000
+# How often (seconds) a caller waiting for the pieces running on other threads wakes
+# up: the wait itself ends as soon as they finish (a condition); the timeout only keeps
+# the wait responsive to KeyboardInterrupt on every platform.
+WAIT_POLL_SECONDS = 0.05
 # Fewest rows of a GEMM's output in one piece: thinner pieces run BLAS's edge kernels
 # and repack the shared operand too often (6 pieces of 77 rows ran 22% longer than one
 # call, single-threaded).
@@ -81,6 +80,9 @@ MIN_PIECE_ROWS = 128
 # Bytes of the (chunk x Nh m) block that a Hessian-vector product streams between its
 # two GEMMs: small enough to stay in cache between them.
 PRODUCT_CHUNK_BYTES = 2 * 2**20
+# Fewest samples in a chunk of a Hessian-vector product: blocks of columns are narrowed
+# until a chunk holds this many, so that its GEMMs stay matrix-matrix products.
+MIN_PRODUCT_CHUNK = 128
 
 # ---------------------------------------------------------------- eigen routes
 # LAPACK driver for eigenvalues only. For values only, syevd and syevr do the same

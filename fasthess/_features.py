@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._resources import check_fits, compute_budget, planned_threads, run_pieces
+from ._resources import check_fits
+from ._runtime import compute_budget, planned_threads, run_pieces
 from ._validation import check_dtype, check_instance, check_teacher
 from .data import Population, is_population
 from .network import TwoLayerNet
@@ -68,8 +69,8 @@ def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
     ``copy=True`` copies X, for results that keep it (operators). ``population``:
     whether :data:`fasthess.POPULATION` is accepted in place of X; ``what`` names the
     function in the refusal. ``net_name``: how errors call the network (e.g. "student").
-    With the population, only the optimum is implemented (teacher None or the student),
-    except where ``population_teacher`` (the loss and its gradient).
+    ``population_teacher`` is kept for the callers' signatures: every population
+    route now takes a teacher (THEORY.md g).
     """
     check_net(net, net_name)
     dt = check_dtype(dtype if dtype is not None else net.dtype)
@@ -82,12 +83,6 @@ def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
             raise ValueError(
                 f"X: fasthess.POPULATION (x ~ N(0, I), P -> infinity) has no meaning for "
                 f"{what}, which needs samples; pass inputs X of shape (n_samples, n_in)")
-        if teacher is not None and not population_teacher:
-            raise NotImplementedError(
-                f"teacher: {what} with X = fasthess.POPULATION is implemented at the optimum "
-                "only (teacher=None, or a teacher equal to the student): the population "
-                "residual term away from it is not; pass samples (fasthess.gaussian_inputs) "
-                "for an off-optimum Hessian")
     return Point(net, X, teacher, dt)
 
 
@@ -181,7 +176,7 @@ def _activations(activation, X, w1):
         activation.apply(pre, A, G1, G2)
         maxima = [_amax(a) for a in (pre, A, G1, G2, X)]
         return pre, A, G1, G2, [m if m == m else math.inf for m in maxima]  # NaN: inf
-    from ._kernels.activation import feature_rows
+    from ._kernels.features import feature_rows
 
     n_threads = planned_threads(pre.size, min(compute_budget(), n_rows),
                                 _config.MIN_ACTIVATIONS_PER_THREAD)

@@ -18,8 +18,8 @@ import numpy as np
 from . import _config
 from ._features import (Features, Point, check_point, features, guarded_features,
                         overflow_limit, refuse_if_too_large, weights)
-from ._resources import ComputeThreads, pieces_for, planned_threads, run_pieces
-from .products import gemm_into, gemm_tasks, row_blocks
+from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads, run_pieces
+from .products import gemm_into, gemm_pieces, row_blocks
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
            "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead", "w1w1_layout",
@@ -122,7 +122,13 @@ def hessian(net, X, teacher=None, dtype=None):
     (15, 15)
     """
     point = check_point(net, X, teacher, dtype, what="fasthess.hessian")
-    refuse_if_too_large(net.n_params, point.dtype)
+    if point.population:
+        from .population_hessian import DENSE_POPULATION_HINT
+
+        refuse_if_too_large(net.n_params, point.dtype, "the population Hessian", overhead=2.0,
+                            alternative=DENSE_POPULATION_HINT)
+    else:
+        refuse_if_too_large(net.n_params, point.dtype)
     return assemble_hessian(point)
 
 
@@ -131,18 +137,18 @@ def assemble_hessian(point: Point) -> np.ndarray:
     if point.population:
         return _population_hessian(point)
     d = point.net.n_params
-    with ComputeThreads() as scope:
-        H = None
+    budget = compute_budget()
+    H = None
 
-        def outputs():
-            nonlocal H
-            H = np.empty((d, d), dtype=point.dtype)
-            return H, H, H
+    def outputs():
+        nonlocal H
+        H = np.empty((d, d), dtype=point.dtype)
+        return H, H, H
 
-        if not _assemble_fused(point, scope, outputs, mirror=True):
-            f = features(point)
-            _drop_unneeded(f)  # before H is allocated (peak memory)
-            assemble_into(f, scope, *outputs(), mirror=True)
+    if not _assemble_fused(point, outputs, mirror=True):
+        f = features(point)
+        _drop_unneeded(f)  # before H is allocated (peak memory)
+        assemble_into(f, budget, *outputs(), mirror=True)
     return H
 
 
@@ -187,7 +193,10 @@ def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     point = check_point(net, X, teacher, dtype, what="fasthess.hessian_blocks")
     if point.population:
         # the tiles are written into one D x D matrix, then split
-        refuse_if_too_large(net.n_params, point.dtype, "the population Hessian", overhead=2.0)
+        from .population_hessian import DENSE_POPULATION_HINT
+
+        refuse_if_too_large(net.n_params, point.dtype, "the population Hessian", overhead=2.0,
+                            alternative=DENSE_POPULATION_HINT)
         H = _population_hessian(point)
         d1 = net.n_hidden * net.n_in
         return HessianBlocks(H[:d1, :d1].copy(), H[:d1, d1:].copy(), H[d1:, d1:].copy())
@@ -206,21 +215,20 @@ def assemble_blocks(point: Point) -> HessianBlocks:
                      ((d1, d1), (d1, d2), (d2, d2))]
         return blocks
 
-    with ComputeThreads() as scope:
-        if not _assemble_fused(point, scope, outputs, mirror=False):
-            f = features(point)
-            _drop_unneeded(f)  # before the blocks are allocated (peak memory)
-            assemble_into(f, scope, *outputs(), mirror=False)
+    budget = compute_budget()
+    if not _assemble_fused(point, outputs, mirror=False):
+        f = features(point)
+        _drop_unneeded(f)  # before the blocks are allocated (peak memory)
+        assemble_into(f, budget, *outputs(), mirror=False)
     return HessianBlocks(*blocks)
 
 
 def _population_hessian(point: Point) -> np.ndarray:
-    """H_inf written tile by tile from the Nh x Nh pair coefficients (no samples)."""
-    from .population import assemble_dense, population_coefficients
+    """H_inf written tile by tile from the pair coefficients (no samples), with the
+    residual term off the optimum."""
+    from .population_hessian import dense_hessian, population_hessian
 
-    d = point.net.n_params
-    coefs = population_coefficients(point.net, dtype=point.dtype)
-    return assemble_dense(coefs, point.net, np.empty((d, d), dtype=point.dtype))
+    return dense_hessian(population_hessian(point.net, point.teacher, point.dtype))
 
 
 _kept = threading.local()
@@ -229,8 +237,7 @@ _kept = threading.local()
 def _kept_workspace(n: int, dtype) -> np.ndarray:
     """A flat buffer of ``n`` elements (one block of factors, about
     ``_config.SAMPLE_BLOCK_BYTES``) kept between calls on this thread: fresh pages cost
-    a fault each (N = 20: 1460 faults per call, as long as the arithmetic on the 2-core
-    VM measured). Each thread of :func:`run_pieces` keeps its own."""
+    a fault each (N = 20: 1460 faults per call, as long as the arithmetic)."""
     buffers = _kept.__dict__  # {dtype: buffer}
     buf = buffers.get(dtype)
     if buf is None or buf.size < n:
@@ -279,9 +286,8 @@ def w1w1_layout(n_in: int, n_hidden: int, row_width: int, extra_rows: int = 0):
 
     S ((Nh(Nh+1)/2 + extra_rows) x Ni(Ni+1)/2, ~1/4 of the w1w1 block) is stored in
     the rows of the last hidden units, from row ``u0 * Ni`` on; the rows above are
-    free until the scatter (the chunks' factors, or the other sample parts' copies of
-    S, live there). Returns (u0, row0), or None when S does not fit in the D1 rows of
-    the block.
+    free until the scatter (the chunks' factors live there). Returns (u0, row0), or
+    None when S does not fit in the D1 rows of the block.
     """
     m_hidden = n_hidden * (n_hidden + 1) // 2 + extra_rows
     m_in = n_in * (n_in + 1) // 2
@@ -338,8 +344,8 @@ def _kernel_inputs(f: Features):
             f.residual if off_optimum else empty, f.w2)
 
 
-def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> _Layout:
-    """The :class:`_Layout` of a problem, for ``budget`` threads.
+def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize) -> _Layout:
+    """The :class:`_Layout` of a problem, planned for every core (:func:`plan_budget`).
 
     By sample parts when a block of ``_config.MIN_BLOCK_SAMPLES`` samples' factors
     fits in ``SAMPLE_BLOCK_BYTES`` (so stays in cache between the kernel that writes
@@ -358,7 +364,11 @@ def _layout(n_samples, n_in, n_hidden, n_out, off_optimum, itemsize, budget) -> 
     heights = factor_heights(n_in, n_hidden, n_out, off_optimum, by_inputs)
     per_sample = sum(heights)
     block = max(1, min(n_samples, _config.SAMPLE_BLOCK_BYTES // (per_sample * itemsize)))
-    threads = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), budget)
+    from ._kernels.blas import PRIVATE
+
+    threads = planned_threads(n_samples * (s_rows * m_in + width * n_rhs), plan_budget())
+    if not PRIVATE.private:  # the shared BLAS runs on its own threads: one part
+        threads = 1
     parts = 0
     if (block >= min(n_samples, _config.MIN_BLOCK_SAMPLES)
             and threads * s_rows * m_in * itemsize <= _config.SAMPLE_PARTS_BYTES):
@@ -399,7 +409,7 @@ def _one_call(layout: _Layout, n_samples: int) -> bool:
     return layout.parts == 1 and n_samples <= layout.block
 
 
-def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
+def _assemble_fused(point: Point, out, mirror: bool):
     """The whole dense assembly in one kernel call, features included, where that is
     the plan: one sample part of one block (:func:`_one_call`) at the optimum with a
     built-in activation. At N = 10 the Python between the steps of the general route
@@ -415,7 +425,7 @@ def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
         return False
     n_samples, n_in = X.shape
     n_hidden, n_out = net.n_hidden, net.n_out
-    layout = _layout(n_samples, n_in, n_hidden, n_out, False, dt.itemsize, scope.budget)
+    layout = _layout(n_samples, n_in, n_hidden, n_out, False, dt.itemsize)
     if not _one_call(layout, n_samples):
         return False
     from ._kernels.assembly import assemble_with_features
@@ -436,8 +446,9 @@ def _assemble_fused(point: Point, scope: ComputeThreads, out, mirror: bool):
     return False  # (not reached) the general route would assemble it
 
 
-def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: bool) -> None:
-    """Write the Hessian of features ``f`` into its blocks (THEORY.md a).
+def assemble_into(f: Features, budget: int, w1w1, w1w2, w2w2, mirror: bool) -> None:
+    """Write the Hessian of features ``f`` into its blocks (THEORY.md a), on up to
+    ``budget`` threads.
 
     ``w1w1``: the output whose top-left (D1 x D1) block receives w1w1 (H itself, or
     the w1w1 array), C-contiguous; its memory is the workspace until then.
@@ -455,9 +466,12 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
       (:func:`fasthess._kernels.assembly.contract_samples`: the factors of a block are
       read back while in cache); the sums are added in a fixed order. One part: the
       whole assembly in one kernel call.
-    - chunked: rounds of pieces (:func:`fasthess._resources.run_pieces`) over chunks
+    - chunked: rounds of pieces (:func:`fasthess._runtime.run_pieces`) over chunks
       of samples whose factors live in the output's free rows, each GEMM piece one
-      single-threaded call of SciPy's BLAS (:func:`fasthess.products.gemm_tasks`).
+      call of fasthess's single-threaded GEMM (:func:`fasthess.products.gemm_pieces`).
+
+    The pieces are planned for every core (:func:`fasthess._runtime.plan_budget`), so
+    the result is the same whatever ``budget`` is.
     """
     from ._kernels.assembly import (assemble_in_one_call, contract_samples, write_w1w2,
                                     write_w2w2)
@@ -467,7 +481,7 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
     n_out, n_hidden = w2.shape
     dt = X.dtype
     off_optimum = f.residual is not None
-    layout = _layout(n_samples, n_in, n_hidden, n_out, off_optimum, dt.itemsize, scope.budget)
+    layout = _layout(n_samples, n_in, n_hidden, n_out, off_optimum, dt.itemsize)
     by_inputs, heights, per_sample = layout.by_inputs, layout.heights, layout.per_sample
     d_w1w2 = n_hidden * n_in if mirror else 0
     scale = 1.0 / n_samples
@@ -486,8 +500,8 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
                              _kept_workspace(block * per_sample, dt), heights, copies[i],
                              T[i], gram[i])
 
-        # one part per thread: a second per thread would add a copy of S to each block
-        run_pieces(part, parts, parts)
+        # one part per planned thread: a second per thread would add a copy of S
+        run_pieces(part, parts, min(parts, budget))
         # the features are no longer read: free them before the scatter's copy of S's
         # late rows (peak memory)
         X = A = G1 = G2 = residual = None  # (the closure above shares them)
@@ -497,17 +511,17 @@ def assemble_into(f: Features, scope: ComputeThreads, w1w1, w1w2, w2w2, mirror: 
             T[0] += T[i]
             gram[0] += gram[i]
         S, T, gram = copies[0], T[0], gram[0]
-        late, threads = _late_rows(u0, n_hidden, layout.m_in, off_optimum, dt), parts
+        late = _late_rows(u0, n_hidden, layout.m_in, off_optimum, dt)
     else:
-        S, late, u0, T, gram, threads = _contract_in_chunks(f, layout, scope, w1w1)
-    _scatter(S, late, u0, w2, scale, n_in, off_optimum, threads, w1w1, run_pieces)
+        S, late, u0, T, gram = _contract_in_chunks(f, layout, budget, w1w1)
+    _scatter(S, late, u0, w2, scale, n_in, off_optimum, budget, w1w1, run_pieces)
     write_w1w2(T, by_inputs, n_in, w2, scale, off_optimum, w1w2, d_w1w2, mirror)
     write_w2w2(gram, scale, n_out, w2w2, d_w1w2)
 
 
-def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w1):
-    """S (in ``w1w1``, or apart when it does not fit there), ``late``, u0, T, A^T A and
-    the threads planned for the chunks, by the chunked route of :func:`assemble_into`.
+def _contract_in_chunks(f: Features, layout: _Layout, budget: int, w1w1):
+    """S (in ``w1w1``, or apart when it does not fit there), ``late``, u0, T and A^T A,
+    by the chunked route of :func:`assemble_into`, on up to ``budget`` threads.
     Releases the features it no longer needs (``f.A``, ``f.G1``, ``f.G2``) before
     returning (peak memory)."""
     from ._kernels.assembly import chunk_factors
@@ -528,9 +542,13 @@ def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w
         free = flat[:start]
     T = np.zeros(layout.t_shape, dtype=dt)
     chunk, work = _chunk_workspace(free, n_samples, per_sample, dt)
-    # the threads a chunk's contraction is worth; its split into pieces (so the result)
-    # is fixed by them and by the thread setting
-    planned = planned_threads(chunk * s_rows * m_in, scope.budget)
+    # the threads a chunk's contraction is worth on all cores; its split into pieces
+    # (so the result) is fixed by them
+    planned = planned_threads(chunk * s_rows * m_in, plan_budget())
+    from ._kernels.blas import PRIVATE
+
+    if not PRIVATE.private:  # the shared BLAS runs on its own threads: no GEMMs side by side
+        planned = 1
     if planned > 1 and work.size >= 2 * per_sample * chunk:
         # two workspaces: the factors of chunk k + 1 are built while chunk k is contracted
         spaces = (work[:chunk * per_sample], work[chunk * per_sample:2 * chunk * per_sample])
@@ -558,14 +576,14 @@ def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w
     def contraction_tasks(k):
         _, (xt, gt, rhst, g2t, upairs, xpairs, rows) = blocks(k)
         at = rhst[:n_hidden]
-        return (gemm_tasks(S, upairs, xpairs, b_transposed=True, beta=0.0 if k == 0 else 1.0,
-                           pieces=pieces_s)
-                + gemm_tasks(T, *((rows, rhst) if by_inputs else (xt, rows)),
-                             b_transposed=True, pieces=pieces_t)
-                + gemm_tasks(gram, at, at, b_transposed=True))
+        return (gemm_pieces(S, upairs, xpairs, b_transposed=True, beta=0.0 if k == 0 else 1.0,
+                            pieces=pieces_s)
+                + gemm_pieces(T, *((rows, rhst) if by_inputs else (xt, rows)),
+                              b_transposed=True, pieces=pieces_t)
+                + gemm_pieces(gram, at, at, b_transposed=True))
 
     def run(tasks):
-        run_pieces(lambda i: tasks[i](), len(tasks), planned)
+        run_pieces(lambda i: tasks[i](), len(tasks), min(planned, budget))
 
     if len(spaces) == 1:
         for k in range(len(starts)):
@@ -579,11 +597,11 @@ def _contract_in_chunks(f: Features, layout: _Layout, scope: ComputeThreads, w1w
     # late rows (peak memory)
     X = A = G1 = G2 = residual = work = spaces = None  # (the closures above share them)
     f.A = f.G1 = f.G2 = None
-    return S, _late_rows(u0, n_hidden, m_in, off_optimum, dt), u0, T, gram, planned
+    return S, _late_rows(u0, n_hidden, m_in, off_optimum, dt), u0, T, gram
 
 
-def _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, out, run_round):
-    """Write the w1w1 block from S (THEORY.md a) in rounds of pieces for ``planned``
+def _scatter(S, late, u0, w2, scale, n_in, off_optimum, budget, out, run_round):
+    """Write the w1w1 block from S (THEORY.md a) in rounds of pieces for up to ``budget``
     threads: the copy of S's late rows (the rows of ``out`` that S occupies, from unit
     ``u0`` on; u0 = Nh when S lies apart) beside the early tiles (which never touch
     them), then the late tiles, then off the optimum the R11 blocks.
@@ -594,16 +612,17 @@ def _scatter(S, late, u0, w2, scale, n_in, off_optimum, planned, out, run_round)
     Q = w2.T @ w2
     n_late = (n_hidden * (n_hidden + 1) - u0 * (u0 + 1)) // 2
     n_early = u0 * (u0 + 1) // 2
-    # memory-bound writes of the D1^2 entries: the threads they are worth, not those
-    # the contraction was worth (N = 20: 0.1 ms, less than a handoff between threads)
-    planned = planned_threads((n_hidden * n_in) ** 2, planned, _config.MIN_WRITES_PER_THREAD)
+    # memory-bound writes of the D1^2 entries: the threads they are worth (N = 20:
+    # 0.1 ms, less than a handoff between threads)
+    planned = planned_threads((n_hidden * n_in) ** 2, plan_budget(),
+                              _config.MIN_WRITES_PER_THREAD)
     split = pieces_for(planned, n_early + n_late)
 
     def ranges(n):
         return [(n * i // split, n * (i + 1) // split) for i in range(split)]
 
     def run(tasks):
-        run_round(lambda i: tasks[i](), len(tasks), planned)
+        run_round(lambda i: tasks[i](), len(tasks), min(planned, budget))
 
     run([lambda r=r: copy_late_rows(S, late, u0, n_hidden, off_optimum, *r)
          for r in ranges(late.shape[0])]
@@ -679,16 +698,12 @@ def assemble_ntk(point: Point) -> np.ndarray:
     """:func:`ntk` of a validated sampled point whose size was checked."""
     from ._kernels.assembly import ntk_combine
 
-    with ComputeThreads() as scope:
-        f = features(point)
-        n = ntk_size(point)
-        n_out = point.net.n_out
-        U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
-        K, XX, AA = (np.empty((k, k), dtype=U.dtype) for k in (n, f.n_samples, f.n_samples))
-        for gram, factor in ((K, U), (XX, f.X), (AA, f.A)):
-            planned = planned_threads(gram.size * factor.shape[1], scope.budget)
-            gemm_into(gram, factor, factor, b_transposed=True, beta=0.0,
-                      pieces=pieces_for(planned, gram.shape[0]),
-                      threads=planned)
-        ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
+    f = features(point)
+    n = ntk_size(point)
+    n_out = point.net.n_out
+    U = (f.G1[:, None, :] * f.w2[None, :, :]).reshape(n, -1)
+    K, XX, AA = (np.empty((k, k), dtype=U.dtype) for k in (n, f.n_samples, f.n_samples))
+    for gram, factor in ((K, U), (XX, f.X), (AA, f.A)):
+        gemm_into(gram, factor, factor, b_transposed=True, beta=0.0)
+    ntk_combine(K, XX, AA, n_out, 1.0 / f.n_samples)
     return K

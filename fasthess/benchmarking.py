@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from ._resources import get_num_threads, set_num_threads, threads
+from ._runtime import get_num_threads, set_num_threads, threads
 from .assembly import hessian
 from .data import gaussian_inputs
 from .network import TwoLayerNet

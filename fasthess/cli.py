@@ -148,7 +148,7 @@ def run(args) -> int:
     from scipy.linalg import eigh
 
     from . import theory
-    from ._resources import set_num_threads
+    from ._runtime import set_num_threads
     from .assembly import hessian
     from .data import gaussian_inputs
     from .network import TwoLayerNet

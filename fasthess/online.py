@@ -18,7 +18,7 @@ How the Gaussian expectations are computed, per activation:
 
 * ``"erf"`` and ``"linear"``: closed forms (I2, I3, I4 of Saad and Solla; nn2pp's).
 * any other smooth activation: the same expectations (the bivariate a, c, G of the
-  drift, first-order Stein as in :func:`fasthess.population.population_gradient`, and
+  drift, first-order Stein as in :func:`fasthess.population_objective.population_gradient`, and
   the 4-variate I4 of the lr^2 term) by tensor Gauss-Hermite rules in the Cholesky
   coordinates of each 2 x 2 and 4 x 4 covariance: polynomials exactly (2 deg nodes
   per axis), tanh and :class:`~fasthess.CustomActivation` with the node counts doubled
@@ -45,7 +45,7 @@ from ._resources import check_fits
 from ._validation import check_choice, check_float_array, check_int, check_real, check_rng
 from .activations import CustomActivation
 from .network import TwoLayerNet
-from .population import population_loss
+from .population_objective import population_loss
 
 __all__ = ["OnlineODEResult", "OnlineSGDResult", "online_sgd_ode", "online_sgd", "ode_rhs",
            "order_parameters", "generalisation_error", "span_basis"]
@@ -146,7 +146,7 @@ def _span_nets(activation, omega, n_student, w2, w2t):
 def generalisation_error(activation, Q, R, T, w2, w2t) -> float:
     """The population loss 1/2 E||student(x) - teacher(x)||^2 from the order parameters.
 
-    Closed form (erf, linear) or :func:`fasthess.population.population_loss` of the
+    Closed form (erf, linear) or :func:`fasthess.population_objective.population_loss` of the
     networks in the span (other activations).
 
     Parameters

@@ -16,8 +16,8 @@ from ._resources import check_fits
 from .data import is_population
 
 __all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products", "jacobian",
-           "jacobian_operator", "JacobianOperator", "gemm_into", "gemm_released", "gemm_tasks",
-           "row_blocks"]
+           "jacobian_operator", "JacobianOperator", "gemm_into", "gemm_pieces",
+           "product_column_block", "row_blocks"]
 
 
 def jvp(f: Features, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,28 +67,58 @@ def jacobian_from_features(f: Features) -> np.ndarray:
 def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
     """H V for V (D, m), never forming H: Gauss-Newton J^T J V / P plus the residual term.
 
-    Sample-chunked: for each chunk, one GEMM gives the input projections
+    Columns in blocks (:func:`product_column_block`), so that a chunk of samples stays
+    large whatever m is and the time grows linearly with m. Per block,
+    sample-chunked: for each chunk, one GEMM gives the input projections
     xv = V1 X^T (Nh m x chunk, samples last), a serial kernel turns them in place
     into the w1 factor and leaves u = J V beside them, and two GEMMs add X^T of the
     one to the w1 rows and A^T u to the w2 rows. The chunk's block stays in cache
-    between them, so nothing of size P x Nh x m is streamed through memory. Every
-    GEMM goes to SciPy's BLAS, single-threaded; the samples are split into pieces
-    (when the work is worth several threads), each with sums of its own, added in
-    a fixed order at the end: the result does not depend on the threads that run
-    the pieces.
+    between them, so nothing of size P x Nh x m is streamed through memory. The
+    samples are split into pieces (as many as the work is worth on all cores), each
+    with sums of its own, added in a fixed order at the end, and run on fasthess's
+    threads with its single-threaded GEMM: the result does not depend on the threads
+    that run the pieces.
     """
+    X = f.X
+    dt = X.dtype
+    n_samples = X.shape[0]
+    n_hidden = f.A.shape[1]
+    V = np.ascontiguousarray(V, dtype=dt)
+    m = V.shape[1]
+    block = product_column_block(n_samples, n_hidden, m, dt.itemsize)
+    if block >= m:
+        return _product_columns(f, V)
+    out = np.empty(V.shape, dtype=dt)
+    for c0 in range(0, m, block):
+        out[:, c0:c0 + block] = _product_columns(f, np.ascontiguousarray(V[:, c0:c0 + block]))
+    return out
+
+
+def product_column_block(n_samples: int, n_hidden: int, m: int, itemsize: int) -> int:
+    """Columns of a block of :func:`hessian_vector_products`: as many as keep a chunk of
+    ``_config.MIN_PRODUCT_CHUNK`` samples (or all of them) within
+    ``_config.PRODUCT_CHUNK_BYTES`` (with 2000 columns at N = 60 one block left 1-2
+    samples a chunk: GEMMs as thin as GEMV, 6x slower per column than 200 columns)."""
+    from . import _config
+
+    samples = min(n_samples, _config.MIN_PRODUCT_CHUNK)
+    return int(max(1, min(m, _config.PRODUCT_CHUNK_BYTES // (n_hidden * itemsize * samples))))
+
+
+def _product_columns(f: Features, V: np.ndarray) -> np.ndarray:
+    """H V for one block of columns (V C-contiguous, of the features' dtype)."""
     import threading
 
     from . import _config
+    from ._kernels.blas import PRIVATE
     from ._kernels.products import hvp_middle
-    from ._resources import ComputeThreads, planned_threads, run_pieces
+    from ._runtime import compute_budget, planned_threads, plan_budget, run_pieces
 
     X = f.X
     dt = X.dtype
     n_samples, n_in = X.shape
     n_out, n_hidden = f.w2.shape
     d1 = n_hidden * n_in
-    V = np.ascontiguousarray(V, dtype=dt)
     m = V.shape[1]
     off_optimum = f.residual is not None
     empty = np.empty((0, 0), dtype=dt)
@@ -102,38 +132,37 @@ def hessian_vector_products(f: Features, V: np.ndarray) -> np.ndarray:
     chunk = max(1, min(n_samples, _config.PRODUCT_CHUNK_BYTES // (height * dt.itemsize)))
     # the chunk's G', A, r transposed and the R11 coefficients (the last two off the optimum)
     scratch_heights = (n_hidden, n_hidden) + ((n_out, n_hidden) if off_optimum else (0, 0))
-    with ComputeThreads() as scope:
-        planned = planned_threads(2 * n_samples * n_in * height, scope.budget)
-        # pieces of whole chunks of samples: as many per thread as pieces_for allows
-        n_pieces = 1 if planned == 1 else max(planned, min(
-            -(-n_samples // chunk), planned * _config.PIECES_PER_THREAD))
-        bounds = [n_samples * i // n_pieces for i in range(n_pieces + 1)]
-        out1r = np.zeros((n_pieces, height, n_in), dtype=dt)  # w1 rows, ((j, col), i)
-        out2r = np.zeros((n_pieces, n_hidden, n_out * m), dtype=dt)  # A^T u, (j, (k, col))
-        out2 = np.zeros((n_pieces, n_out, n_hidden, m), dtype=dt)  # residual, (k, j, col)
-        local = threading.local()  # each thread's chunk buffers
+    # the plan (so the result) follows the work and the cores, not who runs it
+    planned = planned_threads(2 * n_samples * n_in * height, plan_budget())
+    if not PRIVATE.private:  # BLAS's own threads do the work: one piece
+        planned = 1
+    # pieces of whole chunks of samples: as many per thread as pieces_for allows
+    n_pieces = 1 if planned == 1 else max(planned, min(
+        -(-n_samples // chunk), planned * _config.PIECES_PER_THREAD))
+    bounds = [n_samples * i // n_pieces for i in range(n_pieces + 1)]
+    out1r = np.zeros((n_pieces, height, n_in), dtype=dt)  # w1 rows, ((j, col), i)
+    out2r = np.zeros((n_pieces, n_hidden, n_out * m), dtype=dt)  # A^T u, (j, (k, col))
+    out2 = np.zeros((n_pieces, n_out, n_hidden, m), dtype=dt)  # residual, (k, j, col)
+    local = threading.local()  # each thread's chunk buffers
 
-        def piece(i):
-            if not hasattr(local, "xvt"):
-                local.xvt = np.empty(height * chunk, dtype=dt)
-                local.ut = np.empty(n_out * m * chunk, dtype=dt)
-                local.scratch = np.empty(sum(scratch_heights) * chunk, dtype=dt)
-            for s0 in range(bounds[i], bounds[i + 1], chunk):
-                c = min(chunk, bounds[i + 1] - s0)
-                xs = X[s0:s0 + c]
-                xvt = local.xvt[:height * c].reshape(height, c)
-                ut = local.ut[:n_out * m * c].reshape(n_out * m, c)
-                gt, at, rt, g2t = row_blocks(local.scratch, scratch_heights, c)
-                gemm(xvt, V1r, xs, b_transposed=True, beta=0.0)
-                hvp_middle(xvt, s0, f.G1, f.A, G2, residual, f.w2, V2, gt, at, rt, g2t, ut,
-                           out2[i])
-                gemm(out1r[i], xvt, xs, b_transposed=False)
-                gemm(out2r[i], at, ut, b_transposed=True)
+    def piece(i):
+        if not hasattr(local, "xvt"):
+            local.xvt = np.empty(height * chunk, dtype=dt)
+            local.ut = np.empty(n_out * m * chunk, dtype=dt)
+            local.scratch = np.empty(sum(scratch_heights) * chunk, dtype=dt)
+        for s0 in range(bounds[i], bounds[i + 1], chunk):
+            c = min(chunk, bounds[i + 1] - s0)
+            xs = X[s0:s0 + c]
+            xvt = local.xvt[:height * c].reshape(height, c)
+            ut = local.ut[:n_out * m * c].reshape(n_out * m, c)
+            gt, at, rt, g2t = row_blocks(local.scratch, scratch_heights, c)
+            gemm_into(xvt, V1r, xs, b_transposed=True, beta=0.0)
+            hvp_middle(xvt, s0, f.G1, f.A, G2, residual, f.w2, V2, gt, at, rt, g2t, ut,
+                       out2[i])
+            gemm_into(out1r[i], xvt, xs, b_transposed=False)
+            gemm_into(out2r[i], at, ut, b_transposed=True)
 
-        # pieces on several threads must release the GIL in their BLAS calls (ctypes);
-        # alone, SciPy's wrapper of the same routine costs less per call
-        gemm = gemm_into if n_pieces == 1 else gemm_released
-        run_pieces(piece, n_pieces, planned)
+    run_pieces(piece, n_pieces, min(planned, compute_budget()))
     if n_pieces > 1:  # the pieces' sums, added in their order
         out1r, out2r, out2 = (np.add.reduce(a, axis=0) for a in (out1r, out2r, out2))
     else:
@@ -158,94 +187,42 @@ def row_blocks(buffer, heights, c):
     return blocks
 
 
-# ------------------------------------------------------------------ GEMM in pieces
-_GEMM_FUNCTIONS: dict = {}
-
-
-def _blas_gemm(dtype):
-    """SciPy's BLAS ?gemm (scipy.linalg.cython_blas) as a ctypes function: a call
-    releases the GIL, so that :func:`fasthess._resources.run_pieces` runs pieces of
-    one product on several threads."""
-    import ctypes
-
-    dtype = np.dtype(dtype)
-    fn = _GEMM_FUNCTIONS.get(dtype.char)
-    if fn is None:
-        import scipy.linalg.cython_blas  # noqa: F401  (the module whose capsule is read)
-        from numba.extending import get_cython_function_address
-
-        name = {"d": "dgemm", "f": "sgemm"}[dtype.char]
-        p = ctypes.c_void_p
-        fn = ctypes.CFUNCTYPE(None, *([p] * 13))(
-            get_cython_function_address("scipy.linalg.cython_blas", name))
-        _GEMM_FUNCTIONS[dtype.char] = fn
-    return fn
-
-
 def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1,
               threads: int = 1) -> None:
-    """out = beta out + a @ (b.T if b_transposed else b), in place.
+    """out = beta out + a @ (b.T if b_transposed else b), in place: the calls of
+    :func:`gemm_pieces`, run on up to ``threads`` threads by
+    :func:`fasthess._runtime.run_pieces` (the result depends on the pieces, never on
+    the threads)."""
+    from ._runtime import run_pieces
+
+    tasks = gemm_pieces(out, a, b, b_transposed=b_transposed, beta=beta, pieces=pieces)
+    if len(tasks) == 1:
+        tasks[0]()
+    else:
+        run_pieces(lambda i: tasks[i](), len(tasks), threads)
+
+
+def gemm_pieces(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1) -> list:
+    """out = beta out + a @ (b.T if b_transposed else b) as zero-argument callables, one
+    per piece of rows of out, each one call of fasthess's single-threaded GEMM
+    (:func:`fasthess._kernels.blas.gemm_call`, which releases the GIL). Each holds the
+    views it writes and reads.
 
     out (m x n), a (m x k), b (n x k) or (k x n): the dtype of out, each with
-    contiguous rows (C-ordered blocks, or row ranges of them). The rows of out are
-    split into ``pieces`` (:func:`gemm_tasks`), each one single-threaded BLAS call,
-    run on ``threads`` threads by :func:`fasthess._resources.run_pieces`: the
-    result depends on the pieces, never on the threads.
+    contiguous rows (C-ordered blocks, or row ranges of them). Without a private GEMM
+    (:data:`fasthess._kernels.blas.PRIVATE`), one piece: SciPy's BLAS on its own threads.
     """
-    from ._resources import run_pieces
-
-    tasks = gemm_tasks(out, a, b, b_transposed=b_transposed, beta=beta, pieces=pieces)
-    if len(tasks) == 1 and threads == 1 and a.shape[1] > 0:
-        # alone on this thread: SciPy's wrapper of the same BLAS routine, with the same
-        # arguments (so the same result), costs 1 us a call instead of ~9
-        from scipy.linalg.blas import get_blas_funcs
-
-        target = out.T
-        res = get_blas_funcs("gemm", dtype=out.dtype)(
-            1.0, b.T, a.T, beta=beta, c=target, trans_a=int(b_transposed), overwrite_c=1)
-        if res is not target:  # the wrapper copied: keep the result anyway
-            out[...] = res.T
-        return
-    run_pieces(lambda i: tasks[i](), len(tasks), threads)
-
-
-def gemm_released(out, a, b, *, b_transposed: bool, beta: float = 1.0) -> None:
-    """:func:`gemm_into` as one BLAS call that releases the GIL (for threads that run
-    pieces beside each other; same routine, same arguments, same result)."""
-    for task in gemm_tasks(out, a, b, b_transposed=b_transposed, beta=beta):
-        task()
-
-
-def gemm_tasks(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1) -> list:
-    """The BLAS calls of :func:`gemm_into` as zero-argument callables, one per piece of
-    rows of out, each releasing the GIL (to be run with other tasks by run_pieces).
-
-    BLAS sees a C-ordered array as the Fortran-ordered transpose, so each call is
-    out^T = op(b)^T a^T on the arrays' own memory, with no copies.
-    """
-    import ctypes
+    from ._kernels.blas import PRIVATE, gemm_call
 
     m = out.shape[0]
     if m == 0 or out.shape[1] == 0:
         return []
     if a.shape[1] == 0:  # nothing to add: BLAS would leave out as it is, scale it here
-        return [lambda: out.__imul__(beta)]
-    pieces = max(1, min(pieces, m))
-    c_int, byref, address = ctypes.c_int, ctypes.byref, ctypes.c_void_p
-    item = out.itemsize
-    scalar = ctypes.c_double if out.dtype == np.float64 else ctypes.c_float
-    gemm = _blas_gemm(out.dtype)
-    transa = b"T" if b_transposed else b"N"
-    n, k = byref(c_int(out.shape[1])), byref(c_int(a.shape[1]))
-    alpha, beta_ = byref(scalar(1.0)), byref(scalar(beta))
-    b_ptr, ldb = address(b.ctypes.data), byref(c_int(b.strides[0] // item))
-    lda, ldc = byref(c_int(a.strides[0] // item)), byref(c_int(out.strides[0] // item))
-    a0, out0, a_step, out_step = a.ctypes.data, out.ctypes.data, a.strides[0], out.strides[0]
+        return [lambda: out.__imul__(beta) if beta != 0.0 else out.fill(0.0)]
+    pieces = max(1, min(pieces if PRIVATE.private else 1, m))
 
     def piece(r0, r1):
-        return lambda: gemm(transa, b"N", n, byref(c_int(r1 - r0)), k, alpha, b_ptr, ldb,
-                            address(a0 + r0 * a_step), lda, beta_,
-                            address(out0 + r0 * out_step), ldc)
+        return lambda: gemm_call(out[r0:r1], a[r0:r1], b, b_transposed, beta)
 
     return [piece(m * i // pieces, m * (i + 1) // pieces) for i in range(pieces)]
 

@@ -2,8 +2,8 @@
 (one part: the one-call kernel, with the features in the same call at the optimum;
 several parts on several threads; blocks down to one sample), the chunked route with
 its workspace inside H (extreme shapes where S barely fits, many chunks, the
-separate-buffer fallback), and the product in pieces; at and off the optimum, float64
-and float32, No > 1."""
+separate-buffer fallback), and products in pieces and in blocks of columns; at and
+off the optimum, float64 and float32, No > 1."""
 import numpy as np
 import pytest
 
@@ -37,7 +37,7 @@ def _use(monkeypatch, route):
     """Set the route's tunables; returns a record of what the calls then did."""
     import importlib
 
-    from fasthess import _resources
+    from fasthess import _runtime
 
     for name, value in ROUTES[route].items():
         monkeypatch.setattr(_config, name, value)
@@ -73,7 +73,7 @@ def _use(monkeypatch, route):
     monkeypatch.setattr(assembly, "_layout", spy("layout", assembly._layout, count_blocks))
     monkeypatch.setattr(assembly, "_chunk_workspace",
                         spy("workspace", assembly._chunk_workspace, count_buffer))
-    for module in (_resources, assembly):  # products' and assembly's own reference
+    for module in (_runtime, assembly):  # features' and assembly's own reference
         monkeypatch.setattr(module, "run_pieces", spy("pieces", module.run_pieces, count_pieces))
     return seen
 
@@ -137,16 +137,20 @@ def test_routes_agree_on_a_larger_problem(monkeypatch, route):
     assert rel_err(fh.ntk(net, X[:40]), ref.ntk(net, X[:40])) < RTOL_EXACT
 
 
-@pytest.mark.parametrize("route", ["default", "pieces"])
+@pytest.mark.parametrize("route", ["default", "pieces", "column_blocks"])
 @pytest.mark.parametrize("columns", [1, 5])
-def test_products_in_pieces_match_the_twin(monkeypatch, route, columns):
+def test_products_in_blocks_match_the_twin(monkeypatch, route, columns):
     net = fh.TwoLayerNet.random(6, 7, n_out=2, activation="erf", rng=9)
     teacher = perturbed(net, 0.2, seed=10)
     X = fh.gaussian_inputs(500, 6, rng=11)
     V = np.random.default_rng(12).standard_normal((net.n_params, columns))
     if route == "pieces":  # several pieces of samples, each of several chunks
         monkeypatch.setattr(_config, "MIN_MACS_PER_THREAD", 1)
+        monkeypatch.setattr(_config, "MIN_PRODUCT_CHUNK", 1)
         monkeypatch.setattr(_config, "PRODUCT_CHUNK_BYTES", 8 * 7 * columns * 13)
+    if route == "column_blocks":  # one or two columns a block, chunks of 13 samples
+        monkeypatch.setattr(_config, "MIN_PRODUCT_CHUNK", 13)
+        monkeypatch.setattr(_config, "PRODUCT_CHUNK_BYTES", 8 * 7 * 2 * 13)
     for t in (None, teacher):
         expected = ref.hessian(net, X, t) @ V
         got = fh.hessian_operator(net, X, teacher=t) @ V

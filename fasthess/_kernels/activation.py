@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numba
-import numpy as np
 
 from ._jit import inline_kernel, kernel
 
@@ -50,11 +48,11 @@ def activate(code, coeffs, z):
     return g, d1, d2
 
 
-@kernel(parallel=True)
+@kernel
 def apply_activation(code, coeffs, pre, out_g, out_d1, out_d2):
     """g, g', g'' of ``pre`` (P x Nh) into the three (P x Nh) outputs."""
     n_rows, n_cols = pre.shape
-    for r in numba.prange(n_rows):
+    for r in range(n_rows):
         for c in range(n_cols):
             g, d1, d2 = activate(code, coeffs, pre[r, c])
             out_g[r, c] = g
@@ -89,50 +87,6 @@ def hessian_entry_bound(n_samples, x_max, g_max, d1_max, d2_max, w2_max, r_max):
     if residual > bound:
         bound = residual
     return bound, factor
-
-
-@kernel
-def feature_rows(code, coeffs, X, w1, pre, out_g, out_d1, out_d2, r0, r1, maxima):
-    """Rows r0 .. r1 - 1 of the per-sample features in one pass over them: the
-    pre-activations pre = X w1^T (``np.dot``, SciPy's BLAS), then g, g', g'' of them,
-    and maxima[0..4] = max |pre|, |g|, |g'|, |g''|, |X| over those rows, each inf if
-    a value is not finite (the overflow guards read them; separate passes cost as
-    much as a cheap g). Serial: callers run row ranges on threads of their own."""
-    if r1 <= r0:
-        for k in range(5):
-            maxima[k] = 0.0
-        return
-    np.dot(X[r0:r1], w1.T, pre[r0:r1])
-    n_cols = pre.shape[1]
-    m_pre = 0.0
-    m_g = 0.0
-    m_d1 = 0.0
-    m_d2 = 0.0
-    m_x = 0.0
-    finite = True
-    for r in range(r0, r1):
-        for i in range(X.shape[1]):
-            m_x = max(m_x, abs(X[r, i]))
-        for c in range(n_cols):
-            z = pre[r, c]
-            g, d1, d2 = activate(code, coeffs, z)
-            out_g[r, c] = g
-            out_d1[r, c] = d1
-            out_d2[r, c] = d2
-            finite = finite and math.isfinite(z) and math.isfinite(g) \
-                and math.isfinite(d1) and math.isfinite(d2)
-            m_pre = max(m_pre, abs(z))
-            m_g = max(m_g, abs(g))
-            m_d1 = max(m_d1, abs(d1))
-            m_d2 = max(m_d2, abs(d2))
-    maxima[0] = m_pre
-    maxima[1] = m_g
-    maxima[2] = m_d1
-    maxima[3] = m_d2
-    maxima[4] = m_x
-    if not finite:  # which one is found again by the caller (rare: an error path)
-        for k in range(4):
-            maxima[k] = math.inf
 
 
 @kernel

@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import inline_kernel, kernel
-from .activation import feature_rows, hessian_entry_bound, input_products_bound
+from .activation import hessian_entry_bound, input_products_bound
+from .features import feature_rows
 from .blas import gemm_nt
 
 

@@ -118,7 +118,7 @@ def _task_threads():
     n = os.environ.get("FASTHESS_NUM_THREADS")
     if not n:
         return contextlib.nullcontext()
-    from .._resources import threads
+    from .._runtime import threads
 
     return threads(int(n))
 
