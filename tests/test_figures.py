@@ -264,7 +264,7 @@ def check_population_dynamics(data):
     assert float(data["plateau_height"]) == float(np.asarray(data["symmetric_loss"])[-1])
     # the claim recomputed from the stored runs
     mean, sd = sim.mean(axis=0), sim.std(axis=0, ddof=1)
-    within = np.all(np.abs(mean - ode) <= 3 * sd + 40.0 / int(data["n_in"]) * ode)
+    within = np.all(np.abs(mean - ode) <= 3 * sd + 1.5 / math.sqrt(int(data["n_in"])) * ode)
     height = float(data["plateau_height"])
     on = np.abs(ode - height) <= 0.05 * height
     hess = np.asarray(data["hessian_min_eigenvalue"])
