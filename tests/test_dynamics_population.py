@@ -156,3 +156,14 @@ def test_flow_refusals():
         fh.gradient_flow(student, fh.POPULATION, 1.0, teacher=teacher, t_eval=[2.0])
     with pytest.raises(ValueError, match="train"):
         fh.gradient_descent(student, fh.POPULATION, 0.1, 3, teacher=teacher, train="none")
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_population_gd_teacher_of_another_width(activation):
+    """K = 3 students learning an M = 2 teacher: span route vs the full space."""
+    teacher = fh.TwoLayerNet.random(20, 2, activation=activation, rng=12)
+    student = fh.TwoLayerNet.random(20, 3, activation=activation, rng=13)
+    res = fh.gradient_descent(student, fh.POPULATION, 0.5, 20, teacher=teacher)
+    losses, theta = full_space_gd(student, teacher, 0.5, 20, "both")
+    np.testing.assert_allclose(res.loss, losses, rtol=RTOL_SPAN, atol=0)
+    assert np.max(np.abs(res.student.parameters() - theta)) <= RTOL_SPAN * np.max(np.abs(theta))
