@@ -7,7 +7,8 @@ numpy is imported first, as in a user's script (DESIGN.md "Speed as users get it
 import numpy as np
 
 import fasthess as fh
-from fasthess.population import assemble_dense, hessian_matmat, population_coefficients
+from fasthess.population import population_coefficients
+from fasthess.population_hessian import assemble_dense, hessian_matmat
 
 from .common import THREADS
 from .harness import spread, timed_with_dgemm_limit
@@ -147,6 +148,50 @@ class PopulationEigsh:
         w, v = eigsh(self.op, k=3, which="LA", v0=self.v0)
         residual = np.linalg.norm(self.op.matmat(v) - v * w, axis=0)
         assert np.all(residual <= 1e-8 * w.max())
+
+
+class PopulationReducedSpectrum:
+    """All D eigenvalues of H_inf by the span reduction (THEORY.md g), erf, Nh = 100, No = 1:
+    D = 100 Ni + 100, up to 1e8. Off the optimum (a teacher of 100 units) r = 200."""
+
+    params = ([1_000, 10_000, 100_000, 1_000_000], [False, True])
+    param_names = ["n_in", "teacher"]
+    timeout = 1200
+    number = 1
+    repeat = 1
+    rounds = 1
+    warmup_time = 0
+
+    def setup(self, n_in, teacher):
+        fh.set_num_threads(THREADS)
+        self.net = fh.TwoLayerNet.random(n_in, 100, rng=0)
+        self.teacher = fh.TwoLayerNet.random(n_in, 100, rng=1) if teacher else None
+        fh.eigenvalues(fh.TwoLayerNet.random(20, 3, rng=0), fh.POPULATION)  # compile
+
+    def time_eigenvalues(self, n_in, teacher):
+        spec = fh.eigenvalues(self.net, fh.POPULATION, teacher=self.teacher)
+        assert spec.method == "reduced" and len(spec) == self.net.n_params
+
+    def peakmem_eigenvalues(self, n_in, teacher):
+        fh.eigenvalues(self.net, fh.POPULATION, teacher=self.teacher)
+
+
+class PopulationOffOptimumProduct:
+    """H_inf @ v off the optimum (teacher of Nh units) against at the optimum, Ni = Nh = n."""
+
+    params = ([100, 300, 1000], [False, True])
+    param_names = ["n", "teacher"]
+    timeout = 600
+
+    def setup(self, n, teacher):
+        self.net = _network("erf", n)
+        other = fh.TwoLayerNet.random(n, n, rng=1) if teacher else None
+        self.op = fh.hessian_operator(self.net, fh.POPULATION, teacher=other)
+        self.v = np.random.default_rng(1).standard_normal(self.net.n_params)
+        self.op @ self.v  # compile / load from cache
+
+    def time_matvec(self, n, teacher):
+        self.op @ self.v
 
 
 class SmallestNonzeroPopulation:

@@ -11,6 +11,7 @@
    fraction of it on unique FLOPs and its speed-up over explicit J + syrk; N = 10 .. 30
    against plain NumPy J^T J; block products' fraction; time per column at 200 and
    2000 columns (linear in the number of columns).
+4. Ctrl-C: seconds from SIGINT to KeyboardInterrupt, alone and beside a busy process.
 
 Each ratio is a median with the (min-max) of interleaved rounds; the machine and its
 load are printed first.
@@ -60,7 +61,7 @@ def workloads(quick):
     out["hessian_operator @ V, N=40, 20 columns"] = lambda: op @ V
     net30, X30 = problem(30)
     out["eigenvalues (dense eigh), N=30, D=930"] = lambda: fh.eigenvalues(net30, X30,
-                                                                          method="eigh")
+                                                                          method="dense")
     v0 = np.ones(net.n_params)
     out["eigsh k=6, N=40"] = lambda: fh.eigsh(net, X, k=6, v0=v0)
     return out
@@ -110,6 +111,29 @@ def after_blas(rounds):
         rows.append((f"right after a NumPy matmul: {name}, / alone", spread(after_np, "{:.2f}x")))
         rows.append((f"right after a SciPy syrk: {name}, / alone", spread(after_sp, "{:.2f}x")))
     return rows
+
+
+def interrupt_latency(with_busy: bool, n_interrupts=16):
+    """Seconds from a SIGINT to the KeyboardInterrupt in a child computing products,
+    the NTK, dense and population assembly (tests/test_interrupts.py's child)."""
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.test_interrupts import _interrupt_child
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if with_busy else None
+    try:
+        code, _, err, sent, caught, _ = _interrupt_child(Path(tempfile.mkdtemp()), "bench",
+                                                         n_interrupts, 0)
+    finally:
+        if busy is not None:
+            busy.kill()
+    assert code == 0, err[-2000:]
+    lat = [c - s for s, c in zip(sent, caught)]
+    label = "beside a busy process" if with_busy else "alone"
+    return [(f"Ctrl-C latency {label}, {n_interrupts} interrupts: median (min-max), s",
+             spread(lat, "{:.3f}"))]
 
 
 def dgemm_rate(repeat=5):
@@ -186,7 +210,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="N up to 40, fewer sizes")
-    parser.add_argument("--only", choices=["busy", "after", "speed"], default=None)
+    parser.add_argument("--only", choices=["busy", "after", "speed", "interrupts"], default=None)
     args = parser.parse_args()
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     from fasthess._kernels.blas import PRIVATE
@@ -202,6 +226,8 @@ def main():
         rows += busy_core(args.rounds, args.quick)
     if args.only in (None, "after"):
         rows += after_blas(args.rounds)
+    if args.only in (None, "interrupts"):
+        rows += interrupt_latency(False) + interrupt_latency(True)
     print("| what | measured |\n|---|---|")
     for what, value in rows:
         print(f"| {what} | {value} |")

@@ -69,8 +69,8 @@ def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
     ``copy=True`` copies X, for results that keep it (operators). ``population``:
     whether :data:`fasthess.POPULATION` is accepted in place of X; ``what`` names the
     function in the refusal. ``net_name``: how errors call the network (e.g. "student").
-    With the population, only the optimum is implemented (teacher None or the student),
-    except where ``population_teacher`` (the loss and its gradient).
+    ``population_teacher`` is kept for the callers' signatures: every population
+    route now takes a teacher (THEORY.md g).
     """
     check_net(net, net_name)
     dt = check_dtype(dtype if dtype is not None else net.dtype)
@@ -83,12 +83,6 @@ def check_point(net, X, teacher=None, dtype=None, *, copy: bool = False,
             raise ValueError(
                 f"X: fasthess.POPULATION (x ~ N(0, I), P -> infinity) has no meaning for "
                 f"{what}, which needs samples; pass inputs X of shape (n_samples, n_in)")
-        if teacher is not None and not population_teacher:
-            raise NotImplementedError(
-                f"teacher: {what} with X = fasthess.POPULATION is implemented at the optimum "
-                "only (teacher=None, or a teacher equal to the student): the population "
-                "residual term away from it is not; pass samples (fasthess.gaussian_inputs) "
-                "for an off-optimum Hessian")
     return Point(net, X, teacher, dt)
 
 

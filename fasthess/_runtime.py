@@ -8,8 +8,9 @@
   pieces out one at a time (a descheduled thread delays one piece, not half the
   work). No Numba threading layer is ever started: GNU OpenMP's makes a forked child
   abort, and Numba's workqueue layer aborts when two threads use it at once.
-* Eigensolvers (LAPACK) and the few other NumPy/SciPy calls run on the shared BLAS's
-  own threads at the count the user sets (``threadpoolctl.threadpool_limits``,
+* The dense eigenvalues run on one thread in the same private OpenBLAS; ARPACK, the
+  SVD route and the few other NumPy/SciPy calls run on the shared BLAS's own threads
+  at the count the user sets (``threadpoolctl.threadpool_limits``,
   ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, :func:`set_num_threads`), while
   fasthess's threads wait on a queue. fasthess never changes that count during a
   computation, so other threads of the process see their BLAS as they left it.

@@ -129,17 +129,20 @@ def check_instance(value, cls, name: str, what: str):
 def check_teacher(student, teacher):
     """The teacher to use, or None when it is the student itself (the optimum).
 
-    ``teacher`` must be of the student's class and shape; one equal to the student
-    (same activation and weights) also means the optimum.
+    ``teacher`` must be of the student's class, with the student's n_in and n_out (its
+    number of hidden units may differ: only its outputs enter); one equal to the
+    student (same activation and weights) also means the optimum.
     """
     if teacher is None or teacher is student:
         return None
     check_instance(teacher, type(student), "teacher",
                    f"a fasthess.{type(student).__name__} or None")
-    if teacher.shape != student.shape:
+    if (teacher.n_in, teacher.n_out) != (student.n_in, student.n_out):
         raise ValueError(
             f"teacher has shape (n_in, n_hidden, n_out) = {teacher.shape} but the student has "
-            f"{student.shape}; they must match")
+            f"{student.shape}; n_in and n_out must match (n_hidden may differ)")
+    if teacher.shape != student.shape:
+        return teacher
     if (teacher.activation == student.activation and np.array_equal(teacher.w1, student.w1)
             and np.array_equal(teacher.w2, student.w2)):
         return None

@@ -122,7 +122,13 @@ def hessian(net, X, teacher=None, dtype=None):
     (15, 15)
     """
     point = check_point(net, X, teacher, dtype, what="fasthess.hessian")
-    refuse_if_too_large(net.n_params, point.dtype)
+    if point.population:
+        from .population_hessian import DENSE_POPULATION_HINT
+
+        refuse_if_too_large(net.n_params, point.dtype, "the population Hessian", overhead=2.0,
+                            alternative=DENSE_POPULATION_HINT)
+    else:
+        refuse_if_too_large(net.n_params, point.dtype)
     return assemble_hessian(point)
 
 
@@ -187,7 +193,10 @@ def hessian_blocks(net, X, teacher=None, dtype=None) -> HessianBlocks:
     point = check_point(net, X, teacher, dtype, what="fasthess.hessian_blocks")
     if point.population:
         # the tiles are written into one D x D matrix, then split
-        refuse_if_too_large(net.n_params, point.dtype, "the population Hessian", overhead=2.0)
+        from .population_hessian import DENSE_POPULATION_HINT
+
+        refuse_if_too_large(net.n_params, point.dtype, "the population Hessian", overhead=2.0,
+                            alternative=DENSE_POPULATION_HINT)
         H = _population_hessian(point)
         d1 = net.n_hidden * net.n_in
         return HessianBlocks(H[:d1, :d1].copy(), H[:d1, d1:].copy(), H[d1:, d1:].copy())
@@ -215,12 +224,11 @@ def assemble_blocks(point: Point) -> HessianBlocks:
 
 
 def _population_hessian(point: Point) -> np.ndarray:
-    """H_inf written tile by tile from the Nh x Nh pair coefficients (no samples)."""
-    from .population import assemble_dense, population_coefficients
+    """H_inf written tile by tile from the pair coefficients (no samples), with the
+    residual term off the optimum."""
+    from .population_hessian import dense_hessian, population_hessian
 
-    d = point.net.n_params
-    coefs = population_coefficients(point.net, dtype=point.dtype)
-    return assemble_dense(coefs, point.net, np.empty((d, d), dtype=point.dtype))
+    return dense_hessian(population_hessian(point.net, point.teacher, point.dtype))
 
 
 _kept = threading.local()

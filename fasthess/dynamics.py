@@ -24,6 +24,7 @@ from ._resources import check_fits
 from ._validation import check_float_array, check_int, check_real, check_rng
 from .activations import CustomActivation
 from .assembly import assemble_hessian
+from .data import is_population
 from .network import TwoLayerNet
 from .rank import numerical_rank
 
@@ -401,11 +402,22 @@ def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
     steps = check_int(steps, "steps", minimum=0, maximum=_MAX_STEPS)
     check_fits(8 * (steps + 1), f"the predicted loss curve of steps = {steps} updates",
                "lower steps (the curve is evaluated at every step)")
-    lam, V = _hessian_eigh(net, X)
+    modes = None
+    if is_population(X):
+        # the exact span reduction (THEORY.md g) when n_in exceeds the rank of w1: the
+        # eigenvalues with the squared overlaps of delta0 summed over each eigenspace
+        from .population_span import reduced_modes
+
+        modes = reduced_modes(net, delta)
+    if modes is None:
+        lam, V = _hessian_eigh(net, X)
+        c = V.T @ delta
+        overlap = c * c
+    else:
+        lam, overlap = modes
     _warn_if_unstable(lr, lam)
     lam = np.where(np.abs(lam) <= _zero_mode_tolerance(lam, rtol), 0.0, lam)
-    c = V.T @ delta
-    weight = 0.5 * lam * c * c
+    weight = 0.5 * lam * overlap
     factor = (1.0 - lr * lam) ** 2
     t = np.arange(steps + 1, dtype=np.float64)
     out = np.zeros(steps + 1)
@@ -465,9 +477,18 @@ def decay_rate(net, X, lr, rtol=None) -> float:
     """
     check_net(net)
     lr = check_real(lr, "lr", positive=True)
-    lam, _ = _hessian_eigh(net, X)
+    if is_population(X):
+        # the population spectrum, with multiplicities (the span reduction when it
+        # applies, THEORY.md g); only the distinct values matter for the slowest mode
+        from .spectrum import eigenvalues
+
+        spec = eigenvalues(net, X)
+        lam, tol = spec.values.astype(np.float64), _zero_mode_tolerance(spec, rtol)
+    else:
+        lam, _ = _hessian_eigh(net, X)
+        tol = _zero_mode_tolerance(lam, rtol)
     _warn_if_unstable(lr, lam)
-    nonzero = lam[np.abs(lam) > _zero_mode_tolerance(lam, rtol)]
+    nonzero = lam[np.abs(lam) > tol]
     if nonzero.size == 0:
         raise ValueError("the Hessian at net has no nonzero eigenvalue: the loss is flat "
                          "to second order and has no decay rate")

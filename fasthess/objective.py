@@ -27,7 +27,8 @@ def loss(net, X, teacher=None):
         ``fasthess.POPULATION`` gives the population loss 1/2 E ||student(x) -
         teacher(x)||^2, x ~ N(0, I) (the generalisation error), in closed form.
     teacher : TwoLayerNet or None, default None
-        The target function, same (n_in, n_hidden, n_out) as ``net``; None (or
+        The target function, with the n_in and n_out of ``net`` (its n_hidden may
+        differ); None (or
         ``net`` itself) is the optimum, where the loss is 0.
 
     Returns
@@ -58,7 +59,7 @@ def loss(net, X, teacher=None):
     if point.at_optimum:
         return 0.0
     if point.population:
-        from .population import population_loss
+        from .population_objective import population_loss
 
         return population_loss(net, point.teacher)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -111,7 +112,7 @@ def gradient(net, X, teacher=None):
     if point.at_optimum:
         return np.zeros(net.n_params, dtype=point.dtype)
     if point.population:
-        from .population import population_gradient
+        from .population_objective import population_gradient
 
         return population_gradient(net, point.teacher).astype(point.dtype, copy=False)
     f = features(point, second_order=False)

@@ -141,31 +141,32 @@ class HessianOperator(HessianOperatorBase):
 
 
 class PopulationHessianOperator(HessianOperatorBase):
-    """H_inf (x ~ N(0, I), P -> infinity) at the optimum as a LinearOperator.
+    """H_inf (x ~ N(0, I), P -> infinity) as a LinearOperator, at any point.
 
-    A product costs O(Nh^2 (Ni + No)) per column: a few BLAS GEMMs with W1 and
-    Hadamard products with the Nh x Nh pair coefficients (THEORY.md f); memory
-    O(Nh^2 + D m), never D x D. Built by :func:`hessian_operator` with
-    ``X = fasthess.POPULATION``.
+    A product costs O(Nh^2 (Ni + No)) per column at the optimum: a few BLAS GEMMs
+    with W1 and Hadamard products with the Nh x Nh pair coefficients (THEORY.md f);
+    off the optimum the residual term adds two GEMMs of Nh x (Nh + M) x Ni (M the
+    teacher's hidden units, THEORY.md g). Memory O(Nh (Nh + M) + D m), never D x D.
+    Built by :func:`hessian_operator` with ``X = fasthess.POPULATION``.
     """
 
     n_samples = float("inf")
 
-    def __init__(self, net, dtype):
-        from .population import population_coefficients
+    def __init__(self, net, dtype, teacher=None):
+        from .population_hessian import population_hessian
 
-        self._coefficients = population_coefficients(net, dtype=dtype)
-        super().__init__(net, None, dtype)
+        self._hessian = population_hessian(net, teacher, dtype)
+        super().__init__(net, teacher, dtype)
 
     @property
     def coefficients(self):
         """The :class:`fasthess.population.PopulationCoefficients` behind the products."""
-        return self._coefficients
+        return self._hessian.coefs
 
     def _products(self, V):
-        from .population import hessian_matmat
+        from .population_hessian import population_matmat
 
-        return hessian_matmat(self._coefficients, self.net, V)
+        return population_matmat(self._hessian, V)
 
 
 def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
@@ -178,8 +179,8 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
     X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs, one sample per row (integers and booleans are upcast to float64);
         copied, so later changes to the caller's array do not reach the operator.
-        ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the optimum): products
-        in O(Nh^2 (Ni + No)) per column, no samples.
+        ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at any point): products
+        in O(Nh (Nh + M) (Ni + No)) per column (M: the teacher's hidden units), no samples.
     teacher : TwoLayerNet or None
         None (or ``net``): the optimum. Otherwise the full Hessian with its residual term.
     dtype : float64 or float32, optional
@@ -208,7 +209,7 @@ def hessian_operator(net, X, teacher=None, dtype=None) -> HessianOperatorBase:
 def _operator(point) -> HessianOperatorBase:
     """The operator of a validated point (whose X the caller's check owns or shares)."""
     if point.population:
-        return PopulationHessianOperator(point.net, point.dtype)
+        return PopulationHessianOperator(point.net, point.dtype, point.teacher)
     return HessianOperator(features(point), point.net, point.teacher)
 
 

@@ -1,4 +1,4 @@
-"""The population Hessian H_inf = E_x[J^T J] at the optimum, x ~ N(0, I) (THEORY.md f).
+"""The pair coefficients of the population Hessian, x ~ N(0, I) (THEORY.md f, g).
 
 P -> infinity without samples: every entry of H_inf is an expectation over one pair of
 pre-activations (h_j, h_k) = (w_j . x, w_k . x), so the whole Hessian is described by a
@@ -23,11 +23,16 @@ How the coefficients are computed, per activation:
   units with the largest norms change by at most ``_config.POP_QUAD_RTOL`` relative to
   their Hessian block (:attr:`PopulationCoefficients.quadrature_change` records it).
 
-g''' is never evaluated (Stein's lemma turns it into g''; see the kernels module).
-The functions here are the internal API behind ``fasthess.POPULATION``: they do not
-validate the network beyond its type. The Hessian functions assume the optimum
-(teacher = student); :func:`population_loss` and :func:`population_gradient` take
-any teacher of the same shape and activation.
+g''' and g'''' are never evaluated (Stein's lemma turns them into g''; see the kernels
+module). :func:`pair_matrices` gives the same coefficients for any stack of rows (the
+student's and the teacher's hidden units together, off the optimum), with one more
+matrix, alpha_jk = E[g''''(h_j) g(h_k)], for the residual term.
+
+Where they are used: the dense matrix, the structured product and the trace in
+:mod:`fasthess.population_hessian`; the loss, the gradient and the residual
+coefficients in :mod:`fasthess.population_objective`; the exact reduction to the span
+of the weights in :mod:`fasthess.population_span`. The functions here are internal:
+they do not validate the network beyond its type.
 """
 from __future__ import annotations
 
@@ -39,21 +44,21 @@ import numpy as np
 from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
-from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads
-from ._validation import check_dtype, check_teacher
+from ._validation import check_dtype
 
 __all__ = [
     "PopulationCoefficients",
     "population_coefficients",
-    "assemble_dense",
-    "hessian_matmat",
-    "population_trace",
-    "dense_bytes",
-    "population_loss",
-    "population_gradient",
+    "PairMatrices",
+    "pair_matrices",
+    "pair_values",
+    "check_coefficients",
+    "N_PAIR_VALUES",
 ]
 
-
+#: Columns of the per-pair values (see the kernels module): a, G, cjk, ckj, m11, m12,
+#: m22, ajk, akj.
+N_PAIR_VALUES = 9
 
 @dataclass(frozen=True, eq=False)
 class PopulationCoefficients:
@@ -151,8 +156,8 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
     net = check_net(net)
     dt = check_dtype(dtype)
     w2 = np.ascontiguousarray(net.w2, dtype=np.float64)
-    pairs = _pair_matrices(net.activation, net.w1)
-    a, G, cmat, m11, m12 = pairs.mats
+    pairs = pair_matrices(net.activation, net.w1)
+    a, G, cmat, m11, m12 = pairs.mats[:5]
     Q = w2.T @ w2
     Q = 0.5 * (Q + Q.T)  # exactly symmetric (BLAS may round the two triangles apart)
     indptr, indices, par_cos, par_sin = _parallel_pairs(
@@ -171,10 +176,14 @@ def population_coefficients(net, dtype=np.float64) -> PopulationCoefficients:
 
 
 @dataclass
-class _Pairs:
-    """All-pairs coefficients of the rows of a weight matrix (float64)."""
+class PairMatrices:
+    """All-pairs coefficients of the rows of a weight matrix (float64).
 
-    mats: np.ndarray  # (5, n, n): a, G, c, m11, m12
+    ``mats`` (6, n, n): a, G, c, m11, m12, alpha (``alpha[j, k] = E[g''''(h_j) g(h_k)]``,
+    the residual term's; 0 for the relu pairs listed in the parallel arrays).
+    """
+
+    mats: np.ndarray
     norms: np.ndarray
     pj: np.ndarray
     pk: np.ndarray
@@ -185,8 +194,11 @@ class _Pairs:
     change: float | None
 
 
-def _pair_matrices(act, w1) -> _Pairs:
-    """The Nh x Nh coefficient matrices of every pair of rows of w1 (any number of rows)."""
+def pair_matrices(act, w1, residual: bool = False) -> PairMatrices:
+    """The n x n coefficient matrices of every pair of the n rows of w1.
+
+    ``residual``: the quadrature's convergence check covers alpha too (off the optimum).
+    """
     from ._kernels.population import pair_geometry, scatter_pairs
 
     w1 = np.ascontiguousarray(w1, dtype=np.float64)
@@ -197,10 +209,10 @@ def _pair_matrices(act, w1) -> _Pairs:
     cosines = np.empty(pj.size)
     sines = np.empty(pj.size)
     pair_geometry(w1, gram, norms, pj, pk, _config.POP_REFINE_COS, cosines, sines)
-    values, method, nodes, change = _pair_values(act, pj, pk, norms, cosines, sines)
-    mats = np.zeros((5, n_rows, n_rows))
+    values, method, nodes, change = pair_values(act, pj, pk, norms, cosines, sines, residual)
+    mats = np.zeros((6, n_rows, n_rows))
     scatter_pairs(pj, pk, values, mats)
-    return _Pairs(mats, norms, pj, pk, cosines, sines, method, nodes, change)
+    return PairMatrices(mats, norms, pj, pk, cosines, sines, method, nodes, change)
 
 
 def _upper_pairs(n):
@@ -209,11 +221,11 @@ def _upper_pairs(n):
     return pj.astype(np.int64), pk.astype(np.int64)
 
 
-def _pair_values(act, pj, pk, norms, cosines, sines):
-    """(values (n_pairs, 7), method, nodes, change) for the pairs (see the kernels)."""
+def pair_values(act, pj, pk, norms, cosines, sines, residual=False):
+    """(values (n_pairs, 9), method, nodes, change) for the pairs (see the kernels)."""
     from ._kernels import population as kp
 
-    out = np.empty((pj.size, 7))
+    out = np.empty((pj.size, N_PAIR_VALUES))
     # a CustomActivation has code -1, so it falls through to the doubling quadrature
     if act.code == LINEAR:
         out[:] = 0.0
@@ -231,7 +243,7 @@ def _pair_values(act, pj, pk, norms, cosines, sines):
         n = act.degree + 2
         _quadrature_values(act, pj, pk, norms, cosines, sines, n, 0.0, out)
         return out, f"Gauss-Hermite, {n} nodes per axis (exact for degree {act.degree})", n, 0.0
-    n, change = _converged_nodes(act, norms, pj, pk, cosines, sines)
+    n, change = _converged_nodes(act, norms, pj, pk, cosines, sines, residual)
     _quadrature_values(act, pj, pk, norms, cosines, sines, n, _config.POP_QUAD_WEIGHT_FLOOR, out)
     return out, f"Gauss-Hermite, {n} nodes per axis (doubling change {change:.1e})", n, change
 
@@ -261,7 +273,7 @@ def _gauss_hermite_2d(n, floor):
 
 
 def _quadrature_values(act, pj, pk, norms, cosines, sines, n, floor, out):
-    """Pair coefficients by the 2-D rule with n nodes per axis, into out (n_pairs, 7)."""
+    """Pair coefficients by the 2-D rule with n nodes per axis, into out (n_pairs, 9)."""
     from ._kernels import population as kp
 
     x, z1, z2, node_1d, weights = _gauss_hermite_2d(n, floor)
@@ -288,21 +300,26 @@ def _quadrature_values(act, pj, pk, norms, cosines, sines, n, floor, out):
             f"expectations cannot be computed; use an activation that stays finite there")
 
 
-def _block_scaled(values, pj, pk, norms):
+def _block_scaled(values, pj, pk, norms, residual):
     """The pair values scaled as they enter H, grouped by block (for convergence checks).
 
     w1w1: a, |w_j|^2 m11, |w_j||w_k| m12, |w_k|^2 m22; w1w2: a |w_k|, cjk |w_j|,
-    ckj |w_k|, a |w_j|; w2w2: G.
+    ckj |w_k|, a |w_j|; w2w2: G. With ``residual``, the residual tile's cjk, ckj,
+    |w_j|^2 ajk, |w_k|^2 akj as a fourth group.
     """
     nj, nk = norms[pj], norms[pk]
     tile = np.stack([values[:, 0], nj * nj * values[:, 4], nj * nk * values[:, 5],
                      nk * nk * values[:, 6]])
     w12 = np.stack([values[:, 0] * nk, values[:, 2] * nj, values[:, 3] * nk,
                     values[:, 0] * nj])
-    return tile, w12, values[:, 1:2].T
+    groups = [tile, w12, values[:, 1:2].T]
+    if residual:
+        groups.append(np.stack([values[:, 2], values[:, 3], nj * nj * values[:, 7],
+                                nk * nk * values[:, 8]]))
+    return groups
 
 
-def _converged_nodes(act, norms, pj_all, pk_all, cos_all, sin_all):
+def _converged_nodes(act, norms, pj_all, pk_all, cos_all, sin_all, residual=False):
     """Double the node count until the check pairs move by <= _config.POP_QUAD_RTOL (see module)."""
     top = np.sort(np.argsort(-norms, kind="stable")[:_config.POP_QUAD_CHECK_UNITS])
     chosen = np.isin(pj_all, top) & np.isin(pk_all, top)
@@ -310,10 +327,10 @@ def _converged_nodes(act, norms, pj_all, pk_all, cos_all, sin_all):
     cosines, sines = cos_all[chosen], sin_all[chosen]
 
     def values(n):
-        out = np.empty((pj.size, 7))
+        out = np.empty((pj.size, N_PAIR_VALUES))
         _quadrature_values(act, pj, pk, norms, cosines, sines, n,
                            _config.POP_QUAD_WEIGHT_FLOOR, out)
-        return _block_scaled(out, pj, pk, norms)
+        return _block_scaled(out, pj, pk, norms, residual)
 
     n = _config.POP_QUAD_START_NODES
     previous = values(n)
@@ -356,7 +373,8 @@ def _parallel_pairs(act, pj, pk, norms, cosines, sines, n_hidden):
     return indptr, cols[order].astype(np.int64), cos[order], sin[order]
 
 
-def _check_coefficients(coefs, net):
+def check_coefficients(coefs, net):
+    """``net`` checked, and ``coefs`` checked to be its :class:`PopulationCoefficients`."""
     net = check_net(net)
     if not isinstance(coefs, PopulationCoefficients):
         raise TypeError(f"coefs must be PopulationCoefficients (from population_coefficients), "
@@ -367,337 +385,3 @@ def _check_coefficients(coefs, net):
     return net
 
 
-# ---------------------------------------------------------------------- dense
-def dense_bytes(net, dtype=np.float64) -> int:
-    """Bytes of the dense D x D population Hessian of ``net`` in ``dtype``.
-
-    Parameters
-    ----------
-    net : TwoLayerNet
-    dtype : float64 or float32
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> from fasthess.population import dense_bytes
-    >>> dense_bytes(fh.TwoLayerNet.random(10, 10, rng=0))    # D = 110
-    96800
-    """
-    n = check_net(net).n_params
-    return n * n * check_dtype(dtype).itemsize
-
-
-def assemble_dense(coefs, net, out) -> np.ndarray:
-    """Write the D x D population Hessian into ``out`` (O(D^2) writes, no samples).
-
-    Parameters
-    ----------
-    coefs : PopulationCoefficients
-        From ``population_coefficients(net, dtype=out.dtype)``.
-    net : TwoLayerNet
-    out : ndarray (D, D), C-contiguous, writable, of dtype ``coefs.dtype``
-        theta order: w1 row-major, then w2 row-major (D = Nh Ni + No Nh).
-
-    Returns
-    -------
-    out, exactly symmetric.
-
-    Examples
-    --------
-    >>> import numpy as np, fasthess as fh
-    >>> from fasthess.population import assemble_dense, population_coefficients
-    >>> net = fh.TwoLayerNet.random(3, 2, rng=0)
-    >>> H = assemble_dense(population_coefficients(net), net, np.empty((8, 8)))
-    >>> bool(np.array_equal(H, H.T)), bool(np.linalg.eigvalsh(H).min() > 0)
-    (True, True)
-    """
-    net = _check_coefficients(coefs, net)
-    n = net.n_params
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
-    if out.shape != (n, n):
-        raise ValueError(f"out must have shape (D, D) = ({n}, {n}), got {out.shape}")
-    if out.dtype != coefs.dtype:
-        raise TypeError(f"out must have the coefficients' dtype {coefs.dtype}, got {out.dtype}")
-    if not (out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError("out must be C-contiguous and writable")
-    from ._kernels.population import dense_w1w1, dense_w1w2_w2w2
-
-    w1 = np.ascontiguousarray(net.w1, dtype=coefs.dtype)
-    w2 = np.ascontiguousarray(net.w2, dtype=coefs.dtype)
-    dense_w1w1(w1, coefs.norms, coefs.Q, coefs.qa, coefs.qm11, coefs.qm12, coefs.qm22,
-               coefs.par_indptr, coefs.par_indices, coefs.par_cos, coefs.par_sin, out)
-    dense_w1w2_w2w2(w1, w2, coefs.a, coefs.c, coefs.G, out)
-    return out
-
-
-# ---------------------------------------------------------------------- product
-def hessian_matmat(coefs, net, V) -> np.ndarray:
-    """H_inf @ V, matrix-free in O(Nh^2 (Ni + No)) per column (THEORY.md f).
-
-    Per block of columns: three GEMMs of Nh x Nh x Ni (K = W1 V1^T, (Q o a) V1,
-    B W1), four of Nh x Nh x No, and one parallel pass of Hadamard products over
-    the Nh x Nh coefficient matrices. Memory: the output, a copy of a block of V,
-    and two Nh x Nh x (block) work arrays (``_config.POP_PRODUCT_BLOCK_BYTES``).
-
-    Parameters
-    ----------
-    coefs : PopulationCoefficients
-    net : TwoLayerNet
-    V : array (D,) or (D, m)
-        Cast to ``coefs.dtype``.
-
-    Returns
-    -------
-    ndarray of V's shape and ``coefs.dtype``.
-
-    Examples
-    --------
-    >>> import numpy as np, fasthess as fh
-    >>> from fasthess.population import (assemble_dense, hessian_matmat,
-    ...                                  population_coefficients)
-    >>> net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0)
-    >>> coefs = population_coefficients(net)
-    >>> H = assemble_dense(coefs, net, np.empty((18, 18)))
-    >>> V = np.random.default_rng(1).standard_normal((18, 5))
-    >>> bool(np.allclose(hessian_matmat(coefs, net, V), H @ V, rtol=0, atol=1e-14))
-    True
-    """
-    net = _check_coefficients(coefs, net)
-    V = np.asarray(V)
-    n = net.n_params
-    if V.dtype.kind != "f":
-        raise TypeError(f"V must hold real floating-point numbers, got dtype {V.dtype}")
-    if V.ndim not in (1, 2) or V.shape[0] != n:
-        raise ValueError(f"V must have shape (D,) or (D, m) with D = n_params = {n}, "
-                         f"got {V.shape}")
-    if not np.all(np.isfinite(V)):
-        raise ValueError("V contains non-finite values (NaN or inf)")
-    vector = V.ndim == 1
-    V2d = V.reshape(n, -1)
-    dt = coefs.dtype
-    n_hidden = net.n_hidden
-    n_cols = V2d.shape[1]
-    out = np.empty((n, n_cols), dtype=dt)
-    if n_cols == 0:
-        return out.reshape(V.shape)
-    block = int(max(1, min(n_cols, _config.POP_PRODUCT_BLOCK_BYTES
-                           // (2 * n_hidden**2 * dt.itemsize))))
-    w1 = np.ascontiguousarray(net.w1, dtype=dt)
-    w2 = np.ascontiguousarray(net.w2, dtype=dt)
-    work = (np.empty(n_hidden * block * n_hidden, dtype=dt),
-            np.empty(n_hidden * block * n_hidden, dtype=dt))
-    # the Hadamard pass (O(Nh^2) per column, memory-bound) runs on the calling thread;
-    # the three big GEMMs (O(Nh^2 Ni) each) are split into row pieces fixed by their
-    # size and the cores (so the result is too), handed to free threads
-    planned = planned_threads(n_hidden * n_hidden * w1.shape[1] * block, plan_budget())
-    split = (planned, min(planned, compute_budget()))
-    for c0 in range(0, n_cols, block):
-        c1 = min(n_cols, c0 + block)
-        Vb = np.ascontiguousarray(V2d[:, c0:c1], dtype=dt)
-        if c0 == 0 and c1 == n_cols:
-            _product_block(coefs, w1, w2, Vb, out, work, split)
-        else:
-            ob = np.empty((n, c1 - c0), dtype=dt)
-            _product_block(coefs, w1, w2, Vb, ob, work, split)
-            out[:, c0:c1] = ob
-    return out.reshape(n) if vector else out
-
-
-def _product_block(coefs, w1, w2, Vb, out, work, split):
-    """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype).
-
-    ``split``: (planned threads, threads to run the pieces on) of the big GEMMs."""
-    from .products import gemm_into
-
-    planned, threads = split
-
-    def gemm(dst, a, b):  # dst = a @ b in row pieces
-        gemm_into(dst, a, b, b_transposed=False, beta=0.0,
-                  pieces=pieces_for(planned, dst.shape[0]), threads=threads)
-
-    from ._kernels.population import (
-        add_w1_terms,
-        gather_diagonal,
-        parallel_pairs_product,
-        product_hadamard,
-    )
-
-    n_hidden, n_in = w1.shape
-    n_out = w2.shape[0]
-    m = Vb.shape[1]
-    d1 = n_hidden * n_in
-    V1 = Vb[:d1].reshape(n_hidden, n_in, m)
-    V2 = Vb[d1:].reshape(n_out, n_hidden, m)
-    K = work[0][: n_hidden * m * n_hidden].reshape(n_hidden, m * n_hidden)
-    T = work[1][: n_hidden * m * n_hidden].reshape(n_hidden, m * n_hidden)
-    # K[j, c, k] = w_j . v_k ; T[j, c, k] = sum_m W2[m, j] V2[m, k, c]
-    gemm(K, w1, np.ascontiguousarray(V1.transpose(1, 2, 0)).reshape(n_in, m * n_hidden))
-    np.matmul(w2.T, np.ascontiguousarray(V2.transpose(0, 2, 1)).reshape(n_out, m * n_hidden),
-              out=T)
-    K3 = K.reshape(n_hidden, m, n_hidden)
-    T3 = T.reshape(n_hidden, m, n_hidden)
-    d = np.empty((n_hidden, m), dtype=Vb.dtype)
-    gather_diagonal(K3, d)
-    r = np.empty((n_hidden, m), dtype=Vb.dtype)
-    product_hadamard(K3, T3, d, coefs.a, coefs.c, coefs.qm11, coefs.qm12, coefs.qm22, r)
-    # w1 part: (Q o a) V1 + B W1 + diag(r) W1 (+ orthonormal-basis relu pairs)
-    out1 = out[:d1].reshape(n_hidden, n_in * m)
-    gemm(out1, coefs.qa, Vb[:d1].reshape(n_hidden, n_in * m))
-    BW = np.empty((n_hidden * m, n_in), dtype=Vb.dtype)
-    gemm(BW, T.reshape(n_hidden * m, n_hidden), w1)
-    add_w1_terms(out1.reshape(n_hidden, n_in, m), BW.reshape(n_hidden, m, n_in), r, w1)
-    if coefs.par_indices.size:
-        parallel_pairs_product(w1, coefs.norms, coefs.Q, coefs.par_indptr, coefs.par_indices,
-                               coefs.par_cos, coefs.par_sin, V1, out1.reshape(n_hidden, n_in, m))
-    # w2 part: out2[m', k, c] = sum_j W2[m', j] (c_jk d_j + a_jk K_kj) + (V2 G)[m', k]
-    aKW = (K.reshape(n_hidden * m, n_hidden) @ w2.T).reshape(n_hidden, m, n_out)
-    dW2 = (w2[None, :, :] * d.T[:, None, :]).reshape(m * n_out, n_hidden)
-    cterm = (dW2 @ coefs.c).reshape(m, n_out, n_hidden)
-    gterm = coefs.G @ np.ascontiguousarray(V2.transpose(1, 0, 2)).reshape(n_hidden, n_out * m)
-    out2 = out[d1:].reshape(n_out, n_hidden, m)
-    out2[...] = (aKW.transpose(2, 0, 1) + cterm.transpose(1, 2, 0)
-                 + gterm.reshape(n_hidden, n_out, m).transpose(1, 0, 2))
-
-
-# ---------------------------------------------------------------------- trace
-def population_trace(coefs, net) -> float:
-    """tr H_inf in closed form.
-
-    tr = sum_j Q_jj (Ni a_jj + |w_j|^2 (m11 + 2 m12 + m22)_jj) + No sum_j G_jj.
-    With ``coefs=None`` only the Nh diagonal pairs are computed (O(Nh Ni) plus Nh
-    one-unit expectations), never the Nh x Nh matrices.
-
-    Parameters
-    ----------
-    coefs : PopulationCoefficients or None
-    net : TwoLayerNet
-
-    Returns
-    -------
-    float
-
-    Examples
-    --------
-    >>> import numpy as np, fasthess as fh
-    >>> from fasthess.population import population_trace
-    >>> net = fh.TwoLayerNet(np.eye(2), np.ones((1, 2)), "linear")
-    >>> population_trace(None, net)       # Q_jj Ni + G_jj per unit: 2 (1 * 2 + 1)
-    6.0
-    """
-    if coefs is not None:
-        net = _check_coefficients(coefs, net)
-        diag = np.arange(net.n_hidden)
-        a = coefs.a[diag, diag].astype(np.float64)
-        # m11_jj = m22_jj
-        m = 2.0 * (coefs.m11[diag, diag] + coefs.m12[diag, diag]).astype(np.float64)
-        G = coefs.G[diag, diag].astype(np.float64)
-        norms = coefs.norms.astype(np.float64)
-    else:
-        net = check_net(net)
-        w1 = np.asarray(net.w1, dtype=np.float64)
-        norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
-        diag = np.arange(net.n_hidden, dtype=np.int64)
-        ones, zeros = np.ones(diag.size), np.zeros(diag.size)
-        values, _, _, _ = _pair_values(net.activation, diag, diag, norms, ones, zeros)
-        a, G = values[:, 0], values[:, 1]
-        m = values[:, 4] + 2.0 * values[:, 5] + values[:, 6]
-    w2 = np.asarray(net.w2, dtype=np.float64)
-    q_diag = np.einsum("mj,mj->j", w2, w2)
-    return float(np.sum(q_diag * (net.n_in * a + norms * norms * m)) + net.n_out * np.sum(G))
-
-
-# ---------------------------------------------------------------------- off the optimum
-def _student_teacher(student, teacher):
-    """(stacked rows [W1_s; W1_t], beta = [W2_s, -W2_t]) or None at the optimum."""
-    teacher = check_teacher(check_net(student, "student"), teacher)
-    if teacher is None:
-        return None
-    if teacher.activation != student.activation:
-        raise NotImplementedError(
-            f"X = fasthess.POPULATION with a teacher whose activation "
-            f"({teacher.activation.name!r}) differs from the student's "
-            f"({student.activation.name!r}) is not implemented; pass samples "
-            f"(fasthess.gaussian_inputs) instead")
-    rows = np.concatenate([np.asarray(student.w1, dtype=np.float64),
-                           np.asarray(teacher.w1, dtype=np.float64)])
-    beta = np.concatenate([np.asarray(student.w2, dtype=np.float64),
-                           -np.asarray(teacher.w2, dtype=np.float64)], axis=1)
-    return rows, beta
-
-
-def population_loss(student, teacher) -> float:
-    """The population loss L = 1/2 E_x ||student(x) - teacher(x)||^2, x ~ N(0, I).
-
-    The generalisation error of the soft committee machine: with the hidden units
-    of both networks stacked, u = (student units, teacher units), and
-    beta = [W2_s, -W2_t], L = 1/2 tr(beta G beta^T), G_uv = E[g(h_u) g(h_v)].
-
-    Parameters
-    ----------
-    student, teacher : TwoLayerNet
-        Same shape and activation; ``teacher=None`` (or the student) is the optimum.
-
-    Returns
-    -------
-    float (exactly 0.0 at the optimum)
-
-    Examples
-    --------
-    >>> import numpy as np, fasthess as fh
-    >>> from fasthess.population import population_loss
-    >>> t = fh.TwoLayerNet(np.eye(2), np.ones((1, 2)), "linear")
-    >>> s = fh.TwoLayerNet(np.eye(2), np.array([[2.0, 1.0]]), "linear")
-    >>> population_loss(s, t)             # 1/2 E[x_1^2]
-    0.5
-    """
-    pair = _student_teacher(student, teacher)
-    if pair is None:
-        return 0.0
-    rows, beta = pair
-    G = _pair_matrices(student.activation, rows).mats[1]
-    return float(0.5 * np.einsum("mu,uv,mv->", beta, G, beta))
-
-
-def population_gradient(student, teacher) -> np.ndarray:
-    """dL/dtheta of :func:`population_loss`, flat in theta order (w1, then w2).
-
-    With r = sum_u beta_u g(h_u) and S = W2_s^T beta (Nh x 2Nh):
-    dL/dW2 = beta G[:, student], and dL/dw_j = E[(r . b_j) g'(h_j) x]
-    = sum_u S_ju (c_ju w_j + a_ju w_u) by first-order Stein (c_ju = E[g''(h_j) g(h_u)],
-    a_ju = E[g'(h_j) g'(h_u)]).
-
-    Parameters
-    ----------
-    student, teacher : TwoLayerNet
-        As in :func:`population_loss`.
-
-    Returns
-    -------
-    ndarray (D,), float64 (zeros at the optimum)
-
-    Examples
-    --------
-    >>> import numpy as np, fasthess as fh
-    >>> from fasthess.population import population_gradient
-    >>> t = fh.TwoLayerNet(np.eye(2), np.ones((1, 2)), "linear")
-    >>> s = fh.TwoLayerNet(np.eye(2), np.array([[2.0, 1.0]]), "linear")
-    >>> population_gradient(s, t)   # linear: dL/dW1 = W2^T (V_s - V_t), dL/dW2 = (V_s - V_t) W1^T
-    array([2., 0., 1., 0., 1., 0.])
-    """
-    student = check_net(student)
-    pair = _student_teacher(student, teacher)
-    if pair is None:
-        return np.zeros(student.n_params)
-    rows, beta = pair
-    n_hidden = student.n_hidden
-    mats = _pair_matrices(student.activation, rows).mats
-    a, G, cmat = mats[0, :n_hidden], mats[1, :, :n_hidden], mats[2, :n_hidden]
-    S = np.asarray(student.w2, dtype=np.float64).T @ beta
-    grad_w1 = np.sum(S * cmat, axis=1)[:, None] * rows[:n_hidden] + (S * a) @ rows
-    grad_w2 = beta @ G
-    return np.concatenate([grad_w1.ravel(), grad_w2.ravel()])

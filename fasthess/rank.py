@@ -131,10 +131,13 @@ def numerical_rank(eigenvalues, rtol=None, *, warn=True) -> RankResult:
     Parameters
     ----------
     eigenvalues : array_like, shape (n,), or Spectrum
-        The spectrum, e.g. from :func:`fasthess.eigenvalues`.
+        The spectrum, e.g. from :func:`fasthess.eigenvalues`. A Spectrum's
+        multiplicities count: each value is one eigenvalue per multiplicity.
     rtol : float, optional
         Relative tolerance, >= 0. Default n * eps of the eigenvalues' dtype (n = D
-        for a full spectrum). For a :class:`Spectrum` from method "svd" the default
+        for a full spectrum; for a :class:`Spectrum`, its ``solved_size``, the order
+        of the largest matrix decomposed, e.g. Nh (r + No) on the "reduced" route).
+        For a :class:`Spectrum` from method "svd" the default
         is (n * eps)^2: there the error is eps * s_max on each singular value s,
         i.e. eps^2 * lambda_max on the eigenvalue scale (the matrix_rank rule
         applied to J).
@@ -173,9 +176,17 @@ def numerical_rank(eigenvalues, rtol=None, *, warn=True) -> RankResult:
     """
     # a Spectrum (fasthess.eigenvalues) carries its route; the svd route resolves more
     svd = getattr(eigenvalues, "method", None) == "svd"
-    values = getattr(eigenvalues, "eigenvalues", eigenvalues)
+    mult = getattr(eigenvalues, "multiplicities", None)
+    if mult is not None:  # a Spectrum: its stored values, each with its multiplicity
+        n = int(eigenvalues.solved_size)
+        values = eigenvalues.values
+    else:
+        values = eigenvalues
     ev = check_float_array(values, "eigenvalues", ndim=1)
-    n = ev.size
+    if mult is None:
+        mult = np.ones(ev.size, dtype=np.int64)
+        n = ev.size
+    total = int(mult.sum())
     eps = float(np.finfo(ev.dtype).eps)
     if rtol is None:
         rtol = n * eps
@@ -188,16 +199,16 @@ def numerical_rank(eigenvalues, rtol=None, *, warn=True) -> RankResult:
     top = float(a.max())
     tol = rtol * top
     kept = a > tol
-    rank = int(np.count_nonzero(kept))
+    rank = int(mult[kept].sum())
     if rank == 0:
         gap = math.nan
-    elif rank == n:
+    elif rank == total:
         gap = math.inf
     else:
         small, big = float(a[kept].min()), float(a[~kept].max())
         gap = math.inf if big == 0.0 else math.log10(small / big)
     undetermined = _undetermined(a, kept, tol)
-    result = RankResult(rank, tol, rtol, gap, n, undetermined)
+    result = RankResult(rank, tol, rtol, gap, total, undetermined)
     if undetermined and warn:
         warnings.warn(_undetermined_advice(result, ev.dtype, svd), UndeterminedRankWarning,
                       stacklevel=2)

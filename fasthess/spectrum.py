@@ -9,6 +9,10 @@ Exact spectra (:func:`eigenvalues`) go through the cheapest exact route:
   matrix of THEORY.md b (:func:`fasthess.theory.linear_spectrum_exact`), the rest are zeros.
 * ``"svd"``: singular values of the explicit Jacobian, squared / P. Slower, but resolves
   eigenvalues down to ~1e-30 of the largest instead of ~1e-16 (see :func:`numerical_rank`).
+* ``"reduced"``: the population (X = POPULATION) when the span of the student's and
+  teacher's first-layer rows has dimension r < Ni: H_inf = H_S (+) (Bp (x) I_{Ni-r})
+  exactly (THEORY.md g), so the spectrum is eig(H_S) plus the Nh eigenvalues of Bp each
+  Ni - r times; :class:`Spectrum` keeps them as values with multiplicities.
 
 Matrix-free: :func:`eigsh` (a few extreme eigenvalues). The smallest nonzero ones
 (:mod:`fasthess.smallest`), the density
@@ -35,25 +39,37 @@ from .products import jacobian_from_features
 __all__ = ["eigenvalues", "Spectrum", "METHODS", "WHICH", "eigsh"]
 
 #: Routes accepted by :func:`eigenvalues` (``"auto"`` picks one of the others).
-METHODS = ("auto", "dense", "ntk", "linear", "svd")
+METHODS = ("auto", "dense", "ntk", "linear", "svd", "reduced")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays has no single truth value
 class Spectrum:
     """The result of :func:`eigenvalues`: all D eigenvalues of H, ascending, and their route.
 
-    Array-like: ``np.asarray(s)``, ``len(s)`` and ``s[i]`` act on ``eigenvalues``.
+    Held as ``values`` with ``multiplicities`` (value i appears multiplicities[i] times),
+    so a spectrum of D ~ 1e8 eigenvalues with few distinct values (the "reduced" route)
+    costs memory for the distinct ones only. ``eigenvalues`` (and ``np.asarray(s)``)
+    expand to all D values on request. ``len(s)`` is D and ``s[i]`` the i-th
+    eigenvalue (ascending, multiplicities counted), without expanding.
 
     Attributes
     ----------
-    eigenvalues : ndarray (D,)
-        Ascending; structural zeros (e.g. padding of the "ntk" and "linear" routes)
-        included, so the length is always D.
+    values : ndarray (n,)
+        Ascending; every value once per entry of ``multiplicities`` (equal values from
+        different blocks may appear as separate entries). Structural zeros (padding of
+        the "ntk" and "linear" routes) included.
     method : str
-        The route taken: "dense", "ntk", "linear" or "svd" (never "auto").
+        The route taken: "dense", "ntk", "linear", "svd" or "reduced" (never "auto").
     assembly_seconds, solve_seconds : float
         Wall time building the matrix (H, K or J) and decomposing it. The "linear"
         route builds its small reduced matrix inside the solve.
+    multiplicities : ndarray (n,) of int64
+        How often each value appears; all ones except on the "reduced" route. The
+        constructor's default None means all ones.
+    solved_size : int
+        The order of the largest matrix decomposed (D for "dense"); the default rank
+        tolerance of :func:`numerical_rank` scales with it. The constructor's default
+        None means D.
 
     Examples
     --------
@@ -62,12 +78,38 @@ class Spectrum:
     >>> s = fh.eigenvalues(net, X, method="dense")
     >>> len(s), s.method, bool(np.all(np.diff(np.asarray(s)) >= 0))
     (15, 'dense', True)
+    >>> big = fh.eigenvalues(fh.TwoLayerNet.random(100_000, 2, rng=0), fh.POPULATION)
+    >>> big.method, len(big), big.values.size, int(big.multiplicities.max())
+    ('reduced', 200002, 8, 99998)
     """
 
-    eigenvalues: np.ndarray
+    values: np.ndarray
     method: str
     assembly_seconds: float
     solve_seconds: float
+    multiplicities: np.ndarray | None = None
+    solved_size: int | None = None
+
+    def __post_init__(self):
+        mult = self.multiplicities
+        if mult is None:
+            mult = np.ones(self.values.shape[0], dtype=np.int64)
+        else:
+            mult = np.asarray(mult, dtype=np.int64)
+            if mult.shape != self.values.shape or (mult.size and mult.min() < 1):
+                raise ValueError(f"multiplicities must be positive integers, one per value "
+                                 f"({self.values.shape[0]}), got shape {mult.shape}")
+        object.__setattr__(self, "multiplicities", mult)
+        object.__setattr__(self, "_ends", np.cumsum(mult))
+        if self.solved_size is None:
+            object.__setattr__(self, "solved_size", len(self))
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """All D eigenvalues, ascending (expanded: O(D) memory when multiplicities > 1)."""
+        if self.values.size == len(self):
+            return self.values
+        return np.repeat(self.values, self.multiplicities)
 
     def __array__(self, dtype=None, copy=None):
         a = self.eigenvalues
@@ -79,14 +121,27 @@ class Spectrum:
         return a.copy() if copy else a
 
     def __len__(self):
-        return self.eigenvalues.shape[0]
+        return int(self._ends[-1]) if self._ends.size else 0
 
     def __getitem__(self, index):
-        return self.eigenvalues[index]
+        if self.values.size == len(self):
+            return self.values[index]
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
+        idx = np.asarray(index)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"Spectrum indices must be integers or slices, got {index!r}")
+        n = len(self)
+        if np.any((idx < -n) | (idx >= n)):
+            raise IndexError(f"index {index} is out of bounds for a spectrum of {n} "
+                             f"eigenvalues")
+        return self.values[np.searchsorted(self._ends, np.where(idx < 0, idx + n, idx),
+                                           side="right")]
 
     def __repr__(self):
-        ev = self.eigenvalues
-        return (f"Spectrum(D={ev.size}, method={self.method!r}, min={ev[0]:.6g}, "
+        ev = self.values
+        distinct = "" if ev.size == len(self) else f", stored values={ev.size}"
+        return (f"Spectrum(D={len(self)}{distinct}, method={self.method!r}, min={ev[0]:.6g}, "
                 f"max={ev[-1]:.6g}, assembly_seconds={self.assembly_seconds:.3g}, "
                 f"solve_seconds={self.solve_seconds:.3g})")
 
@@ -110,6 +165,10 @@ def _choose_route(net, n_samples, at_optimum, method):
     """Validate ``method`` against the point and the activation; resolve "auto"."""
     check_choice(method, "method", METHODS)
     is_linear = _linear_coefficient(net.activation) is not None
+    if method == "reduced" and not math.isinf(n_samples):
+        raise ValueError("method='reduced' is the exact reduction of the population Hessian "
+                         "(X = fasthess.POPULATION) to the span of the weights; with samples "
+                         "use method='auto'")
     if method == "auto":
         if not at_optimum:
             return "dense"
@@ -122,7 +181,7 @@ def _choose_route(net, n_samples, at_optimum, method):
         if n < net.n_params and costs["ntk"] < costs["dense"]:
             return "ntk"
         return "dense"
-    if method != "dense" and not at_optimum:
+    if method not in ("dense", "reduced") and not at_optimum:
         raise ValueError(
             f"method={method!r} is exact only at the optimum (teacher None or equal to the "
             f"student), where H = J^T J / P; away from it H has a residual term. "
@@ -148,12 +207,14 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
         The student, the point where H is taken.
     X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs, one sample per row (integers are upcast to float64).
-        ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I), at the
-        optimum): the "dense" route on the population Hessian, or the closed form of a
-        linear network (THEORY.md b with C = I).
+        ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I)) at any
+        point: "reduced" when the span of the first-layer rows is smaller than n_in,
+        else "dense" on the population Hessian (or the closed form of a linear network
+        at the optimum, THEORY.md b with C = I).
     teacher : TwoLayerNet or None, default None
-        None (or equal to ``net``): the optimum. Otherwise only "dense" applies.
-    method : {"auto", "dense", "ntk", "linear", "svd"}
+        None (or equal to ``net``): the optimum. Otherwise only "dense" and "reduced"
+        apply. With the population its n_hidden may differ from the student's.
+    method : {"auto", "dense", "ntk", "linear", "svd", "reduced"}
         * "dense": H assembled, ``scipy.linalg.eigh(eigvals_only=True)``. Any point.
           Cost ~ P D^2 / 4 (assembly) + D^3 (solve), memory 8 D^2 bytes.
         * "ntk" (optimum only): eigenvalues of K = J J^T / P (P No x P No), the
@@ -165,9 +226,15 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
           (P No x D), eigenvalues s^2 / P, padded with zeros to D. Cost ~
           P No D min(P No, D), memory 8 P No D bytes. Resolves eigenvalues down to
           ~1e-30 of the largest; the others stop near 1e-16 (see :func:`numerical_rank`).
-        * "auto": "dense" away from the optimum. At the optimum: "linear" for a
-          linear activation; else "ntk" if P No < D and its cost model above is below
-          that of "dense"; else "dense".
+        * "reduced" (population only): THEORY.md g, H_inf = H_S (+) (Bp (x) I_{Ni-r}),
+          r = dim span(student and teacher rows) < Ni. Cost ~ Ni (Nh + M)^2 (a
+          tall-skinny QR in column blocks) + (Nh (r + No))^3 (eigh of H_S), memory
+          8 (Nh (r + No))^2 bytes: D ~ 1e8 (Ni = 1e6, Nh = 100) is within reach.
+          The result holds values with multiplicities.
+        * "auto": the population: "reduced" when r < Ni, else as below. Away from the
+          optimum "dense". At the optimum: "linear" for a linear activation; else
+          "ntk" if P No < D and its cost model above is below that of "dense"; else
+          "dense".
     dtype : float64 or float32, optional
         Working precision; default the network's dtype.
 
@@ -202,6 +269,10 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
     n_samples = point.n_samples
     route = _choose_route(net, n_samples, point.at_optimum, method)
     d = net.n_params
+    if point.population and method in ("auto", "reduced"):
+        spec = _reduced(point, required=method == "reduced")
+        if spec is not None:
+            return spec
     # eigh and svd work in place with O(n) workspace: the peak is the build's
     if route == "dense":
         check_fits(int(_config.ASSEMBLY_OVERHEAD * dense_bytes(d, dt)),
@@ -248,6 +319,30 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
     return Spectrum(_pad_to(vals, d, dt), route, t1 - t0, t2 - t1)
 
 
+def _reduced(point, required):
+    """The "reduced" Spectrum of a population point, or None when r = Ni (no reduction)."""
+    from .population_span import reduced_spectrum, span_reduction
+
+    net = point.net
+    t0 = time.perf_counter()
+    red = span_reduction(net, point.teacher)
+    if red.multiplicity == 0:
+        if required:
+            raise ValueError(
+                f"method='reduced': the rows of the student's (and teacher's) w1 span all "
+                f"n_in = {net.n_in} input dimensions, so there is nothing to reduce; use "
+                f"method='auto' or 'dense'")
+        return None
+    d_s = net.n_hidden * (red.rank + net.n_out)
+    check_fits(int(_config.ASSEMBLY_OVERHEAD * dense_bytes(d_s, np.float64)),
+               f"the population Hessian restricted to the span ({d_s} x {d_s}, float64)",
+               MATRIX_FREE_HINT)
+    t1 = time.perf_counter()
+    values, mult, solved = reduced_spectrum(red)
+    t2 = time.perf_counter()
+    return Spectrum(values.astype(point.dtype), "reduced", t1 - t0, t2 - t1, mult, solved)
+
+
 def _pad_to(vals, d, dtype):
     """The D eigenvalues of H, ascending, from those of a route's smaller or larger matrix.
 
@@ -263,8 +358,15 @@ def _pad_to(vals, d, dtype):
 
 
 def _eigh_values(A):
+    """All eigenvalues of the symmetric A (overwritten): LAPACK ?syevr on one thread of
+    fasthess's own (:func:`fasthess._kernels.blas.symmetric_eigenvalues`), else SciPy's."""
     import scipy.linalg
 
+    from ._kernels.blas import symmetric_eigenvalues
+
+    vals = symmetric_eigenvalues(A)
+    if vals is not None:
+        return vals
     return scipy.linalg.eigh(A, eigvals_only=True, driver=_config.EIGH_DRIVER, overwrite_a=True,
                              check_finite=False)
 

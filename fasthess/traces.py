@@ -80,9 +80,10 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, rng=None,
                              "'exact' trace is a closed form of the local data")
         point = check_point(net, X, teacher, what="fasthess.trace")
         if point.population:
-            from .population import population_trace
+            from .population_hessian import population_trace
 
-            value = population_trace(None, point.net)  # closed form, O(Nh Ni)
+            # closed form: O(Nh Ni) at the optimum, O((Nh + M)^2 Ni) off it
+            value = population_trace(None, point.net, point.teacher)
             return (value, 0.0) if return_stderr else value
         f = features(point)
         xx = np.einsum("pi,pi->p", f.X, f.X)

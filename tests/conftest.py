@@ -73,6 +73,18 @@ KS_BOUND = 0.04
 # (measured 0.02-0.03).
 KS_BOUND_TINY_HIDDEN = 0.06
 
+# The off-optimum population Hessian against central differences (step 1e-5) of the
+# closed-form population gradient: truncation ~1e-10, cancellation ~1e-11 relative to
+# the largest entry (seen <= 3e-10 for erf, relu, tanh, polynomials, a custom softplus).
+RTOL_FD_POPULATION = 1e-7
+# The population Hessian's spectrum by the span reduction against eigh of the dense
+# H_inf: two backward-stable eigensolves of matrices equal to round-off (seen <= 2.4e-15).
+RTOL_POP_REDUCED = 1e-13
+# H_inf against a teacher computing the same function with its units permuted: the
+# residual term is a sum of round-off (seen <= 1.7e-15 of the largest entry, tanh's
+# quadrature; closed forms <= 3e-16). An equal teacher gives H_inf bit for bit.
+RTOL_POP_SAME_FUNCTION = 1e-14
+
 # ---------------------------------------------------------------------- activations
 ACTIVATIONS = ["linear", "quadratic", "erf", "tanh", "relu", fh.Polynomial([0.3, 1.0, 0.5, -0.2])]
 ACTIVATION_IDS = ["linear", "quadratic", "erf", "tanh", "relu", "cubic_poly"]

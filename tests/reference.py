@@ -300,3 +300,33 @@ def fd_hessian(student, X, teacher, eps=1e-4):
                  + L(theta - ea - eb)) / (4 * eps**2)
             H[a, b] = H[b, a] = v
     return H
+
+
+# ---------------------------------------------------------------------- population (THEORY.md g)
+def fd_jacobian_of(gradient, theta, eps=1e-5):
+    """Central differences of a gradient function: column a = (grad(t + eps e_a) -
+    grad(t - eps e_a)) / (2 eps). With ``gradient`` the closed-form population gradient
+    (itself checked against differences of the population loss and Monte Carlo) this is
+    the population Hessian: truncation ~eps^2 |grad'''|, cancellation ~1e-16 / eps."""
+    theta = np.asarray(theta, dtype=np.float64)
+    D = theta.size
+    H = np.empty((D, D))
+    for a in range(D):
+        e = np.zeros(D)
+        e[a] = eps
+        H[:, a] = (np.asarray(gradient(theta + e)) - np.asarray(gradient(theta - e))) / (2 * eps)
+    return H
+
+
+def monte_carlo_hessian(student, teacher, n_samples, rng, chunk=2000):
+    """(1/P) sum_mu [J_mu^T J_mu + sum_k r_mu,k d^2 y_k] over P Gaussian inputs, by the
+    twin :func:`hessian` in chunks (the sampled estimate of the population Hessian)."""
+    D = parameters(student).size
+    H = np.zeros((D, D))
+    done = 0
+    while done < n_samples:
+        p = min(chunk, n_samples - done)
+        X = rng.standard_normal((p, student.w1.shape[1]))
+        H += p * hessian(student, X, teacher)
+        done += p
+    return H / n_samples

@@ -172,7 +172,7 @@ def test_closed_operator_refuses_products(client):
     ({"n_shards": 10}, ValueError, "n_shards must be <= the number of samples P = 9"),
     ({"n_shards": 2.0}, TypeError, "n_shards must be an integer"),
     ({"client": "tcp://127.0.0.1:8786"}, TypeError, "client must be a distributed.Client"),
-    ({"teacher": fh.TwoLayerNet.random(3, 3, rng=0)}, ValueError, "teacher has shape"),
+    ({"teacher": fh.TwoLayerNet.random(4, 2, rng=0)}, ValueError, "teacher has shape"),
 ])
 def test_bad_arguments(client, kwargs, error, match):
     net = fh.TwoLayerNet.random(3, 2, rng=0)

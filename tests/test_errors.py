@@ -6,6 +6,9 @@ import pytest
 
 import fasthess as fh
 
+from . import reference as ref
+from .conftest import RTOL_EXACT
+
 
 @pytest.fixture
 def net():
@@ -76,10 +79,15 @@ def test_mismatched_n_in(net):
 
 
 def test_teacher_shape_mismatch(net, X):
-    other = fh.TwoLayerNet.random(3, 4, n_out=2, rng=2)
+    other = fh.TwoLayerNet.random(3, 4, n_out=1, rng=2)
     for f in (fh.hessian, fh.hessian_blocks, fh.hessian_operator):
-        with pytest.raises(ValueError, match=r"teacher has shape .* must match"):
+        with pytest.raises(ValueError, match=r"teacher has shape .* n_in and n_out must match"):
             f(net, X, teacher=other)
+    # another number of hidden units is a valid teacher: only its outputs enter
+    wider = fh.TwoLayerNet.random(3, 4, n_out=2, rng=2)
+    np.testing.assert_allclose(fh.hessian(net, X, teacher=wider),
+                               ref.hessian(net, X, wider), rtol=0,
+                               atol=RTOL_EXACT * np.max(np.abs(ref.hessian(net, X, wider))))
     with pytest.raises(ValueError, match="teacher has shape"):
         fh.loss(net, X, other)
     with pytest.raises(TypeError, match="teacher must be a fasthess.TwoLayerNet"):

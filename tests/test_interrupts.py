@@ -93,6 +93,7 @@ while not os.path.exists(sys.argv[2]):
         latencies.append(time.monotonic())
         interrupts += 1
         guarded(verify)
+        guarded(lambda: print("CAUGHT", latencies[-1], flush=True))
 
 def finish():
     results = final_results()
@@ -122,18 +123,21 @@ def _interrupt_child(tmp_path, name, n_interrupts, seed):
     try:
         assert child.stdout.readline().strip() == "READY"
         chooser = random.Random(seed)
-        sent = []
+        sent, caught = [], []
         for _ in range(n_interrupts):
             time.sleep(chooser.uniform(0.05, 0.7))  # a random moment of some computation
             sent.append(time.monotonic())
             child.send_signal(signal.SIGINT)
-        time.sleep(1.5)  # the last interrupt acts
+            # the next one once this one is handled (two at once would be one exception)
+            line = child.stdout.readline().split()
+            assert line[:1] == ["CAUGHT"], line
+            caught.append(float(line[1]))
         stop.touch()
         stdout, stderr = child.communicate(timeout=600)
     finally:
         if child.poll() is None:
             child.kill()
-    return child.returncode, stdout, stderr, sent, out
+    return child.returncode, stdout, stderr, sent, caught, out
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -143,17 +147,19 @@ def test_an_interrupt_storm_leaves_the_process_as_a_fresh_one(tmp_path, seed):
     fresh = tmp_path / "fresh.npz"
     subprocess.run([sys.executable, "-c", _CHILD, "fresh", str(fresh)], check=True,
                    env=_env(), cwd=ROOT, timeout=600)
-    code, stdout, stderr, sent, out = _interrupt_child(tmp_path, f"storm{seed}", 8, seed)
+    code, stdout, stderr, sent, caught, out = _interrupt_child(tmp_path, f"storm{seed}", 8,
+                                                               seed)
     assert code == 0, (code, stderr[-3000:])  # no death by a signal, no crash
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["bad"] == []
     assert report["interrupts"] == len(sent)  # every interrupt was seen, once
-    # each interrupt caught by the loop acted within a second of being sent
-    caught = report["caught"]
-    assert len(caught) >= len(sent) // 2
-    latencies = [min((c - s for c in caught if c >= s), default=np.inf) for s in sent]
-    acted = sorted(latencies)[:len(caught)]
-    assert max(acted) < 1.0, latencies
+    # each acted soon after it was sent (the clock is the machine's monotonic one): on an
+    # idle machine or beside one busy process within a second (bench/runtime.py measures
+    # it); the bound here holds on a machine loaded several times over, where a piece
+    # in flight takes several times as long (seen: up to 1.07 s at a load of 9 on 2
+    # cores), and still catches an interrupt that waits for a whole product (8-13 s)
+    latencies = [c - s for s, c in zip(sent, caught)]
+    assert max(latencies) < 3.0, latencies
     assert report["end"] == report["start"]  # BLAS counts and the thread budget
     assert report["threads_used"] == min(2, os.cpu_count() or 1)
     got, expected = np.load(out), np.load(fresh)

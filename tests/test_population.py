@@ -25,15 +25,14 @@ from scipy.special import roots_hermitenorm, roots_legendre
 
 import fasthess as fh
 from fasthess import _config
-from fasthess.population import (
+from fasthess.population import population_coefficients
+from fasthess.population_hessian import (
     assemble_dense,
     dense_bytes,
     hessian_matmat,
-    population_coefficients,
-    population_gradient,
-    population_loss,
     population_trace,
 )
+from fasthess.population_objective import population_gradient, population_loss
 from fasthess.theory import effective_parameters, linear_spectrum_exact
 
 # Named tolerances (relative to the largest entry of the compared array).
@@ -585,7 +584,9 @@ def test_population_loss_at_the_optimum_and_refusals():
     assert not np.any(population_gradient(net, fh.TwoLayerNet(net.w1, net.w2, "erf")))
     with pytest.raises(NotImplementedError, match="POPULATION.*activation"):
         population_loss(net, fh.TwoLayerNet(net.w1, net.w2, "tanh"))
-    with pytest.raises(ValueError, match="teacher has shape"):
-        population_gradient(net, make_net("erf", 4, 2, 2))
+    with pytest.raises(ValueError, match="teacher has shape.*n_in and n_out must match"):
+        population_gradient(net, make_net("erf", 5, 3, 2))
+    with pytest.raises(ValueError, match="teacher has shape.*n_in and n_out must match"):
+        population_loss(net, make_net("erf", 4, 3, 1))
     with pytest.raises(TypeError, match="teacher must be"):
         population_loss(net, "teacher")

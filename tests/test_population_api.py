@@ -19,7 +19,8 @@ ACT_IDS = ["erf", "tanh", "relu", "linear", "quadratic", "cubic"]
 
 
 def _dense(net):
-    from fasthess.population import assemble_dense, population_coefficients
+    from fasthess.population import population_coefficients
+    from fasthess.population_hessian import assemble_dense
 
     d = net.n_params
     return assemble_dense(population_coefficients(net), net, np.empty((d, d)))
@@ -36,7 +37,7 @@ def test_public_routes_agree_with_the_population_hessian(activation, n_out):
     np.testing.assert_array_equal(blocks.full(), H)
     ev = np.linalg.eigvalsh(H)
     spec = fh.eigenvalues(net, P)
-    assert spec.method == ("linear" if activation == "linear" else "dense")
+    assert spec.method == "reduced"  # Ni = 5 > rank w1 = 4 (THEORY.md g)
     assert np.max(np.abs(spec.eigenvalues - ev)) < 1e-12 * ev[-1]
     op = fh.hessian_operator(net, P)
     assert op.shape == H.shape and op.n_samples == float("inf")
@@ -57,9 +58,11 @@ def test_linear_population_spectrum_is_the_closed_form():
         (np.linalg.eigvalsh(net.w2 @ net.w2.T)[:, None]
          + np.linalg.eigvalsh(net.w1.T @ net.w1)[None, :]).ravel(),
         np.zeros(net.n_params - 12)]))
-    spec = fh.eigenvalues(net, P)
-    assert spec.method == "linear"
+    spec = fh.eigenvalues(net, P, method="linear")
     np.testing.assert_allclose(spec.eigenvalues, expected, rtol=0, atol=1e-12 * expected[-1])
+    reduced = fh.eigenvalues(net, P)
+    assert reduced.method == "reduced"
+    np.testing.assert_allclose(reduced.eigenvalues, expected, rtol=0, atol=1e-12 * expected[-1])
     dense = fh.eigenvalues(net, P, method="dense").eigenvalues
     np.testing.assert_allclose(dense, expected, rtol=0, atol=1e-12 * expected[-1])
 
@@ -110,7 +113,7 @@ def test_optimum_loss_and_gradient_are_zero():
 
 def test_population_loss_and_gradient_off_the_optimum():
     # the closed forms are checked against Monte Carlo in tests/test_population.py
-    from fasthess.population import population_gradient, population_loss
+    from fasthess.population_objective import population_gradient, population_loss
 
     net = fh.TwoLayerNet.random(4, 3, n_out=2, rng=0)
     teacher = perturb(net, 0.2, rng=1)
@@ -135,16 +138,28 @@ def test_population_without_meaning_is_refused_clearly():
             fh.eigenvalues(net, P, method=method)
 
 
-def test_off_the_optimum_is_refused_naming_population():
-    net = fh.TwoLayerNet.random(3, 2, rng=0)
-    teacher = perturb(net, 0.1, rng=1)
-    for call in (lambda: fh.hessian(net, P, teacher=teacher),
-                 lambda: fh.hessian_operator(net, P, teacher=teacher),
-                 lambda: fh.eigenvalues(net, P, teacher=teacher),
-                 lambda: fh.trace(net, P, teacher=teacher)):
-        with pytest.raises(NotImplementedError, match="POPULATION is implemented at the "
-                                                      "optimum only"):
-            call()
+@pytest.mark.parametrize("activation", ["erf", "relu", "tanh"])
+def test_public_routes_off_the_optimum(activation):
+    # student of 3 units, teacher of 2 (M != Nh), No = 2: every route on one dense matrix
+    teacher = fh.TwoLayerNet.random(7, 2, n_out=2, activation=activation, rng=7)
+    student = fh.TwoLayerNet.random(7, 3, n_out=2, activation=activation, rng=8)
+    H = fh.hessian(student, P, teacher=teacher)
+    np.testing.assert_array_equal(H, H.T)
+    np.testing.assert_array_equal(fh.hessian_blocks(student, P, teacher=teacher).full(), H)
+    ev = np.linalg.eigvalsh(H)
+    op = fh.hessian_operator(student, P, teacher=teacher)
+    assert not op.at_optimum
+    V = np.random.default_rng(9).standard_normal((student.n_params, 3))
+    assert np.max(np.abs(op @ V - H @ V)) <= 1e-13 * np.max(np.abs(H @ V))
+    spec = fh.eigenvalues(student, P, teacher=teacher)
+    assert spec.method == "reduced" and len(spec) == student.n_params
+    assert np.max(np.abs(spec.eigenvalues - ev)) <= 1e-13 * np.max(np.abs(ev))
+    dense = fh.eigenvalues(student, P, teacher=teacher, method="dense")
+    assert np.max(np.abs(dense.eigenvalues - ev)) <= 1e-13 * np.max(np.abs(ev))
+    w = fh.eigsh(student, P, k=2, which="SA", teacher=teacher, rng=0,
+                 return_eigenvectors=False)
+    np.testing.assert_allclose(w, ev[:2], rtol=0, atol=1e-10 * np.max(np.abs(ev)))
+    assert fh.trace(student, P, teacher=teacher) == pytest.approx(np.trace(H), rel=1e-13)
 
 
 def test_dense_population_too_large_names_the_operator_route(monkeypatch):
@@ -155,5 +170,6 @@ def test_dense_population_too_large_names_the_operator_route(monkeypatch):
     needed = int(re.search(r"needs ([\d,]+) bytes", msg).group(1).replace(",", ""))
     assert needed >= 8 * big.n_params**2
     assert "fasthess.hessian_operator" in msg and "fasthess.eigsh" in msg
+    assert "method='reduced'" in msg
     with pytest.raises(MemoryError, match="fasthess.eigsh"):
         fh.eigenvalues(big, P)

@@ -465,3 +465,22 @@ def test_thread_count_guarantee(tmp_path):
         scale = np.max(np.abs(one[key]))
         bound = (one[key].size * eps if key.endswith("_ev") else 16 * eps) * scale
         assert np.max(np.abs(one[key] - two[key])) <= bound, key
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_the_private_eigensolver_matches_numpy(dtype, order):
+    """The dense route's eigenvalues (LAPACK ?syevr of the private single-threaded
+    OpenBLAS) against NumPy's eigvalsh in float64, for either memory order."""
+    from fasthess._kernels.blas import PRIVATE, symmetric_eigenvalues
+
+    if not PRIVATE.private:
+        pytest.skip("no private OpenBLAS (scipy-openblas32) in this environment")
+    A = np.random.default_rng(3).standard_normal((120, 120))
+    A = (A + A.T).astype(dtype)
+    expected = np.linalg.eigvalsh(A.astype(np.float64))
+    got = symmetric_eigenvalues(np.array(A, order=order))
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert got.dtype == dtype and got.shape == expected.shape
+    assert np.max(np.abs(got - expected)) <= tol * np.max(np.abs(expected))
+    assert np.all(np.diff(got) >= 0)

@@ -140,3 +140,15 @@ def test_population_preconditioner_inverts_the_block_diagonal(activation):
     V = np.random.default_rng(1).standard_normal((net.n_params, 3))
     np.testing.assert_allclose(apply(B @ V), V, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(apply(B @ V[:, 0]), V[:, 0], rtol=1e-9, atol=1e-9)
+
+
+def test_reduced_population_spectrum_is_never_expanded(monkeypatch):
+    # Nh < Ni: the exact "reduced" route (values with multiplicities); the k smallest
+    # nonzero count multiplicities, as the dense spectrum lists them
+    net = fh.TwoLayerNet.random(12, 3, activation="erf", rng=0)
+    want = _nonzero_reference(net, P)[:8]
+    monkeypatch.setattr(fh.Spectrum, "eigenvalues",
+                        property(lambda self: pytest.fail("expanded to D values")))
+    got = smallest_nonzero(net, P, k=8)
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert np.unique(np.round(got / want[0], 6)).size < 8   # some values repeat

@@ -463,7 +463,7 @@ def small():
 
 def test_unknown_or_inapplicable_method(small):
     net, X = small
-    assert METHODS == ("auto", "dense", "ntk", "linear", "svd")
+    assert METHODS == ("auto", "dense", "ntk", "linear", "svd", "reduced")
     with pytest.raises(ValueError, match="method must be one of 'auto', 'dense'.*got 'eigh'"):
         eigenvalues(net, X, method="eigh")
     with pytest.raises(ValueError, match="method='linear' needs a linear activation.*'erf'"):

@@ -11,6 +11,11 @@ instance of the same OpenBLAS build that NumPy and SciPy ship (the
 Where that wheel is missing, the GEMM is SciPy's (``scipy.linalg.cython_blas``) at
 its own thread count, and fasthess runs no two GEMMs at once (:data:`PRIVATE`).
 
+The dense eigenvalues (LAPACK's ?syevr) come from the same private instance, on one
+thread: LAPACK's tridiagonal reduction on the shared BLAS's threads synchronises them
+at every step, and beside a busy core or another library's spinning BLAS thread it ran
+many times slower than on one thread.
+
 Kernels call the GEMM by symbol name (``fasthess_dgemm`` / ``fasthess_sgemm``,
 registered with LLVM when this module is imported, before any kernel that uses them
 is compiled or loaded from the disk cache), so they stay cacheable. Python pieces call
@@ -34,7 +39,7 @@ class _Gemm:
     float32, whether they are single-threaded (``private``), and the library's path."""
 
     def __init__(self):
-        self.private, self.path, self.library = False, None, None
+        self.private, self.path, self.library, self.syevr = False, None, None, {}
         addresses = _private_gemm(self) or _scipy_gemm()
         proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
         self.functions = {np.dtype(np.float64): proto(addresses[0]),
@@ -70,6 +75,8 @@ def _private_gemm(gemm: _Gemm):
         return None
     gemm._set(1)
     gemm.private, gemm.path, gemm.library = True, path, lib
+    gemm.syevr = {np.dtype(np.float64): getattr(lib, "scipy_dsyevr_", None),
+                  np.dtype(np.float32): getattr(lib, "scipy_ssyevr_", None)}
     return addresses
 
 
@@ -116,6 +123,42 @@ def gemm_call(out, a, b, b_transposed: bool, beta: float) -> None:
         byref(c_int(k)), byref(scalar(1.0)), b.ctypes.data, byref(c_int(b.strides[0] // item)),
         a.ctypes.data, byref(c_int(a.strides[0] // item)), byref(scalar(beta)),
         out.ctypes.data, byref(c_int(out.strides[0] // item)))
+
+
+def symmetric_eigenvalues(A):
+    """All eigenvalues, ascending, of the symmetric float64 or float32 matrix ``A``
+    (C- or Fortran-contiguous; overwritten), by LAPACK's ?syevr in the private
+    single-threaded instance; None where there is none (the caller uses SciPy's)."""
+    syevr = PRIVATE.syevr.get(A.dtype)
+    if syevr is None or not (A.flags.c_contiguous or A.flags.f_contiguous):
+        return None
+    n = A.shape[0]
+    c_int, byref = ctypes.c_int, ctypes.byref
+    scalar = ctypes.c_double if A.dtype == np.float64 else ctypes.c_float
+    w = np.empty(n, dtype=A.dtype)
+    isuppz = np.empty(2 * max(1, n), dtype=np.int32)
+    m, info = c_int(0), c_int(0)
+    zero = scalar(0.0)
+    z = np.empty(1, dtype=A.dtype)
+
+    def call(work, lwork, iwork, liwork):
+        # the symmetric A is the same matrix read in either order: no copy
+        syevr(b"N", b"A", b"L", byref(c_int(n)), ctypes.c_void_p(A.ctypes.data),
+              byref(c_int(max(1, n))), byref(zero), byref(zero), byref(c_int(1)),
+              byref(c_int(n)), byref(zero), byref(m), ctypes.c_void_p(w.ctypes.data),
+              ctypes.c_void_p(z.ctypes.data), byref(c_int(1)),
+              ctypes.c_void_p(isuppz.ctypes.data), ctypes.c_void_p(work.ctypes.data),
+              byref(c_int(lwork)), ctypes.c_void_p(iwork.ctypes.data), byref(c_int(liwork)),
+              byref(info))
+
+    work, iwork = np.empty(1, dtype=A.dtype), np.empty(1, dtype=np.int32)
+    call(work, -1, iwork, -1)  # workspace query
+    lwork, liwork = max(1, int(work[0])), max(1, int(iwork[0]))
+    work, iwork = np.empty(lwork, dtype=A.dtype), np.empty(liwork, dtype=np.int32)
+    call(work, lwork, iwork, liwork)
+    if info.value != 0:
+        raise np.linalg.LinAlgError(f"LAPACK ?syevr failed (info = {info.value})")
+    return w[:m.value]
 
 
 @inline_kernel

@@ -5,16 +5,21 @@ Every entry of H_inf is an expectation over one pair of pre-activations
 s_k = |w_k| and the angle between w_j and w_k (its cosine and sine); then
 h_j = s_j z1 and h_k = s_k (cos z1 + sin z2) with z ~ N(0, I_2).
 
-Per pair the kernels produce seven numbers (the "pair coefficients"):
+Per pair the kernels produce nine numbers (the "pair coefficients"):
 
     a   = E[g'(h_j) g'(h_k)]          G   = E[g(h_j) g(h_k)]
     cjk = E[g''(h_j) g(h_k)]          ckj = E[g''(h_k) g(h_j)]
     m11 = E[g'''(h_j) g'(h_k)]        m12 = E[g''(h_j) g''(h_k)]       m22 = E[g'(h_j) g'''(h_k)]
+    ajk = E[g''''(h_j) g(h_k)]        akj = E[g''''(h_k) g(h_j)]
 
 so that the w1w1 tile is Q_jk (a I + U M U^T), U = [w_j, w_k], M = [[m11, m12], [m12, m22]]
 (second-order Stein), and the w1w2 column vector is w_j cjk + w_k a (first-order Stein).
 g''' never appears: by Stein's lemma for the pair, E[h_j g''_j g'_k] = C_jj m11 + C_jk m12,
-so m11 = (E[h_j g''_j g'_k] - C_jk m12) / C_jj needs only g, g', g''.
+so m11 = (E[h_j g''_j g'_k] - C_jk m12) / C_jj needs only g, g', g''. The last two
+serve the residual term off the optimum (THEORY.md g): E[g''(h_j) g(h_k) x x^T] =
+cjk I + U [[ajk, m11], [m11, m12]] U^T; they come the same way, from
+E[h_j^2 g''_j g_k] = C_jj (cjk + E[h_j g'''_j g_k]) + C_jk E[h_j g''_j g'_k] and
+E[h_j g'''_j g_k] = C_jj ajk + C_jk m11.
 
 Nearly parallel pairs: the sine comes from the angle computed from the rows themselves
 (Kahan: theta = 2 atan2(|u - v|, |u + v|) of the unit vectors) when the Gram cosine is
@@ -83,10 +88,11 @@ def pair_geometry(W1, gram, norms, pj, pk, refine_cos, cos_out, sin_out):
 def erf_pairs(pj, pk, norms, cosines, sines, out):
     """Pair coefficients of g(z) = erf(z / sqrt 2) in closed form (THEORY.md f).
 
-    out: (n_pairs, 7) columns a, G, cjk, ckj, m11, m12, m22. With C the 2x2 covariance
-    of the pair and Delta = det(I + C) = 1 + C_jj + C_kk + C_jj C_kk sin^2 (no
+    out: (n_pairs, 9) columns a, G, cjk, ckj, m11, m12, m22, ajk, akj. With C the 2x2
+    covariance of the pair and Delta = det(I + C) = 1 + C_jj + C_kk + C_jj C_kk sin^2 (no
     cancellation): a = (2/pi)/sqrt(Delta), M = -a (I + C)^{-1},
-    G = (2/pi) asin(C_jk / sqrt((1+C_jj)(1+C_kk))), cjk = -a C_jk / (1 + C_jj).
+    G = (2/pi) asin(C_jk / sqrt((1+C_jj)(1+C_kk))), cjk = -a C_jk / (1 + C_jj), and
+    ajk = 2 d cjk / d C_jj = a C_jk (2 / (1 + C_jj)^2 + (1 + C_kk) / ((1 + C_jj) Delta)).
     """
     for p in range(pj.shape[0]):
         j = pj[p]
@@ -106,6 +112,10 @@ def erf_pairs(pj, pk, norms, cosines, sines, out):
         out[p, 4] = -a * (1.0 + ckk) / delta
         out[p, 5] = a * cjk / delta
         out[p, 6] = -a * (1.0 + cjj) / delta
+        bj = 1.0 + cjj
+        bk = 1.0 + ckk
+        out[p, 7] = a * cjk * (2.0 / (bj * bj) + bk / (bj * delta))
+        out[p, 8] = a * cjk * (2.0 / (bk * bk) + bj / (bk * delta))
 
 
 @inline_kernel
@@ -124,16 +134,18 @@ def relu_pairs(pj, pk, norms, cosines, sines, min_sine, out):
     theta = atan2(sin, cos); a = (pi - theta)/(2 pi);
     G = s_j s_k (sin + (pi - theta) cos) / (2 pi); cjk = s_k sin / (2 pi s_j)
     (E[delta(h_j) relu(h_k)]); M = (1/(2 pi sin)) [[-cos/s_j^2, 1/(s_j s_k)],
-    [1/(s_j s_k), -cos/s_k^2]]. M is left 0 where sin < min_sine: those pairs carry
-    their tile in the orthonormal basis instead (see the module docstring). A zero
-    row (h = 0, relu'(0) = 0) contributes nothing.
+    [1/(s_j s_k), -cos/s_k^2]]; ajk = s_k (cos^2 - sin^2) / (2 pi s_j^3 sin), from
+    E[delta(h_j) relu(h_k) x x^T] = p_{h_j}(0) E[relu(h_k) x x^T | h_j = 0]. M, ajk and
+    akj are left 0 where sin < min_sine: those pairs carry their tile in the orthonormal
+    basis instead (see the module docstring). A zero row (h = 0, relu'(0) = 0)
+    contributes nothing.
     """
     for p in range(pj.shape[0]):
         j = pj[p]
         k = pk[p]
         nj = norms[j]
         nk = norms[k]
-        for q in range(7):
+        for q in range(9):
             out[p, q] = 0.0
         if nj == 0.0 or nk == 0.0:
             continue
@@ -149,6 +161,8 @@ def relu_pairs(pj, pk, norms, cosines, sines, min_sine, out):
             out[p, 4] = -f * c / (nj * nj)
             out[p, 5] = f / (nj * nk)
             out[p, 6] = -f * c / (nk * nk)
+            out[p, 7] = f * nk * (c * c - s * s) / (nj * nj * nj)
+            out[p, 8] = f * nj * (c * c - s * s) / (nk * nk * nk)
 
 
 # ---------------------------------------------------------------------- quadrature
@@ -172,7 +186,7 @@ def quadrature_pairs(pj, pk, norms, cosines, node_1d, weights, unit_g0, unit_g1,
     node_1d[t] indexes the z1 coordinate of node t in the 1-D rule; unit_gX[j, a] is
     g^(X)(s_j z1_a) and unit_h[j, a] = s_j z1_a (per hidden unit); hk, g0, g1, g2
     (n_pairs, n_nodes) hold h_k and g^(X)(h_k) at the nodes; weights (n_nodes,) sum
-    to 1. out (n_pairs, 7) as in erf_pairs; m11, m22 via Stein (module docstring).
+    to 1. out (n_pairs, 9) as in erf_pairs; m11, m22, ajk, akj via Stein (module docstring).
     """
     n_nodes = weights.shape[0]
     for p in range(pj.shape[0]):
@@ -185,6 +199,8 @@ def quadrature_pairs(pj, pk, norms, cosines, node_1d, weights, unit_g0, unit_g1,
         s_ej = 0.0
         s_m12 = 0.0
         s_ek = 0.0
+        s_qj = 0.0
+        s_qk = 0.0
         for t in range(n_nodes):
             a = node_1d[t]
             w = weights[t]
@@ -201,6 +217,8 @@ def quadrature_pairs(pj, pk, norms, cosines, node_1d, weights, unit_g0, unit_g1,
             s_m12 += w * (fj2 * gk2)
             s_ej += w * (unit_h[j, a] * fj2 * gk1)
             s_ek += w * (hk[p, t] * gk2 * fj1)
+            s_qj += w * (unit_h[j, a] * unit_h[j, a] * fj2 * gk0)
+            s_qk += w * (hk[p, t] * hk[p, t] * gk2 * fj0)
         cjj = norms[j] * norms[j]
         ckk = norms[k] * norms[k]
         cjk = norms[j] * norms[k] * cosines[p]
@@ -212,6 +230,11 @@ def quadrature_pairs(pj, pk, norms, cosines, node_1d, weights, unit_g0, unit_g1,
         out[p, 4] = (s_ej - cjk * s_m12) / cjj if cjj > 0.0 else 0.0
         out[p, 5] = s_m12
         out[p, 6] = (s_ek - cjk * s_m12) / ckk if ckk > 0.0 else 0.0
+        # ajk multiplies w_j w_j^T, as m11 does
+        out[p, 7] = (((s_qj - cjj * s_cjk - cjk * s_ej) / cjj - cjk * out[p, 4]) / cjj
+                     if cjj > 0.0 else 0.0)
+        out[p, 8] = (((s_qk - ckk * s_ckj - cjk * s_ek) / ckk - cjk * out[p, 6]) / ckk
+                     if ckk > 0.0 else 0.0)
 
 
 # ---------------------------------------------------------------------- dense assembly
@@ -388,8 +411,9 @@ def parallel_pairs_product(W1, norms, Q, par_indptr, par_indices, par_cos, par_s
 def scatter_pairs(pj, pk, values, out):
     """Nh x Nh matrices from per-pair values: out[q] (j,k) = values[:, q] ...
 
-    values (n_pairs, 7) as in erf_pairs; out (5, Nh, Nh) receives a, G, cmat, m11, m12
-    with the (k, j) entries from the swapped roles (cmat_kj = ckj, m11_kj = m22_jk).
+    values (n_pairs, 9) as in erf_pairs; out (6, Nh, Nh) receives a, G, cmat, m11, m12,
+    alpha with the (k, j) entries from the swapped roles (cmat_kj = ckj, m11_kj = m22_jk,
+    alpha_kj = akj).
     """
     for p in range(pj.shape[0]):
         j = pj[p]
@@ -404,4 +428,6 @@ def scatter_pairs(pj, pk, values, out):
         out[3, k, j] = values[p, 6]
         out[4, j, k] = values[p, 5]
         out[4, k, j] = values[p, 5]
+        out[5, j, k] = values[p, 7]
+        out[5, k, j] = values[p, 8]
 

@@ -91,7 +91,8 @@ def shape_label(n_in, n_hidden) -> str:
 # How each eigenvalue route of fasthess.spectrum.eigenvalues computes, for captions.
 _ROUTE_WORDS = {"svd": "squared singular values of J/√P", "dense": "eigh of the assembled H",
                 "linear": "the exact structured spectrum of a linear network",
-                "ntk": "eigenvalues of the NTK Gram, padded with zeros"}
+                "ntk": "eigenvalues of the NTK Gram, padded with zeros",
+                "reduced": "the exact reduction of H_inf to the span of the weights"}
 
 
 def route_words(method) -> str:
