@@ -69,7 +69,7 @@ def test_known_null_directions_are_null(activation, count):
 
 
 def test_auto_goes_matrix_free_on_the_population_from_the_threshold(monkeypatch):
-    net = fh.TwoLayerNet.random(10, 8, activation="erf", rng=1)
+    net = fh.TwoLayerNet.random(8, 10, activation="erf", rng=1)  # Nh >= Ni: no span reduction
     want = _nonzero_reference(net, P)[:2]
 
     def no_exact_route(*args, **kwargs):
@@ -83,7 +83,7 @@ def test_auto_goes_matrix_free_on_the_population_from_the_threshold(monkeypatch)
     with pytest.raises(AssertionError, match="exact"):
         smallest_nonzero(net, P, k=2)
     with pytest.raises(AssertionError, match="exact"):
-        smallest_nonzero(net, fh.gaussian_inputs(400, 10, rng=2), k=2)
+        smallest_nonzero(net, fh.gaussian_inputs(400, 8, rng=2), k=2)
 
 
 def test_auto_goes_matrix_free_when_the_exact_route_does_not_fit(monkeypatch):
@@ -99,7 +99,7 @@ def test_auto_goes_matrix_free_when_the_exact_route_does_not_fit(monkeypatch):
 
 
 def test_auto_falls_back_to_the_exact_route_when_lobpcg_does_not_converge(monkeypatch):
-    net = fh.TwoLayerNet.random(10, 8, activation="erf", rng=1)
+    net = fh.TwoLayerNet.random(8, 10, activation="erf", rng=1)  # Nh >= Ni: no span reduction
     monkeypatch.setattr(_config, "SMALLEST_MATRIX_FREE_MIN_D", net.n_params)
     monkeypatch.setattr(_config, "SMALLEST_MAX_ITERATIONS", 2)
     # the exact route's answer, to the bit
