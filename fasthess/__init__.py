@@ -14,7 +14,8 @@ from .operators import HessianOperator, HessianOperatorBase, hessian_operator
 from .products import JacobianOperator, jacobian, jacobian_operator
 from .rank import RankResult, UndeterminedRankWarning, numerical_rank
 from .slq import SpectralDensity, spectral_density
-from .spectrum import Spectrum, eigenvalues, eigsh
+from .spectrum import Spectrum, eigenvalues
+from .extremes import eigsh
 from .smallest import smallest_nonzero
 from .traces import trace
 from .online import OnlineODEResult, OnlineSGDResult, online_sgd, online_sgd_ode

@@ -241,11 +241,12 @@ SMALLEST_MAX_ITERATIONS = 5000
 SMALLEST_TOP_RTOL = 1e-6
 
 # ---------------------------------------------------------------- numerical rank
-# numerical_rank calls a rank undetermined (and warns) when an eigenvalue lies within
-# this many decades of its tolerance, on either side: round-off spreads the computed
-# zeros over about a decade below n eps lambda_max, so an eigenvalue that close to the
-# cut may be a zero, and a "zero" that close may be genuine. float32 erf at N = 30 put
-# eigenvalues on both sides of the cut with a gap of 0.0 decades.
+# numerical_rank calls a rank undetermined (and warns) when the kept and dropped
+# eigenvalues are less than this many decades apart (or, nothing dropped, the smallest
+# is that close above the tolerance): a continuum through the cut, not a gap. float32
+# erf at N = 30 put eigenvalues on both sides of the cut with a gap of 0.0 decades;
+# float64 round-off zeros sit 0-1 decade below the cut with genuine eigenvalues 10+
+# decades above, which is determined.
 RANK_MIN_GAP_DECADES = 1.0
 
 # ---------------------------------------------------------------- sweeps

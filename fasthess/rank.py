@@ -49,9 +49,10 @@ class RankResult:
     n_eigenvalues : int or None
         How many eigenvalues were examined (None if unknown).
     undetermined : bool
-        True when an eigenvalue lies less than ``_config.RANK_MIN_GAP_DECADES`` (one
-        decade) from the tolerance on either side: the eigenvalues run through the cut
-        without a gap, so the rank depends on where the cut is put, not on H. Typical
+        True when the gap is under ``_config.RANK_MIN_GAP_DECADES`` (one decade), or,
+        when nothing is dropped, the smallest eigenvalue is less than that above the
+        tolerance: the eigenvalues run through the cut without a gap, so the rank
+        depends on where the cut is put, not on H. Typical
         of float32 (round-off at ~1e-7 of the largest eigenvalue swamps genuine small
         eigenvalues). Recompute in float64, with ``method="svd"``, or use the
         tolerance-free :func:`fasthess.theory.exact_rank`.
@@ -142,9 +143,10 @@ def numerical_rank(eigenvalues, rtol=None, *, warn=True) -> RankResult:
         i.e. eps^2 * lambda_max on the eigenvalue scale (the matrix_rank rule
         applied to J).
     warn : bool, default True
-        Warn (:class:`UndeterminedRankWarning`) when the rank is undetermined: no gap
-        of at least one decade (``_config.RANK_MIN_GAP_DECADES``) on either side of the
-        tolerance. ``False`` for callers that read ``.undetermined`` themselves.
+        Warn (:class:`UndeterminedRankWarning`) when the rank is undetermined: a gap
+        under one decade (``_config.RANK_MIN_GAP_DECADES``) at the tolerance, or, with
+        nothing dropped, the smallest eigenvalue within a decade above it. ``False``
+        for callers that read ``.undetermined`` themselves.
 
     Returns
     -------
@@ -216,14 +218,21 @@ def numerical_rank(eigenvalues, rtol=None, *, warn=True) -> RankResult:
 
 
 def _undetermined(a, kept, tol) -> bool:
-    """Whether an eigenvalue lies within RANK_MIN_GAP_DECADES of the cut (either side)."""
+    """No gap at the cut: kept and dropped eigenvalues less than RANK_MIN_GAP_DECADES apart,
+    or, when none is dropped, the smallest less than that above the tolerance.
+
+    Round-off zeros lying close below the cut are normal (eigh puts them near eps
+    lambda_max, the cut is n eps lambda_max); what matters is their distance to the
+    smallest kept eigenvalue.
+    """
     if tol == 0.0 or not np.any(kept):
         return False  # every eigenvalue exactly 0, or an rtol >= 1 that keeps none
     width = 10.0 ** _config.RANK_MIN_GAP_DECADES
-    if float(a[kept].min()) < width * tol:
-        return True
-    dropped = a[~kept]
-    return bool(dropped.size and float(dropped.max()) * width > tol)
+    small = float(a[kept].min())
+    if np.all(kept):
+        return small < width * tol
+    big = float(a[~kept].max())
+    return big > 0.0 and small < width * big
 
 
 def _undetermined_advice(r, dtype, svd) -> str:
@@ -239,6 +248,6 @@ def _undetermined_advice(r, dtype, svd) -> str:
     gap = (f"gap {r.gap_decades:.1f} decades" if math.isfinite(r.gap_decades)
            else "nothing dropped")
     return (f"numerical_rank: the rank {r.rank} of {r.n_eigenvalues} is undetermined: "
-            f"eigenvalues lie within {_config.RANK_MIN_GAP_DECADES:g} decade of the "
-            f"tolerance {r.tolerance:.3g} ({gap}), so {np.dtype(dtype).name} (eps {eps:.2g}) "
+            f"no gap of {_config.RANK_MIN_GAP_DECADES:g} decade at the tolerance "
+            f"{r.tolerance:.3g} ({gap}), so {np.dtype(dtype).name} (eps {eps:.2g}) "
             f"does not separate zero from nonzero eigenvalues here; " + "; or ".join(fixes))

@@ -75,8 +75,10 @@ def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto", *, tol
           polynomials only where their null space is small.
         * "auto": at the optimum, "lobpcg" for ``fasthess.POPULATION`` when
           D >= ``_config.SMALLEST_MATRIX_FREE_MIN_D`` (products there cost
-          O(Nh^2 (Ni + No)) per column against the dense route's D^3) and the
-          activation qualifies, or whenever the exact route does not fit in memory;
+          O(Nh^2 (Ni + No)) per column against the dense route's D^3), Nh >= Ni (with
+          Nh < Ni the exact "reduced" route of :func:`fasthess.eigenvalues` is
+          cheaper still) and the activation qualifies, or whenever the exact route
+          does not fit in memory;
           otherwise the exact route :func:`fasthess.eigenvalues` would take. A
           sampled product costs O(P D) per column, as much as a column of the dense
           assembly, so for samples the exact route is cheaper while it fits. If
@@ -142,8 +144,11 @@ def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto", *, tol
         return _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress)
     if method != "auto" or not point.at_optimum:
         return _exact_smallest(point, k, rtol, method)
-    # "auto" at the optimum; _block_size reads the theory, so only where it may matter
-    if point.population and net.n_params >= _config.SMALLEST_MATRIX_FREE_MIN_D \
+    # "auto" at the optimum; _block_size reads the theory, so only where it may matter.
+    # With Nh < Ni the population spectrum reduces exactly to the span of W1's rows
+    # (THEORY.md g, the "reduced" route of fasthess.eigenvalues): cheaper than any solver.
+    if point.population and net.n_hidden >= net.n_in \
+            and net.n_params >= _config.SMALLEST_MATRIX_FREE_MIN_D \
             and _block_size(point, k) is not None:
         try:
             return _lobpcg_smallest(point, k, rtol, tol, maxiter, generator, progress)
@@ -168,18 +173,24 @@ def _exact_smallest(point, k, rtol, method):
     spec = eigenvalues(point.net, point.X, teacher=point.teacher, method=method,
                        dtype=point.dtype)
     rank = numerical_rank(spec, rtol, warn=False)
-    return _k_nonzero(spec.eigenvalues, rank.tolerance, rank.rtol, k,
+    # distinct values with multiplicities (the "reduced" route): never expanded to D
+    return _k_nonzero(spec.values, spec.multiplicities, rank.tolerance, rank.rtol, k,
                       "or use method='svd' to resolve smaller eigenvalues")
 
 
-def _k_nonzero(ev, tolerance, rtol, k, advice):
-    nonzero = ev[np.abs(ev) > tolerance]
-    if nonzero.size < k:
+def _k_nonzero(values, multiplicities, tolerance, rtol, k, advice):
+    """The k eigenvalues of smallest |lambda| above ``tolerance``, multiplicities counted."""
+    keep = np.abs(values) > tolerance
+    vals, counts = values[keep], multiplicities[keep]
+    found = int(counts.sum())
+    if found < k:
         raise ValueError(
-            f"k = {k} but only {nonzero.size} eigenvalue(s) exceed the zero tolerance "
+            f"k = {k} but only {found} eigenvalue(s) exceed the zero tolerance "
             f"{tolerance:.3g} (rtol = {rtol:.3g}); lower k, or rtol, {advice}")
-    order = np.argsort(np.abs(nonzero), kind="stable")
-    return nonzero[order[:k]]
+    order = np.argsort(np.abs(vals), kind="stable")
+    vals, counts = vals[order], counts[order]
+    upto = int(np.searchsorted(np.cumsum(counts), k)) + 1
+    return np.repeat(vals[:upto], counts[:upto])[:k]
 
 
 # ---------------------------------------------------------------------- matrix-free
@@ -255,6 +266,9 @@ def hessian_diagonal(point, coefficients=None) -> np.ndarray:
     net = point.net
     n_out = net.n_out
     if point.population:
+        if not point.at_optimum:
+            raise ValueError("hessian_diagonal: the population diagonal is implemented at "
+                             "the optimum only (teacher None or the student)")
         from .population import population_coefficients
 
         c = coefficients if coefficients is not None else population_coefficients(net)

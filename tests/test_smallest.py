@@ -69,7 +69,7 @@ def test_known_null_directions_are_null(activation, count):
 
 
 def test_auto_goes_matrix_free_on_the_population_from_the_threshold(monkeypatch):
-    net = fh.TwoLayerNet.random(10, 8, activation="erf", rng=1)
+    net = fh.TwoLayerNet.random(8, 10, activation="erf", rng=1)  # Nh >= Ni: no span reduction
     want = _nonzero_reference(net, P)[:2]
 
     def no_exact_route(*args, **kwargs):
@@ -83,7 +83,7 @@ def test_auto_goes_matrix_free_on_the_population_from_the_threshold(monkeypatch)
     with pytest.raises(AssertionError, match="exact"):
         smallest_nonzero(net, P, k=2)
     with pytest.raises(AssertionError, match="exact"):
-        smallest_nonzero(net, fh.gaussian_inputs(400, 10, rng=2), k=2)
+        smallest_nonzero(net, fh.gaussian_inputs(400, 8, rng=2), k=2)
 
 
 def test_auto_goes_matrix_free_when_the_exact_route_does_not_fit(monkeypatch):
@@ -99,7 +99,7 @@ def test_auto_goes_matrix_free_when_the_exact_route_does_not_fit(monkeypatch):
 
 
 def test_auto_falls_back_to_the_exact_route_when_lobpcg_does_not_converge(monkeypatch):
-    net = fh.TwoLayerNet.random(10, 8, activation="erf", rng=1)
+    net = fh.TwoLayerNet.random(8, 10, activation="erf", rng=1)  # Nh >= Ni: no span reduction
     monkeypatch.setattr(_config, "SMALLEST_MATRIX_FREE_MIN_D", net.n_params)
     monkeypatch.setattr(_config, "SMALLEST_MAX_ITERATIONS", 2)
     # the exact route's answer, to the bit
@@ -140,3 +140,15 @@ def test_population_preconditioner_inverts_the_block_diagonal(activation):
     V = np.random.default_rng(1).standard_normal((net.n_params, 3))
     np.testing.assert_allclose(apply(B @ V), V, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(apply(B @ V[:, 0]), V[:, 0], rtol=1e-9, atol=1e-9)
+
+
+def test_reduced_population_spectrum_is_never_expanded(monkeypatch):
+    # Nh < Ni: the exact "reduced" route (values with multiplicities); the k smallest
+    # nonzero count multiplicities, as the dense spectrum lists them
+    net = fh.TwoLayerNet.random(12, 3, activation="erf", rng=0)
+    want = _nonzero_reference(net, P)[:8]
+    monkeypatch.setattr(fh.Spectrum, "eigenvalues",
+                        property(lambda self: pytest.fail("expanded to D values")))
+    got = smallest_nonzero(net, P, k=8)
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert np.unique(np.round(got / want[0], 6)).size < 8   # some values repeat

@@ -14,7 +14,8 @@ import fasthess as fh
 from fasthess import theory
 from fasthess.rank import RankResult
 from fasthess.smallest import smallest_nonzero
-from fasthess.spectrum import METHODS, Spectrum, eigenvalues, eigsh
+from fasthess.extremes import eigsh
+from fasthess.spectrum import METHODS, Spectrum, eigenvalues
 
 numerical_rank, spectral_density, trace = fh.numerical_rank, fh.spectral_density, fh.trace
 
@@ -299,18 +300,22 @@ def test_float32_rank_without_a_gap_is_undetermined_and_warns():
 
 
 @pytest.mark.parametrize("values, undetermined", [
-    ([3e-15, 1.0], True),          # kept, but within a decade above the cut (4.4e-16)
-    ([2e-16, 1.0], True),          # dropped, but within a decade below it
+    ([3e-15, 1.0], True),          # full rank, the smallest 7x the tolerance (4.4e-16)
+    ([1e-13, 1.0], False),         # full rank, 2.4 decades above the tolerance
+    ([2e-16, 1.0], False),         # a round-off zero just below the cut, 15.7 decades under
+    ([2e-15, 1e-14, 1.0], True),   # dropped 2e-15, kept 1e-14: 0.7 decades apart
     ([1e-20, 1e-10, 1.0], False),  # cut in a gap of 10 decades
     ([0.0, 0.0, 1.0], False),      # exact zeros
-    ([1e-13, 1.0], False),         # full rank, 2.4 decades above the cut
 ])
-def test_undetermined_means_an_eigenvalue_within_a_decade_of_the_cut(values, undetermined):
+def test_undetermined_means_no_gap_of_a_decade_at_the_cut(values, undetermined):
     r = numerical_rank(values, warn=False)
-    tol = r.tolerance
     a = np.abs(np.asarray(values))
-    near = np.any((a > tol / 10) & (a < tol * 10))
-    assert near == undetermined == r.undetermined
+    kept, dropped = a[a > r.tolerance], a[a <= r.tolerance]
+    if dropped.size and dropped.max() > 0:
+        no_gap = kept.min() / dropped.max() < 10
+    else:
+        no_gap = dropped.size == 0 and kept.min() < 10 * r.tolerance
+    assert no_gap == undetermined == r.undetermined
 
 
 # ---------------------------------------------------------------------- density
