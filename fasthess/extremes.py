@@ -35,9 +35,13 @@ def eigsh(net, X, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0,
     ----------
     net : TwoLayerNet
         The student, the point where H is taken.
-    X : array_like, shape (P, n_in)
+    X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs (integers are upcast to float64); not used (may be None) with
-        ``operator``.
+        ``operator``. ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at any
+        point: pass ``teacher`` off the optimum): products with H_inf from Nh x Nh
+        pair coefficients, computed once, O(Nh (Nh + M) (Ni + No)) per product and
+        memory O(Nh^2 + D ncv), never D^2: the route to D ~ 1e6; ``which="SA"``
+        finds the negative eigenvalues of a saddle.
     k : int, default 6
         How many eigenpairs, 1 <= k < D.
     which : {"LM", "SM", "LA", "SA", "BE"}, default "LM"
