@@ -216,7 +216,7 @@ FIG_CAPTION_WIDTH = 105
 
 # ---------------------------------------------------------------- smallest_nonzero
 # "auto" goes matrix-free (LOBPCG) for the population from this D on. Measured with
-# bench/smallest_scale.py on the 2-core VM while other jobs ran (load ~8), erf Ni = Nh,
+# bench/smallest_scale.py on a 2-core x86-64 VM while other jobs ran (load ~8), erf Ni = Nh,
 # k = 3, dense route against LOBPCG, the same values to 7 digits: N = 50 (D = 2550)
 # 11.8 s against 10.6 s; N = 70 (D = 4970) 57.5 s against 15.6 s; N = 99 (D = 9900)
 # 347 s against 62 s. The dense route grows as D^3, a product as D^1.5. Sampled inputs

@@ -53,8 +53,12 @@ def smallest_nonzero(net, X, k=1, teacher=None, rtol=None, method="auto", *, tol
     net : TwoLayerNet
         The student, the point where H is taken.
     X : array_like, shape (P, n_in), or fasthess.POPULATION
-        Inputs, one sample per row (integers are upcast to float64), or the
-        population (x ~ N(0, I), P -> infinity, at the optimum).
+        Inputs, one sample per row (integers are upcast to float64).
+        ``fasthess.POPULATION``: the P -> infinity Hessian (x ~ N(0, I)) at the optimum
+        or, with ``teacher``, at any point: the reduced spectrum where the span of the
+        first-layer rows is smaller than n_in (O(Nh^3 (r + No)^3), values with
+        multiplicities), else LOBPCG on the population operator from D = 3000
+        (O(Nh^2 (Ni + No)) a product), else dense H_inf and eigh (O(D^3), 8 D^2 bytes).
     k : int, default 1
         How many, >= 1.
     teacher : TwoLayerNet or None, default None

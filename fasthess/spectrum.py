@@ -213,10 +213,12 @@ def eigenvalues(net, X, teacher=None, method="auto", dtype=None) -> Spectrum:
         The student, the point where H is taken.
     X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs, one sample per row (integers are upcast to float64).
-        ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I)) at any
-        point: "reduced" when the span of the first-layer rows is smaller than n_in,
-        else "dense" on the population Hessian (or the closed form of a linear network
-        at the optimum, THEORY.md b with C = I).
+        ``fasthess.POPULATION`` gives the P -> infinity spectrum (x ~ N(0, I)) at the
+        optimum or, with ``teacher``, at any point: "reduced" when the span of the
+        first-layer rows (dimension r) is smaller than n_in (an eigh of order
+        Nh (r + No), O(Nh^3 (r + No)^3), values with multiplicities, never D of them),
+        else "dense" on the population Hessian (O(D^3) time, 8 D^2 bytes), or the closed
+        form of a linear network at the optimum (THEORY.md b with C = I).
     teacher : TwoLayerNet or None, default None
         None (or equal to ``net``): the optimum. Otherwise only "dense" and "reduced"
         apply. With the population its n_hidden may differ from the student's.

@@ -56,7 +56,8 @@ def smallest_population_eigenvalue(student, teacher) -> float:
     The hook for the off-optimum population Hessian: computed in the span of the W1
     rows (THEORY.md g; the span block H_S holds the saddle's direction), through
     :func:`fasthess.eigenvalues` with :data:`fasthess.POPULATION`. Returns NaN while
-    that raises NotImplementedError (before issue 23).
+    that raises NotImplementedError (an activation without a population Hessian
+    off the optimum).
 
     Parameters
     ----------
@@ -235,7 +236,7 @@ def plot_population_dynamics(data, ax=None):
         hess = ("smallest population-Hessian eigenvalue along GD: "
                 + (", ".join(f"{v:.2g}" for v in np.asarray(data["hessian_min_eigenvalue"]))
                    if bool(data["hessian_available"]) else
-                   "not available (needs the off-optimum population Hessian, issue 23)"))
+                   "not available (no off-optimum population Hessian for this activation)"))
         add_caption(fig, (
             f"Computed: teacher rows orthonormal, second layers 1 (train w1 only), student "
             f"w_j = v + {scalar(data, 'asymmetry'):g} z_j, |v| ~ {scalar(data, 'scale'):g}; "
