@@ -219,7 +219,8 @@ FIG_CAPTION_WIDTH = 105
 # bench/smallest_scale.py on a 2-core x86-64 VM while other jobs ran (load ~8), erf Ni = Nh,
 # k = 3, dense route against LOBPCG, the same values to 7 digits: N = 50 (D = 2550)
 # 11.8 s against 10.6 s; N = 70 (D = 4970) 57.5 s against 15.6 s; N = 99 (D = 9900)
-# 347 s against 62 s. The dense route grows as D^3, a product as D^1.5. Sampled inputs
+# 347 s against 62 s (at a load ~2.5, with the dense eigh on the private LAPACK:
+# 69.2 s against 11.6 s). The dense route grows as D^3, a product as D^1.5. Sampled inputs
 # never go matrix-free while the dense route fits: a product costs O(P D) per column,
 # and LOBPCG needs thousands (N = 40, P = 2D: 9.9 s dense against 71 s).
 SMALLEST_MATRIX_FREE_MIN_D = 3000
