@@ -19,8 +19,9 @@ from .extremes import eigsh
 from .smallest import smallest_nonzero
 from .traces import trace
 from .online import OnlineODEResult, OnlineSGDResult, online_sgd, online_sgd_ode
-from .dynamics import (FlowResult, GDResult, decay_rate, gradient_descent, gradient_flow,
-                       perturb, predicted_loss)
+from .dynamics import GDResult, gradient_descent, perturb
+from .flow import FlowResult, gradient_flow
+from .quadratic_model import decay_rate, predicted_loss
 from .sweeps import load_sweep, sweep
 from . import theory
 

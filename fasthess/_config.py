@@ -114,6 +114,12 @@ HUTCHINSON_BATCH = 32
 SCATTER_BYTES = 1 << 20
 
 # ---------------------------------------------------------------- dynamics
+# What online SGD may train: both layers, or the first only (the soft committee machine).
+ONLINE_TRAIN_CHOICES = ("both", "w1")
+# Step counts beyond this cannot be indexed by the int64 records of the GD kernels.
+MAX_STEPS = 2**62
+# What gradient descent and gradient flow may train: both layers, or one of them.
+TRAIN_CHOICES = ("both", "w1", "w2")
 # Default divergence rule of gradient_descent: stop once L_t > factor * (L_0 + floor).
 DIVERGENCE_FACTOR = 1e6
 # gradient_descent reports a run as escaped from the quadratic regime once its loss

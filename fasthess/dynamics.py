@@ -1,44 +1,27 @@
-"""Gradient descent near the optimum and its spectral (quadratic-model) prediction.
-
-THEORY.md section d: near the teacher theta*, L(theta* + Delta) = 1/2 Delta^T H Delta
-+ O(Delta^3), so full-batch GD with step lr gives Delta_t = (I - lr H)^t Delta_0 and,
-with H = V diag(lambda) V^T and c = V^T Delta_0,
-
-    L_t = 1/2 sum_i lambda_i c_i^2 (1 - lr lambda_i)^(2t).
-
-:func:`gradient_descent` simulates the real (nonlinear) dynamics in one compiled
-loop; :func:`predicted_loss` and :func:`decay_rate` give the quadratic-model curve
-and its long-time slope for comparison.
+"""Gradient descent: on samples (one compiled loop), or exactly on the population loss in
+the span of the first-layer rows (THEORY.md g), training both layers or one; and the
+perturbation of a network. :mod:`fasthess.quadratic_model` predicts GD near the optimum
+from the spectrum; :mod:`fasthess.flow` integrates gradient flow.
 """
 from __future__ import annotations
 
-import warnings
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _config
-from ._features import check_net, check_point, refuse_if_too_large
+from ._features import check_net, check_point
 from ._resources import check_fits
-from ._validation import check_choice, check_float_array, check_int, check_real, check_rng
+from ._validation import check_choice, check_int, check_real, check_rng
 from .activations import CustomActivation
 from ._kernels.activation import ERF, LINEAR
-from .assembly import assemble_hessian, hessian
-from .data import is_population
 from .network import TwoLayerNet
-from .objective import gradient, loss
-from .online import generalisation_error, span_basis
+from .objective import loss
+from .order_parameters import generalisation_error, span_basis
 from .population_objective import population_gradient, population_loss
-from .rank import numerical_rank
 
-__all__ = ["GDResult", "gradient_descent", "perturb", "predicted_loss", "decay_rate",
-           "FlowResult", "gradient_flow"]
-
-# Step counts beyond this cannot be indexed by the int64 records of the kernel.
-_MAX_STEPS = 2**62
-_TRAIN = ("both", "w1", "w2")
-
+__all__ = ['GDResult', 'gradient_descent', 'perturb']
 
 @dataclass(frozen=True)
 class GDResult:
@@ -207,7 +190,7 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
     (True, False)
     """
     student = net
-    train = check_choice(train, "train", _TRAIN)
+    train = check_choice(train, "train", _config.TRAIN_CHOICES)
     point = check_point(student, X, teacher, net_name="net", population_teacher=True,
                         what="fasthess.gradient_descent")
     teacher = student if point.teacher is None else point.teacher
@@ -215,7 +198,7 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
         return _population_gd(student, teacher, lr, steps, record_every, divergence_factor,
                               escape_factor, train)
     lr = check_real(lr, "lr", positive=True)
-    steps = check_int(steps, "steps", minimum=1, maximum=_MAX_STEPS)
+    steps = check_int(steps, "steps", minimum=1, maximum=_config.MAX_STEPS)
     record_every = check_int(record_every, "record_every", minimum=1)
     factor = check_real(_config.DIVERGENCE_FACTOR if divergence_factor is None
                         else divergence_factor, "divergence_factor", positive=True)
@@ -279,7 +262,7 @@ def _population_gd(student, teacher, lr, steps, record_every, divergence_factor,
                    escape_factor, train) -> GDResult:
     """gradient_descent with X = POPULATION: GD in the span of the W1 rows (THEORY.md g)."""
     lr = check_real(lr, "lr", positive=True)
-    steps = check_int(steps, "steps", minimum=1, maximum=_MAX_STEPS)
+    steps = check_int(steps, "steps", minimum=1, maximum=_config.MAX_STEPS)
     record_every = check_int(record_every, "record_every", minimum=1)
     factor = check_real(_config.DIVERGENCE_FACTOR if divergence_factor is None
                         else divergence_factor, "divergence_factor", positive=True)
@@ -308,7 +291,7 @@ def _population_gd(student, teacher, lr, steps, record_every, divergence_factor,
     step_out = np.empty(n_max, dtype=np.int64)
     prev_c, prev_w2 = np.empty_like(C), np.empty_like(w2)
     if act.code in (ERF, LINEAR):
-        from ._kernels.online import population_gd_closed
+        from ._kernels.population_gd import population_gd_closed
 
         n_rec, diverged_at, use_prev, escaped_at = population_gd_closed(
             act.code, C, K, w2, w2t, lr, steps, record_every, train != "w2", train != "w1",
@@ -371,181 +354,6 @@ def _population_gd_loop(act, C, K, w2, w2t, lr, steps, record_every, train, fact
     return n_rec, -1, False, escaped_at
 
 
-# ---------------------------------------------------------------------- gradient flow
-@dataclass(frozen=True)
-class FlowResult:
-    """The result of :func:`gradient_flow`.
-
-    Attributes
-    ----------
-    t : ndarray (n,)
-        The times reported.
-    loss : ndarray (n,)
-        The loss (empirical, or the population loss) at each time.
-    student : TwoLayerNet
-        The student at ``t[-1]``.
-    method : str
-        The solve_ivp method, with rtol and atol.
-    jacobian : str
-        What the implicit method used as the Jacobian of the flow.
-    nfev, njev : int
-        Right-hand side and Jacobian evaluations.
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> t = fh.TwoLayerNet.random(3, 2, rng=0); X = fh.gaussian_inputs(30, 3, rng=1)
-    >>> res = fh.gradient_flow(fh.perturb(t, 0.1, rng=2), X, 5.0, teacher=t)
-    >>> res.jacobian, bool(res.loss[-1] < res.loss[0])
-    ('minus the exact Hessian (fasthess.hessian)', True)
-    """
-
-    t: np.ndarray
-    loss: np.ndarray
-    student: TwoLayerNet
-    method: str
-    jacobian: str
-    nfev: int
-    njev: int
-
-    def __repr__(self):
-        return (f"FlowResult(t 0 -> {self.t[-1]:.4g}, loss {self.loss[0]:.4g} -> "
-                f"{self.loss[-1]:.4g}, {self.method}, {self.nfev} evaluations)")
-
-
-_IMPLICIT = ("BDF", "Radau", "LSODA")
-
-
-def gradient_flow(net, X, t_max, *, teacher=None, t_eval=None, train="both", method="BDF",
-                  rtol=1e-8, atol=1e-12) -> FlowResult:
-    """Integrate gradient flow d theta / dt = -grad L with scipy.integrate.solve_ivp.
-
-    The flow is stiff near the optimum (the Hessian's eigenvalues span many decades),
-    so the default method is implicit (BDF). On samples the Jacobian of the flow is
-    minus the exact Hessian (:func:`fasthess.hessian`, residual term included). With
-    ``X = fasthess.POPULATION`` the flow runs in the span of the W1 rows (THEORY.md g)
-    and the Jacobian is solve_ivp's finite differences of the closed-form population
-    gradient: the population Hessian off the optimum is not available here yet.
-
-    Parameters
-    ----------
-    net : TwoLayerNet
-        The initial student; not modified.
-    X : array_like (P, n_in) or fasthess.POPULATION
-        The training inputs, or the population (x ~ N(0, I)).
-    t_max : float
-        The final time, > 0 (time in units of lr * steps of gradient descent).
-    teacher : TwoLayerNet or None
-        The target (keyword); None is the optimum.
-    t_eval : array_like, optional
-        Increasing times in [0, t_max] to report; default 201 evenly spaced.
-    train : {"both", "w1", "w2"}
-        Which layers flow.
-    method : str, default "BDF"
-        A solve_ivp method; "BDF", "Radau" and "LSODA" use the Jacobian above.
-    rtol, atol : float
-        The tolerances of solve_ivp.
-
-    Returns
-    -------
-    FlowResult
-        The loss at the times ``t`` and the final student.
-
-    Raises
-    ------
-    ValueError
-        For bad times, tolerances or train, or if the integration fails.
-
-    Examples
-    --------
-    >>> import fasthess as fh
-    >>> t = fh.TwoLayerNet.random(40, 2, rng=0); s = fh.TwoLayerNet.random(40, 2, rng=1)
-    >>> res = fh.gradient_flow(s, fh.POPULATION, 10.0, teacher=t, t_eval=[0.0, 10.0])
-    >>> res.t.tolist(), bool(res.loss[1] < res.loss[0])
-    ([0.0, 10.0], True)
-    """
-    from scipy.integrate import solve_ivp
-
-    train = check_choice(train, "train", _TRAIN)
-    point = check_point(net, X, teacher, np.float64, net_name="net", population_teacher=True,
-                        what="fasthess.gradient_flow")
-    teacher = net if point.teacher is None else point.teacher
-    t_max = check_real(t_max, "t_max", positive=True)
-    rtol = check_real(rtol, "rtol", positive=True)
-    atol = check_real(atol, "atol", positive=True)
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a solve_ivp method name, got {method!r}")
-    if t_eval is None:
-        t_eval = np.linspace(0.0, t_max, _config.FLOW_DEFAULT_RECORDS)
-    else:
-        t_eval = check_float_array(t_eval, "t_eval", ndim=1, dtype=np.float64)
-        if t_eval.size == 0 or np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 \
-                or t_eval[-1] > t_max:
-            raise ValueError(f"t_eval must be non-empty, increasing and within [0, t_max = "
-                             f"{t_max:g}]")
-    act = net.activation
-    K = net.n_hidden
-    if point.population:
-        w1s = np.asarray(net.w1, dtype=np.float64)
-        basis = span_basis(w1s, np.asarray(teacher.w1, dtype=np.float64))
-        C = np.concatenate([w1s, np.asarray(teacher.w1, dtype=np.float64)]) @ basis
-        Ct, w2t = C[K:], np.asarray(teacher.w2, dtype=np.float64)
-        r = C.shape[1]
-        n1 = K * r
-        y0 = np.concatenate([C[:K].ravel(), np.asarray(net.w2, dtype=np.float64).ravel()])
-
-        def unpack(y):
-            return (TwoLayerNet(y[:n1].reshape(K, r), y[n1:].reshape(net.w2.shape), act),
-                    TwoLayerNet(Ct, w2t, act))
-
-        def grad(y):
-            return population_gradient(*unpack(y))
-
-        def loss_of(y):
-            return population_loss(*unpack(y))
-
-        def final(y):
-            s_net, _ = unpack(y)
-            return TwoLayerNet(w1s + (s_net.w1 - C[:K]) @ basis.T, s_net.w2, act)
-
-        jac = None
-        jac_name = ("finite differences of the closed-form population gradient (solve_ivp's; "
-                    "the off-optimum population Hessian is not available)")
-    else:
-        Xs = point.X
-        y0 = np.asarray(net.parameters(), dtype=np.float64)
-        n1 = net.w1.size
-
-        def unpack(y):
-            return TwoLayerNet.from_parameters(y, like=net.astype(np.float64))
-
-        def grad(y):
-            return gradient(unpack(y), Xs, teacher)
-
-        def loss_of(y):
-            return loss(unpack(y), Xs, teacher)
-
-        final = unpack
-        jac = (lambda t, y: -mask[:, None] * hessian(unpack(y), Xs, teacher=teacher))
-        jac_name = "minus the exact Hessian (fasthess.hessian)"
-    mask = np.ones(y0.size)
-    if train == "w1":
-        mask[n1:] = 0.0
-    elif train == "w2":
-        mask[:n1] = 0.0
-    if method not in _IMPLICIT:
-        jac, jac_name = None, "none (explicit method)"
-    sol = solve_ivp(lambda t, y: -mask * grad(y), (0.0, t_max), y0, method=method,
-                    t_eval=t_eval, rtol=rtol, atol=atol,
-                    **({"jac": jac} if jac is not None else {}))
-    if sol.status != 0 or not np.all(np.isfinite(sol.y)):
-        raise ValueError(f"gradient_flow: the integration failed at t = {sol.t[-1]:.4g} "
-                         f"({sol.message})")
-    losses = np.array([loss_of(sol.y[:, i]) for i in range(sol.t.size)])
-    student = final(sol.y[:, -1]).astype(net.dtype)
-    return FlowResult(t=sol.t.copy(), loss=losses, student=student,
-                      method=f"solve_ivp {method}, rtol={rtol:g}, atol={atol:g}",
-                      jacobian=jac_name, nfev=int(sol.nfev), njev=int(sol.njev))
 
 
 def perturb(net, scale, rng=None) -> TwoLayerNet:
@@ -595,198 +403,3 @@ def perturb(net, scale, rng=None) -> TwoLayerNet:
         raise ValueError(f"scale = {scale!r} is too large: the perturbed parameters overflow "
                          f"{net.dtype}")
     return TwoLayerNet.from_parameters(theta, like=net)
-
-
-# ---------------------------------------------------------------------- prediction
-def _hessian_eigh(net, X):
-    """Eigenvalues (ascending) and eigenvectors of H at the optimum ``net``, in float64."""
-    point = check_point(net, X, None, np.float64)
-    refuse_if_too_large(net.n_params, np.float64, overhead=2 * _config.ASSEMBLY_OVERHEAD)
-    return np.linalg.eigh(assemble_hessian(point))
-
-
-def _zero_mode_tolerance(eigenvalues, rtol=None) -> float:
-    """|lambda| <= this counts as a zero mode: fasthess.numerical_rank's tolerance.
-
-    That is the numpy.linalg.matrix_rank rule, rtol * max|lambda| with rtol = D * eps
-    (float64) by default.
-    """
-    return float(numerical_rank(eigenvalues, rtol, warn=False).tolerance)
-
-
-def _warn_if_unstable(lr, lam) -> None:
-    """Gradient descent near the optimum is unstable for lr >= 2 / lambda_max: say so."""
-    top = float(np.max(np.abs(lam)))
-    if top > 0 and lr >= 2.0 / top:
-        warnings.warn(f"lr = {lr:.4g} >= 2 / lambda_max = {2.0 / top:.4g}: gradient descent is "
-                      "unstable near this optimum (the quadratic model grows without bound)",
-                      RuntimeWarning, stacklevel=3)
-
-
-def _delta_vector(net, delta0) -> np.ndarray:
-    if isinstance(delta0, TwoLayerNet):
-        if delta0.shape != net.shape:
-            raise ValueError(
-                f"delta0 is a network of shape (n_in, n_hidden, n_out) = {delta0.shape} but "
-                f"net has {net.shape}; they must match")
-        return delta0.parameters().astype(np.float64) - net.parameters().astype(np.float64)
-    d = check_float_array(delta0, "delta0", ndim=1).astype(np.float64)
-    if d.size != net.n_params:
-        raise ValueError(f"delta0 must have length n_params = {net.n_params} for a "
-                         f"{net.shape} network, got {d.size}")
-    return d
-
-
-def predicted_loss(net, X, delta0, lr, steps, rtol=None) -> np.ndarray:
-    """Predict the loss curve of GD started at ``net + delta0`` by the quadratic model.
-
-    With H = fasthess.hessian(net, X) at the optimum (``net`` is the teacher),
-    H = V diag(lambda) V^T and c = V^T delta0,
-
-        L_t = 1/2 sum_i lambda_i c_i^2 (1 - lr lambda_i)^(2t),   t = 0, ..., steps.
-
-    Eigenvalues with |lambda| <= rtol * max|lambda| (the rule of
-    :func:`decay_rate`) are set to exactly 0: zero modes carry no loss, and their
-    round-off values (~1e-16 lambda_max, possibly negative) would otherwise leave
-    a spurious floor or growth in the tail.
-
-    Parameters
-    ----------
-    net : TwoLayerNet
-        The teacher (the optimum).
-    X : array_like, shape (P, n_in)
-        The training inputs (integers are upcast to float64).
-    delta0 : array_like of length D, or TwoLayerNet
-        The initial displacement theta_0 - theta*, flat in theta order; a student
-        network is taken as ``student.parameters() - net.parameters()``.
-    lr : float
-        Learning rate, > 0.
-    steps : int
-        Number of updates, >= 0.
-    rtol : float, optional
-        Zero-mode tolerance relative to max|lambda|; default D * eps.
-
-    Returns
-    -------
-    ndarray of float64, shape (steps + 1,)
-        ``L[t]``; compare with ``GDResult.loss`` via ``L[result.steps]``. Entries
-        may be inf when lr > 2 / lambda_max (the model diverges).
-
-    Warns
-    -----
-    RuntimeWarning
-        When lr >= 2 / lambda_max: gradient descent is unstable near the optimum.
-
-    See Also
-    --------
-    gradient_descent : The real (nonlinear) dynamics to compare with.
-
-    Examples
-    --------
-    >>> import numpy as np, fasthess as fh
-    >>> teacher = fh.TwoLayerNet.random(3, 2, rng=0)
-    >>> X = fh.gaussian_inputs(50, 3, rng=1)
-    >>> L = fh.predicted_loss(teacher, X, fh.perturb(teacher, 1e-4, rng=2), lr=0.5, steps=10)
-    >>> L.shape, bool(np.all(np.diff(L) < 0))
-    ((11,), True)
-    """
-    check_net(net)
-    delta = _delta_vector(net, delta0)
-    lr = check_real(lr, "lr", positive=True)
-    steps = check_int(steps, "steps", minimum=0, maximum=_MAX_STEPS)
-    check_fits(8 * (steps + 1), f"the predicted loss curve of steps = {steps} updates",
-               "lower steps (the curve is evaluated at every step)")
-    modes = None
-    if is_population(X):
-        # the exact span reduction (THEORY.md g) when n_in exceeds the rank of w1: the
-        # eigenvalues with the squared overlaps of delta0 summed over each eigenspace
-        from .population_span import reduced_modes
-
-        modes = reduced_modes(net, delta)
-    if modes is None:
-        lam, V = _hessian_eigh(net, X)
-        c = V.T @ delta
-        overlap = c * c
-    else:
-        lam, overlap = modes
-    _warn_if_unstable(lr, lam)
-    lam = np.where(np.abs(lam) <= _zero_mode_tolerance(lam, rtol), 0.0, lam)
-    weight = 0.5 * lam * overlap
-    factor = (1.0 - lr * lam) ** 2
-    t = np.arange(steps + 1, dtype=np.float64)
-    out = np.zeros(steps + 1)
-    # one mode at a time: O(steps) memory instead of a (steps + 1) x D table
-    with np.errstate(over="ignore"):
-        for w, f in zip(weight, factor):
-            if w != 0.0:
-                out += w * f ** t
-    return out
-
-
-def decay_rate(net, X, lr, rtol=None) -> float:
-    """Compute the long-time slope of log L_t per GD step near the optimum ``net``.
-
-    2 log max_i |1 - lr lambda_i| over the nonzero eigenvalues of
-    H = fasthess.hessian(net, X) (THEORY.md d): the slowest mode dominates the
-    late loss. For lr < 1 / lambda_max this is 2 log(1 - lr lambda_min), lambda_min
-    the smallest nonzero eigenvalue; above 2 / lambda_max it is positive (divergence).
-    It assumes the initial displacement has a component on that slowest mode
-    (true for a random perturbation).
-
-    Zero modes (|lambda| <= rtol * max|lambda|, the numpy.linalg.matrix_rank rule)
-    are left out: they carry no loss and never decay.
-
-    Parameters
-    ----------
-    net : TwoLayerNet
-        The teacher (the optimum).
-    X : array_like, shape (P, n_in)
-        The training inputs (integers are upcast to float64).
-    lr : float
-        Learning rate, > 0.
-    rtol : float, optional
-        Zero-mode tolerance relative to max|lambda|; default D * eps (float64).
-
-    Returns
-    -------
-    float
-        The slope d log L / dt at late times; -inf if every nonzero mode is removed
-        in one step.
-
-    Raises
-    ------
-    ValueError
-        If H has no nonzero eigenvalue (nothing to decay).
-
-    Examples
-    --------
-    >>> import numpy as np, fasthess as fh
-    >>> from fasthess.dynamics import decay_rate
-    >>> net = fh.TwoLayerNet.random(3, 2, rng=0)
-    >>> X = fh.gaussian_inputs(50, 3, rng=1)
-    >>> lam = np.linalg.eigvalsh(fh.hessian(net, X))
-    >>> rate = decay_rate(net, X, lr=1 / lam[-1])
-    >>> bool(np.isclose(rate, 2 * np.log(1 - lam[0] / lam[-1])))
-    True
-    """
-    check_net(net)
-    lr = check_real(lr, "lr", positive=True)
-    if is_population(X):
-        # the population spectrum, with multiplicities (the span reduction when it
-        # applies, THEORY.md g); only the distinct values matter for the slowest mode
-        from .spectrum import eigenvalues
-
-        spec = eigenvalues(net, X)
-        lam, tol = spec.values.astype(np.float64), _zero_mode_tolerance(spec, rtol)
-    else:
-        lam, _ = _hessian_eigh(net, X)
-        tol = _zero_mode_tolerance(lam, rtol)
-    _warn_if_unstable(lr, lam)
-    nonzero = lam[np.abs(lam) > tol]
-    if nonzero.size == 0:
-        raise ValueError("the Hessian at net has no nonzero eigenvalue: the loss is flat "
-                         "to second order and has no decay rate")
-    slowest = float(np.max(np.abs(1.0 - lr * nonzero)))
-    if slowest == 0.0:
-        return -np.inf
-    return 2.0 * float(np.log(slowest))

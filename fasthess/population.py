@@ -45,6 +45,7 @@ from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
 from ._validation import check_dtype
+from .products import matmul_nt
 
 __all__ = [
     "PopulationCoefficients",
@@ -204,7 +205,7 @@ def pair_matrices(act, w1, residual: bool = False) -> PairMatrices:
     w1 = np.ascontiguousarray(w1, dtype=np.float64)
     n_rows = w1.shape[0]
     norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
-    gram = w1 @ w1.T
+    gram = matmul_nt(w1, w1)
     pj, pk = _upper_pairs(n_rows)
     cosines = np.empty(pj.size)
     sines = np.empty(pj.size)

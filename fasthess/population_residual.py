@@ -12,6 +12,7 @@ import numpy as np
 from . import _config
 from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads
 from .population_objective import ResidualCoefficients
+from .products import matmul_nt
 
 __all__ = ["add_residual_dense", "fused_matmat", "residual_trace", "check_columns"]
 
@@ -168,7 +169,7 @@ def residual_trace(res: ResidualCoefficients, n_in: int) -> float:
     (the relu pairs' e2 e2^T - e1 e1^T is traceless)."""
     W = res.rows
     nh = res.n_hidden
-    gram = W[:nh] @ W.T
+    gram = matmul_nt(W[:nh], W)
     sq = np.einsum("ui,ui->u", W, W)
     return float(n_in * res.rho.sum() + np.sum(res.A * sq[:nh]) + 2 * np.sum(res.sb * gram)
                  + np.sum(res.sg * sq[None, :]))

@@ -30,6 +30,7 @@ from ._features import check_net
 from .network import TwoLayerNet
 from .population_hessian import dense_hessian, population_hessian
 from .population_objective import population_teacher
+from .products import matmul_nt
 
 __all__ = ["SpanReduction", "span_reduction", "span_rank", "reduced_spectrum",
            "reduced_modes"]
@@ -65,13 +66,14 @@ class SpanReduction:
 
 
 def _gram(blocks):
-    """The Gram matrix of the stacked rows, block by block (BLAS, no stacked copy)."""
+    """The Gram matrix of the stacked rows, block by block (fasthess's GEMM in pieces,
+    no stacked copy)."""
     sizes = [w.shape[0] for w in blocks]
     ends = np.cumsum([0] + sizes)
     G = np.empty((ends[-1], ends[-1]))
     for a, wa in enumerate(blocks):
         for b in range(a, len(blocks)):
-            G[ends[a]:ends[a + 1], ends[b]:ends[b + 1]] = wa @ blocks[b].T
+            G[ends[a]:ends[a + 1], ends[b]:ends[b + 1]] = matmul_nt(wa, blocks[b])
             G[ends[b]:ends[b + 1], ends[a]:ends[a + 1]] = G[ends[a]:ends[a + 1],
                                                            ends[b]:ends[b + 1]].T
     return 0.5 * (G + G.T)

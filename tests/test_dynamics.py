@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import fasthess as fh
-from fasthess.dynamics import GDResult, decay_rate, gradient_descent, perturb, predicted_loss
+from fasthess.dynamics import GDResult, gradient_descent, perturb
+from fasthess.quadratic_model import decay_rate, predicted_loss
 
 # GD kernel vs fasthess.gradient / fasthess.loss / the NumPy loop: same float64
 # operations in a different order, a few ulps per step.

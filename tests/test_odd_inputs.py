@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fasthess as fh
-from fasthess.dynamics import decay_rate, gradient_descent, perturb, predicted_loss
+from fasthess.dynamics import gradient_descent, perturb
+from fasthess.quadratic_model import decay_rate, predicted_loss
 
 from . import reference as ref
 from .conftest import rel_err

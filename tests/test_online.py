@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fasthess as fh
-from fasthess.online import generalisation_error, ode_rhs, order_parameters
+from fasthess.order_parameters import generalisation_error, ode_rhs, order_parameters
 
 from . import reference as ref
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import fasthess as fh
-from fasthess.dynamics import decay_rate, perturb, predicted_loss
+from fasthess.dynamics import perturb
+from fasthess.quadratic_model import decay_rate, predicted_loss
 
 P = fh.POPULATION
 ACTS = ["erf", "tanh", "relu", "linear", "quadratic", fh.Polynomial([0.0, 0.5, 0.0, 0.3])]

@@ -95,11 +95,11 @@ def dynamics_data(activation="erf", n_in=40, n_hidden=4, samples_factor=2.0, ext
     median lambda_min / lambda_max (smallest nonzero over largest Hessian
     eigenvalue): a representative teacher, not a selected fast one. The student is
     ``perturb(teacher, perturbation)`` and GD runs with lr = 1 / lambda_max.
-    :func:`fasthess.dynamics.decay_rate` gives the late slope of log L per step,
+    :func:`fasthess.quadratic_model.decay_rate` gives the late slope of log L per step,
     2 log(1 - lr lambda_min) (THEORY.md d).
 
     The run length comes from the quadratic model
-    (:func:`fasthess.dynamics.predicted_loss`): the fit window starts where the
+    (:func:`fasthess.quadratic_model.predicted_loss`): the fit window starts where the
     model's slope is within ``slope_rtol`` of that rate (the slowest mode, or a
     cluster of modes as slow, dominates) and lasts ``n_nats / |rate|`` steps; the
     run stops there, or earlier where the model reaches ``_config.FIG_LOSS_FLOOR``, far
