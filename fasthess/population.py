@@ -45,7 +45,7 @@ from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
 from ._validation import check_dtype
-from .products import matmul_nt
+from .products import gemm_into
 
 __all__ = [
     "PopulationCoefficients",
@@ -205,7 +205,8 @@ def pair_matrices(act, w1, residual: bool = False) -> PairMatrices:
     w1 = np.ascontiguousarray(w1, dtype=np.float64)
     n_rows = w1.shape[0]
     norms = np.sqrt(np.einsum("ji,ji->j", w1, w1))
-    gram = matmul_nt(w1, w1)
+    gram = np.empty((n_rows, n_rows))
+    gemm_into(gram, w1, w1, b_transposed=True, beta=0.0)
     pj, pk = _upper_pairs(n_rows)
     cosines = np.empty(pj.size)
     sines = np.empty(pj.size)

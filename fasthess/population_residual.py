@@ -12,7 +12,7 @@ import numpy as np
 from . import _config
 from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads
 from .population_objective import ResidualCoefficients
-from .products import matmul_nt
+from .products import gemm_into
 
 __all__ = ["add_residual_dense", "fused_matmat", "residual_trace", "check_columns"]
 
@@ -169,7 +169,9 @@ def residual_trace(res: ResidualCoefficients, n_in: int) -> float:
     (the relu pairs' e2 e2^T - e1 e1^T is traceless)."""
     W = res.rows
     nh = res.n_hidden
-    gram = matmul_nt(W[:nh], W)
+    gram = np.empty((nh, W.shape[0]))
+    gemm_into(gram, np.ascontiguousarray(W[:nh], dtype=gram.dtype),
+              np.ascontiguousarray(W, dtype=gram.dtype), b_transposed=True, beta=0.0)
     sq = np.einsum("ui,ui->u", W, W)
     return float(n_in * res.rho.sum() + np.sum(res.A * sq[:nh]) + 2 * np.sum(res.sb * gram)
                  + np.sum(res.sg * sq[None, :]))

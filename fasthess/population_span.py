@@ -30,7 +30,7 @@ from ._features import check_net
 from .network import TwoLayerNet
 from .population_hessian import dense_hessian, population_hessian
 from .population_objective import population_teacher
-from .products import matmul_nt
+from .products import gemm_into
 
 __all__ = ["SpanReduction", "span_reduction", "span_rank", "reduced_spectrum",
            "reduced_modes"]
@@ -73,7 +73,10 @@ def _gram(blocks):
     G = np.empty((ends[-1], ends[-1]))
     for a, wa in enumerate(blocks):
         for b in range(a, len(blocks)):
-            G[ends[a]:ends[a + 1], ends[b]:ends[b + 1]] = matmul_nt(wa, blocks[b])
+            gemm_into(G[ends[a]:ends[a + 1], ends[b]:ends[b + 1]],
+                      np.ascontiguousarray(wa, dtype=G.dtype),
+                      np.ascontiguousarray(blocks[b], dtype=G.dtype), b_transposed=True,
+                      beta=0.0)
             G[ends[b]:ends[b + 1], ends[a]:ends[a + 1]] = G[ends[a]:ends[a + 1],
                                                            ends[b]:ends[b + 1]].T
     return 0.5 * (G + G.T)

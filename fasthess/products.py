@@ -16,7 +16,7 @@ from ._resources import check_fits
 from .data import is_population
 
 __all__ = ["jvp", "vjp", "jacobian_from_features", "hessian_vector_products", "jacobian",
-           "jacobian_operator", "JacobianOperator", "gemm_into", "gemm_pieces", "matmul_nt",
+           "jacobian_operator", "JacobianOperator", "gemm_into", "gemm_pieces",
            "product_column_block", "row_blocks"]
 
 
@@ -187,35 +187,25 @@ def row_blocks(buffer, heights, c):
     return blocks
 
 
-def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1,
-              threads: int = 1) -> None:
+def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int | None = None,
+              threads: int | None = None) -> None:
     """out = beta out + a @ (b.T if b_transposed else b), in place: the calls of
     :func:`gemm_pieces`, run on up to ``threads`` threads by
     :func:`fasthess._runtime.run_pieces` (the result depends on the pieces, never on
-    the threads)."""
-    from ._runtime import run_pieces
+    the threads). By default the pieces are planned for every core and run on the
+    threads the caller may use: unlike ``a @ b`` on the shared BLAS, this honours
+    fasthess's thread setting and the limits set outside."""
+    from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads, run_pieces
 
+    if pieces is None:
+        planned = planned_threads(out.shape[0] * out.shape[1] * a.shape[1], plan_budget())
+        pieces = pieces_for(planned, out.shape[0])
+        threads = min(planned, compute_budget()) if threads is None else threads
     tasks = gemm_pieces(out, a, b, b_transposed=b_transposed, beta=beta, pieces=pieces)
     if len(tasks) == 1:
         tasks[0]()
     else:
-        run_pieces(lambda i: tasks[i](), len(tasks), threads)
-
-
-def matmul_nt(a, b) -> np.ndarray:
-    """a @ b.T (a: m x k, b: n x k, floating, the dtype of a) by :func:`gemm_into`, in row
-    pieces planned for every core and run on the threads the caller may use: unlike
-    ``a @ b.T`` on the shared BLAS, it honours fasthess's thread setting and the limits
-    set outside, and does not change bits with the shared BLAS's thread count."""
-    from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads
-
-    a = np.ascontiguousarray(a)
-    b = np.ascontiguousarray(b, dtype=a.dtype)
-    out = np.empty((a.shape[0], b.shape[0]), dtype=a.dtype)
-    planned = planned_threads(a.shape[0] * b.shape[0] * a.shape[1], plan_budget())
-    gemm_into(out, a, b, b_transposed=True, beta=0.0, pieces=pieces_for(planned, a.shape[0]),
-              threads=min(planned, compute_budget()))
-    return out
+        run_pieces(lambda i: tasks[i](), len(tasks), threads or 1)
 
 
 def gemm_pieces(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1) -> list:

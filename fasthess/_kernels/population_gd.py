@@ -3,6 +3,8 @@ first-layer rows (THEORY.md g), erf and linear, in one compiled loop: each step'
 expectations in closed form (:func:`fasthess._kernels.online.pair_expectations`)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import kernel

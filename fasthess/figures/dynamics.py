@@ -31,7 +31,8 @@ from .. import _config
 from .._io import progress as progress_bar
 from ..data import gaussian_inputs
 from ..assembly import hessian
-from ..dynamics import decay_rate, gradient_descent, perturb, predicted_loss
+from ..dynamics import gradient_descent, perturb
+from ..quadratic_model import decay_rate, predicted_loss
 from ..network import TwoLayerNet
 from ..rank import numerical_rank
 from ._plotting import OKABE_ITO, add_caption, new_figure, scalar

@@ -41,7 +41,8 @@ from .._io import progress as progress_bar
 from ..data import POPULATION
 from ..dynamics import gradient_descent
 from ..network import TwoLayerNet
-from ..online import online_sgd, online_sgd_ode, span_basis
+from ..online import online_sgd, online_sgd_ode
+from ..order_parameters import span_basis
 from ..spectrum import eigenvalues
 from ._plotting import OKABE_ITO, add_caption, new_figure, scalar
 from ._spec import FigureSpec, scaled_size
