@@ -37,6 +37,7 @@ they do not validate the network beyond its type.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ from . import _config
 from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
 from ._validation import check_dtype
+from ._runtime import compute_budget, plan_budget, planned_threads, run_pieces
 from .products import gemm_into
 
 __all__ = [
@@ -283,18 +285,30 @@ def _quadrature_values(act, pj, pk, norms, cosines, sines, n, floor, out):
     unit_g = [np.empty_like(unit_h) for _ in range(3)]
     act.apply(unit_h, *unit_g)
     n_nodes = weights.size
-    block = int(max(1, min(pj.size, _config.POP_QUAD_BLOCK_BYTES // (4 * 8 * n_nodes))))
-    hk = np.empty((block, n_nodes))
-    gk = [np.empty((block, n_nodes)) for _ in range(3)]
-    for b0 in range(0, pj.size, block):
+    # pairs in blocks, independent of each other (so the result does not depend on the
+    # threads): as many blocks as the work is worth on every core, each at most
+    # _config.POP_QUAD_BLOCK_BYTES of node values, one thread's buffers per block
+    planned = planned_threads(pj.size * n_nodes, plan_budget(), _config.MIN_ACTIVATIONS_PER_THREAD)
+    block = int(max(1, min(-(-pj.size // planned),
+                           _config.POP_QUAD_BLOCK_BYTES // (4 * 8 * n_nodes))))
+    starts = range(0, pj.size, block)
+    local = threading.local()
+
+    def piece(i):
+        b0 = starts[i]
         b1 = min(pj.size, b0 + block)
+        if not hasattr(local, "hk"):
+            local.hk = np.empty((block, n_nodes))
+            local.gk = [np.empty((block, n_nodes)) for _ in range(3)]
         bj, bk = pj[b0:b1], pk[b0:b1]
-        h = hk[: b1 - b0]
-        g = [arr[: b1 - b0] for arr in gk]
+        h = local.hk[: b1 - b0]
+        g = [arr[: b1 - b0] for arr in local.gk]
         kp.quadrature_points(bk, norms, cosines[b0:b1], sines[b0:b1], z1, z2, h)
         act.apply(h, *g)
         kp.quadrature_pairs(bj, bk, norms, cosines[b0:b1], node_1d, weights, unit_g[0],
                             unit_g[1], unit_g[2], unit_h, h, g[0], g[1], g[2], out[b0:b1])
+
+    run_pieces(piece, len(starts), min(planned, compute_budget()))
     if not np.all(np.isfinite(out)):
         raise ValueError(
             f"activation {act.name!r}: its values at the Gauss-Hermite nodes (|z| up to "
