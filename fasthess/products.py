@@ -211,14 +211,17 @@ def gemm_into(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int |
 def gemm_pieces(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int = 1) -> list:
     """out = beta out + a @ (b.T if b_transposed else b) as zero-argument callables, one
     per piece of rows of out, each one call of fasthess's single-threaded GEMM
-    (:func:`fasthess._kernels.blas.gemm_call`, which releases the GIL). Each holds the
+    (``fasthess._kernels.blas.PRIVATE``, called through ctypes, which releases the GIL).
+    Each holds the
     views it writes and reads.
 
     out (m x n), a (m x k), b (n x k) or (k x n): the dtype of out, each with
     contiguous rows (C-ordered blocks, or row ranges of them). Without a private GEMM
     (:data:`fasthess._kernels.blas.PRIVATE`), one piece: SciPy's BLAS on its own threads.
     """
-    from ._kernels.blas import PRIVATE, gemm_call
+    import ctypes
+
+    from ._kernels.blas import PRIVATE
 
     m = out.shape[0]
     if m == 0 or out.shape[1] == 0:
@@ -227,8 +230,19 @@ def gemm_pieces(out, a, b, *, b_transposed: bool, beta: float = 1.0, pieces: int
         return [lambda: out.__imul__(beta) if beta != 0.0 else out.fill(0.0)]
     pieces = max(1, min(pieces if PRIVATE.private else 1, m))
 
+    gemm = PRIVATE.functions[out.dtype]
+    scalar = ctypes.c_double if out.dtype == np.float64 else ctypes.c_float
+    c_int, byref, item = ctypes.c_int, ctypes.byref, out.itemsize
+
+    def call(o, x):  # o = beta o + x @ op(b): BLAS sees the C-ordered arrays transposed
+        gemm(b"T" if b_transposed else b"N", b"N", byref(c_int(o.shape[1])),
+             byref(c_int(o.shape[0])), byref(c_int(x.shape[1])), byref(scalar(1.0)),
+             b.ctypes.data, byref(c_int(b.strides[0] // item)), x.ctypes.data,
+             byref(c_int(x.strides[0] // item)), byref(scalar(beta)), o.ctypes.data,
+             byref(c_int(o.strides[0] // item)))
+
     def piece(r0, r1):
-        return lambda: gemm_call(out[r0:r1], a[r0:r1], b, b_transposed, beta)
+        return lambda: call(out[r0:r1], a[r0:r1])
 
     return [piece(m * i // pieces, m * (i + 1) // pieces) for i in range(pieces)]
 

@@ -105,26 +105,6 @@ _dgemm = types.ExternalFunction("fasthess_dgemm", types.void(*([types.voidptr] *
 _sgemm = types.ExternalFunction("fasthess_sgemm", types.void(*([types.voidptr] * 13)))
 
 
-def gemm_call(out, a, b, b_transposed: bool, beta: float) -> None:
-    """out = beta out + a @ (b.T if b_transposed else b), one call of fasthess's GEMM
-    from Python (ctypes releases the GIL: pieces run beside each other).
-
-    out (m x n), a (m x k), b (n x k) or (k x n): the dtype of out, each with
-    contiguous rows (C-ordered blocks, or row ranges of them), k >= 1. BLAS sees a
-    C-ordered array as the Fortran-ordered transpose, so the call is
-    out^T = op(b)^T a^T on the arrays' own memory.
-    """
-    m, n, k = out.shape[0], out.shape[1], a.shape[1]
-    item = out.itemsize
-    c_int, byref = ctypes.c_int, ctypes.byref
-    scalar = ctypes.c_double if out.dtype == np.float64 else ctypes.c_float
-    PRIVATE.functions[out.dtype](
-        b"T" if b_transposed else b"N", b"N", byref(c_int(n)), byref(c_int(m)),
-        byref(c_int(k)), byref(scalar(1.0)), b.ctypes.data, byref(c_int(b.strides[0] // item)),
-        a.ctypes.data, byref(c_int(a.strides[0] // item)), byref(scalar(beta)),
-        out.ctypes.data, byref(c_int(out.strides[0] // item)))
-
-
 def symmetric_eigenvalues(A):
     """All eigenvalues, ascending, of the symmetric float64 or float32 matrix ``A``
     (C- or Fortran-contiguous; overwritten), by LAPACK's ?syevr in the private
