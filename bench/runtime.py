@@ -7,10 +7,9 @@
    the dense eigh route, eigsh. Target: at most 1.25x.
 2. Right after a user's own BLAS call (a 500 x 500 NumPy matmul, a SciPy syrk), a
    fasthess call against the same call alone (after a pause). Target: at most 1.15x.
-3. Speed: the DGEMM rate of this machine measured in the same run; N = 40 assembly's
-   fraction of it on unique FLOPs and its speed-up over explicit J + syrk; N = 10 .. 30
-   against plain NumPy J^T J; block products' fraction; time per column at 200 and
-   2000 columns (linear in the number of columns).
+3. Block products linear in the number of columns: time per column at 2000 against
+   200 columns. (Assembly's fraction of the DGEMM rate and its speed-up over NumPy and
+   explicit J + syrk: the README's performance section, ``bench/update_readme.py``.)
 4. Ctrl-C: seconds from SIGINT to KeyboardInterrupt, alone and beside a busy process.
 
 Each ratio is a median with the (min-max) of interleaved rounds; the machine and its
@@ -136,81 +135,25 @@ def interrupt_latency(with_busy: bool, n_interrupts=16):
              spread(lat, "{:.3f}"))]
 
 
-def dgemm_rate(repeat=5):
-    """Multiply-adds per second of one 2-thread-default DGEMM as large as assembly's."""
-    rng = np.random.default_rng(1)
-    a = rng.standard_normal((820, 2000))
-    t = best_of(lambda: a @ a.T, repeat)
-    return 820 * 820 * 2000 / t
-
-
-def numpy_jtj(net, X):
-    """Plain NumPy: J by broadcasting, then J^T J / P."""
-    w1, w2 = net.w1, net.w2
-    pre = X @ w1.T
-    from scipy.special import erf
-
-    g = erf(pre / np.sqrt(2))
-    d1 = np.sqrt(2 / np.pi) * np.exp(-pre**2 / 2)
-    J1 = (d1 * w2[0])[:, :, None] * X[:, None, :]
-    J = np.concatenate([J1.reshape(len(X), -1), g], axis=1)
-    return J.T @ J / len(X)
-
-
-def speed(rounds):
-    rows = []
-    rate = dgemm_rate()
-    rows.append(("DGEMM rate, 820 x 820 x 2000, default threads",
-                 f"{rate / 1e9:.1f} G multiply-adds/s"))
-    net, X = problem(40)
-    fh.hessian(net, X)
-    P, n = X.shape
-    unique = P * (n * (n + 1) // 2) ** 2 + P * n * n * n  # S pairs + w1w2 block
-    fractions, syrk = [], []
-    for _ in range(rounds):
-        t = best_of(lambda: fh.hessian(net, X), 3)
-        fractions.append(unique / t / rate)
-
-        def explicit():
-            J = fh.jacobian(net, X)
-            sblas.dsyrk(1.0 / P, J, trans=1)
-
-        syrk.append(best_of(explicit, 2) / t)
-    rows.append(("N=40 assembly, fraction of the DGEMM rate (unique FLOPs)", spread(fractions)))
-    rows.append(("N=40 assembly vs explicit J + syrk", spread(syrk, "{:.2f}x")))
-    for n in (10, 20, 30):
-        net, X = problem(n)
-        fh.hessian(net, X)
-        ratios = []
-        for _ in range(rounds):
-            ratios.append(best_of(lambda: numpy_jtj(net, X), 3)
-                          / best_of(lambda: fh.hessian(net, X), 3))
-        rows.append((f"N={n}: fh.hessian vs plain NumPy J^T J / P", spread(ratios, "{:.2f}x")))
-    net, X = problem(40)
-    op = fh.hessian_operator(net, X)
-    P, n = X.shape
-    for cols in (20, 200):
-        V = np.ones((net.n_params, cols))
-        op @ V
-        fr = [2 * P * n * n * cols / best_of(lambda: op @ V, 2) / rate for _ in range(rounds)]
-        rows.append((f"hessian_operator @ V, N=40, {cols} columns, fraction of the DGEMM rate "
-                     "(2 P Ni Nh multiply-adds a column)", spread(fr)))
+def columns_linear():
+    """Time per column of a block product at 2000 columns against at 200 (N = 60)."""
     net, X = problem(60)
     op = fh.hessian_operator(net, X)
     per_col = {}
     for cols in (200, 2000):
         V = np.ones((net.n_params, cols))
+        op @ V[:, :10]
         per_col[cols] = best_of(lambda: op @ V, 1) / cols
-    rows.append(("N=60 block product, time per column at 2000 / at 200 columns",
-                 f"{per_col[2000] / per_col[200]:.2f}x"))
-    return rows
+    return [("N=60 block product, time per column at 2000 / at 200 columns",
+             f"{per_col[2000] / per_col[200]:.2f}x")]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="N up to 40, fewer sizes")
-    parser.add_argument("--only", choices=["busy", "after", "speed", "interrupts"], default=None)
+    parser.add_argument("--only", choices=["busy", "after", "columns", "interrupts"],
+                        default=None)
     args = parser.parse_args()
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     from fasthess._kernels.blas import PRIVATE
@@ -220,8 +163,8 @@ def main():
           f"{'yes' if PRIVATE.private else 'no (shared BLAS)'}; numpy {np.__version__}",
           flush=True)
     rows = []
-    if args.only in (None, "speed"):
-        rows += speed(args.rounds)
+    if args.only in (None, "columns"):
+        rows += columns_linear()
     if args.only in (None, "busy"):
         rows += busy_core(args.rounds, args.quick)
     if args.only in (None, "after"):
