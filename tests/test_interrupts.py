@@ -84,8 +84,10 @@ def verify():
 
 print("READY", flush=True)
 k = done = 0
-while not os.path.exists(sys.argv[2]):
-    try:
+while True:
+    try:  # the whole step: an interrupt may also fall between two computations
+        if os.path.exists(sys.argv[2]):
+            break
         k += 1  # the next interrupt falls in the next kind of computation
         works[k % len(works)]()
         done += 1
@@ -130,13 +132,18 @@ def _interrupt_child(tmp_path, name, n_interrupts, seed):
             child.send_signal(signal.SIGINT)
             # the next one once this one is handled (two at once would be one exception)
             line = child.stdout.readline().split()
-            assert line[:1] == ["CAUGHT"], line
+            if line[:1] != ["CAUGHT"]:  # the child ended: say how
+                child.kill()
+                _, err = child.communicate()
+                raise AssertionError(f"no CAUGHT after interrupt {len(sent)}: {line}; "
+                                     f"exit {child.returncode}; stderr: {err[-2000:]}")
             caught.append(float(line[1]))
         stop.touch()
         stdout, stderr = child.communicate(timeout=600)
     finally:
         if child.poll() is None:
             child.kill()
+            child.communicate()  # (closes the pipes)
     return child.returncode, stdout, stderr, sent, caught, out
 
 
