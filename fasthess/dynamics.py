@@ -194,9 +194,6 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
     point = check_point(student, X, teacher, net_name="net", population_teacher=True,
                         what="fasthess.gradient_descent")
     teacher = student if point.teacher is None else point.teacher
-    if point.population:
-        return _population_gd(student, teacher, lr, steps, record_every, divergence_factor,
-                              escape_factor, train)
     lr = check_real(lr, "lr", positive=True)
     steps = check_int(steps, "steps", minimum=1, maximum=_config.MAX_STEPS)
     record_every = check_int(record_every, "record_every", minimum=1)
@@ -204,13 +201,16 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
                         else divergence_factor, "divergence_factor", positive=True)
     escape = check_real(_config.ESCAPE_FACTOR if escape_factor is None else escape_factor,
                         "escape_factor", positive=True)
-    dt = point.dtype
-    X = point.X
     # records: every multiple of record_every, the final step, one divergence record
     n_max = steps // record_every + 2
     check_fits(16 * n_max, f"the loss record of steps = {steps} updates every "
                f"record_every = {record_every} ({n_max} records)",
                "raise record_every or lower steps")
+    if point.population:
+        return _population_gd(student, teacher, lr, steps, record_every, factor, escape, train,
+                              n_max)
+    dt = point.dtype
+    X = point.X
 
     Yt = np.ascontiguousarray(teacher.astype(dt).outputs(X), dtype=dt)
     eps = float(np.finfo(dt).eps)
@@ -258,20 +258,10 @@ def gradient_descent(net, X, lr, steps, record_every=1, *, teacher=None,
     )
 
 
-def _population_gd(student, teacher, lr, steps, record_every, divergence_factor,
-                   escape_factor, train) -> GDResult:
-    """gradient_descent with X = POPULATION: GD in the span of the W1 rows (THEORY.md g)."""
-    lr = check_real(lr, "lr", positive=True)
-    steps = check_int(steps, "steps", minimum=1, maximum=_config.MAX_STEPS)
-    record_every = check_int(record_every, "record_every", minimum=1)
-    factor = check_real(_config.DIVERGENCE_FACTOR if divergence_factor is None
-                        else divergence_factor, "divergence_factor", positive=True)
-    escape = check_real(_config.ESCAPE_FACTOR if escape_factor is None else escape_factor,
-                        "escape_factor", positive=True)
-    n_max = steps // record_every + 2
-    check_fits(16 * n_max, f"the loss record of steps = {steps} updates every "
-               f"record_every = {record_every} ({n_max} records)",
-               "raise record_every or lower steps")
+def _population_gd(student, teacher, lr, steps, record_every, factor, escape, train,
+                   n_max) -> GDResult:
+    """gradient_descent with X = POPULATION (arguments validated, ``n_max`` records): GD
+    in the span of the W1 rows (THEORY.md g)."""
     act = student.activation
     K = student.n_hidden
     w1s = np.asarray(student.w1, dtype=np.float64)
