@@ -94,6 +94,26 @@ def check_real(value, name: str, *, positive: bool = False, nonnegative: bool = 
     return v
 
 
+def check_integration(end, evaluate, rtol, atol, method, default_points: int, *,
+                      end_name: str, eval_name: str):
+    """The arguments of an integration by scipy.integrate.solve_ivp, checked: (end, the
+    points to evaluate at, rtol, atol). ``evaluate`` None: ``default_points`` equally
+    spaced points of [0, end]; else a non-empty increasing array within [0, end]."""
+    end = check_real(end, end_name, positive=True)
+    rtol = check_real(rtol, "rtol", positive=True)
+    atol = check_real(atol, "atol", positive=True)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a solve_ivp method name, got {method!r}")
+    if evaluate is None:
+        return end, np.linspace(0.0, end, default_points), rtol, atol
+    evaluate = check_float_array(evaluate, eval_name, ndim=1, dtype=np.float64)
+    if evaluate.size == 0 or np.any(np.diff(evaluate) <= 0) or evaluate[0] < 0 \
+            or evaluate[-1] > end:
+        raise ValueError(f"{eval_name} must be non-empty, increasing and within [0, "
+                         f"{end_name} = {end:g}]")
+    return end, evaluate, rtol, atol
+
+
 def check_bool(value, name: str) -> bool:
     """True or False (Python or NumPy bool): a string such as "no" is refused."""
     if not isinstance(value, (bool, np.bool_)):

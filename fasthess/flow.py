@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _config
 from ._features import check_point
-from ._validation import check_choice, check_float_array, check_real
+from ._validation import check_choice, check_integration
 from .assembly import hessian
 from .network import TwoLayerNet
 from .objective import gradient, loss
@@ -118,19 +118,9 @@ def gradient_flow(net, X, t_max, *, teacher=None, t_eval=None, train="both", met
     point = check_point(net, X, teacher, np.float64, net_name="net", population_teacher=True,
                         what="fasthess.gradient_flow")
     teacher = net if point.teacher is None else point.teacher
-    t_max = check_real(t_max, "t_max", positive=True)
-    rtol = check_real(rtol, "rtol", positive=True)
-    atol = check_real(atol, "atol", positive=True)
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a solve_ivp method name, got {method!r}")
-    if t_eval is None:
-        t_eval = np.linspace(0.0, t_max, _config.FLOW_DEFAULT_RECORDS)
-    else:
-        t_eval = check_float_array(t_eval, "t_eval", ndim=1, dtype=np.float64)
-        if t_eval.size == 0 or np.any(np.diff(t_eval) <= 0) or t_eval[0] < 0 \
-                or t_eval[-1] > t_max:
-            raise ValueError(f"t_eval must be non-empty, increasing and within [0, t_max = "
-                             f"{t_max:g}]")
+    t_max, t_eval, rtol, atol = check_integration(
+        t_max, t_eval, rtol, atol, method, _config.FLOW_DEFAULT_RECORDS, end_name="t_max",
+        eval_name="t_eval")
     act = net.activation
     K = net.n_hidden
     if point.population:

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _config
 from ._resources import check_fits
-from ._validation import check_float_array, check_int, check_real, check_rng
+from ._validation import check_int, check_integration, check_rng
 from .network import TwoLayerNet
 from .order_parameters import (OnlineSystem, check_student_teacher, generalisation_error,
                                kernels_for, learning_rates, order_parameters)
@@ -153,20 +153,10 @@ def online_sgd_ode(student, alpha_max, *, teacher, lr, lr2=None, noise=0.0, weig
     from scipy.integrate import solve_ivp
 
     student, teacher = check_student_teacher(student, teacher, "fasthess.online_sgd_ode")
-    alpha_max = check_real(alpha_max, "alpha_max", positive=True)
+    alpha_max, alpha_eval, rtol, atol = check_integration(
+        alpha_max, alpha_eval, rtol, atol, method, _config.ONLINE_DEFAULT_RECORDS,
+        end_name="alpha_max", eval_name="alpha_eval")
     lr, lr2, noise, weight_decay, train = learning_rates(lr, lr2, noise, weight_decay, train)
-    rtol = check_real(rtol, "rtol", positive=True)
-    atol = check_real(atol, "atol", positive=True)
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a solve_ivp method name, got {method!r}")
-    if alpha_eval is None:
-        alpha_eval = np.linspace(0.0, alpha_max, _config.ONLINE_DEFAULT_RECORDS)
-    else:
-        alpha_eval = check_float_array(alpha_eval, "alpha_eval", ndim=1, dtype=np.float64)
-        if alpha_eval.size == 0 or np.any(np.diff(alpha_eval) <= 0) or alpha_eval[0] < 0 \
-                or alpha_eval[-1] > alpha_max:
-            raise ValueError(f"alpha_eval must be non-empty, increasing and within [0, "
-                             f"alpha_max = {alpha_max:g}]")
     Q, R, T = order_parameters(student, teacher)
     w2t = np.ascontiguousarray(teacher.w2, dtype=np.float64)
     system = OnlineSystem(student.activation, student.n_hidden, T, w2t, student.n_out, lr, lr2,
