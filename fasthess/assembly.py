@@ -95,8 +95,9 @@ def hessian(net, X, teacher=None, dtype=None):
         ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity) gives H_inf = E[J^T J]
         from Nh x Nh pair coefficients in closed form (quadrature for tanh and
         CustomActivation): no samples, cost O(Nh^2) expectations plus the D^2 writes,
-        memory 8 D^2 bytes as for samples. At the optimum only (a different teacher
-        raises NotImplementedError).
+        memory 8 D^2 bytes as for samples. At the optimum, or with ``teacher`` at any
+        point (the residual term from pairs of student and teacher units; the teacher's
+        n_hidden may differ).
     teacher : TwoLayerNet or None
         None (or ``net`` itself): the optimum, H = J^T J / P exactly. Otherwise the
         full Hessian, Gauss-Newton plus the residual (second-derivative) term.

@@ -86,7 +86,7 @@ def spectral_density(net, X, teacher=None, n_probes=20, n_steps=60, rng=None, gr
     X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs (integers are upcast to float64); not used (may be None) with
         ``operator``. ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the
-        optimum only): the density of H_inf, each product O(Nh^2 (Ni + No)) from
+        optimum or, with ``teacher``, at any point): the density of H_inf, each product O(Nh^2 (Ni + No)) from
         pair coefficients computed once; memory O(D n_steps) for the Lanczos
         vectors, so it reaches D ~ 1e6.
     teacher : TwoLayerNet or None, default None

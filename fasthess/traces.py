@@ -27,7 +27,7 @@ def trace(net, X, teacher=None, method="exact", n_probes=100, rng=None,
     X : array_like, shape (P, n_in), or fasthess.POPULATION
         Inputs (integers are upcast to float64); not used (may be None) with
         ``operator``. ``fasthess.POPULATION`` (x ~ N(0, I), P -> infinity, at the
-        optimum only): "exact" is tr H_inf in closed form from the Nh diagonal
+        optimum or, with ``teacher``, at any point): "exact" is tr H_inf in closed form from the Nh diagonal
         pairs, O(Nh Ni); "hutchinson" uses the population products,
         O(Nh^2 (Ni + No)) per probe.
     teacher : TwoLayerNet or None, default None
