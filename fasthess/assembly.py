@@ -16,7 +16,7 @@ import numpy as np
 from ._features import Features, Point, check_point, features, refuse_if_too_large
 from ._runtime import compute_budget
 from .dense_routes import assemble_into, try_one_call
-from .products import gemm_into
+from .gemm import gemm_into
 
 __all__ = ["hessian", "hessian_blocks", "HessianBlocks", "ntk", "assemble_hessian",
            "assemble_blocks", "assemble_ntk", "ntk_size", "ntk_overhead"]

@@ -14,7 +14,7 @@ import numpy as np
 from . import _config
 from ._features import Features, Point, guarded_features, overflow_limit, weights
 from ._runtime import pieces_for, plan_budget, planned_threads, run_pieces
-from .products import gemm_pieces, row_blocks
+from .gemm import gemm_pieces, row_blocks
 
 __all__ = ["assemble_into", "try_one_call", "chunk_samples", "w1w1_layout"]
 
@@ -256,7 +256,7 @@ def assemble_into(f: Features, budget: int, w1w1, w1w2, w2w2, mirror: bool) -> N
       whole assembly in one kernel call.
     - chunked: rounds of pieces (:func:`fasthess._runtime.run_pieces`) over chunks
       of samples whose factors live in the output's free rows, each GEMM piece one
-      call of fasthess's single-threaded GEMM (:func:`fasthess.products.gemm_pieces`).
+      call of fasthess's single-threaded GEMM (:func:`fasthess.gemm.gemm_pieces`).
 
     The pieces are planned for every core (:func:`fasthess._runtime.plan_budget`), so
     the result is the same whatever ``budget`` is.

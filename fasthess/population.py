@@ -47,7 +47,7 @@ from ._kernels.activation import ERF, LINEAR, POLYNOMIAL, RELU
 from ._features import check_net
 from ._validation import check_dtype
 from ._runtime import compute_budget, plan_budget, planned_threads, run_pieces
-from .products import gemm_into
+from .gemm import gemm_into
 
 __all__ = [
     "PopulationCoefficients",

@@ -175,7 +175,7 @@ def _product_block(coefs, w1, w2, Vb, out, work, split):
     """out = H_inf Vb for one block of columns (all arrays C-contiguous, one dtype).
 
     ``split``: (planned threads, threads to run the pieces on) of the big GEMMs."""
-    from .products import gemm_into
+    from .gemm import gemm_into
 
     planned, threads = split
 

@@ -12,7 +12,7 @@ import numpy as np
 from . import _config
 from ._runtime import compute_budget, pieces_for, plan_budget, planned_threads
 from .population_objective import ResidualCoefficients
-from .products import gemm_into
+from .gemm import gemm_into
 
 __all__ = ["add_residual_dense", "fused_matmat", "residual_trace", "check_columns"]
 
@@ -77,7 +77,7 @@ def fused_matmat(net, coefs, res: ResidualCoefficients, V) -> np.ndarray:
     the three of Nh x Nh x Ni, split into row pieces as those of
     :func:`fasthess.population_hessian.hessian_matmat`.
     """
-    from .products import gemm_into
+    from .gemm import gemm_into
 
     from ._kernels.population import (
         add_w1_terms,

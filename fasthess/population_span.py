@@ -30,7 +30,7 @@ from ._features import check_net
 from .network import TwoLayerNet
 from .population_hessian import dense_hessian, population_hessian
 from .population_objective import population_teacher
-from .products import gemm_into
+from .gemm import gemm_into
 
 __all__ = ["SpanReduction", "span_reduction", "span_rank", "reduced_spectrum",
            "reduced_modes"]
